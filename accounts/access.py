@@ -1,0 +1,46 @@
+"""Tenant checks, in one place (healthchecks' `_get_check_for_user` pattern).
+
+Every portal view fetches an organization's object through these helpers: an object of an
+organization the user does not belong to is answered 404, the same as a missing one; a
+member whose role does not allow the action gets 403.
+"""
+
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404
+
+from .models import Membership
+
+READ = "read"
+OPERATE = "operate"  # send commands, change configuration
+MANAGE = "manage"  # claim, rename, move, release; manage spaces
+
+
+def allows(membership, ability):
+    """Whether `membership`'s role permits `ability` (READ, OPERATE or MANAGE)."""
+    if ability == READ:
+        return True
+    if ability == OPERATE:
+        return membership.can_operate
+    if ability == MANAGE:
+        return membership.can_manage
+    raise ValueError(f"unknown ability {ability!r}")
+
+
+def membership_for(user, organization_id, ability=READ):
+    """The user's membership in the organization: 404 if none, 403 if the role does not allow `ability`."""
+    membership = get_object_or_404(
+        Membership.objects.select_related("organization"), user=user, organization_id=organization_id
+    )
+    if not allows(membership, ability):
+        raise PermissionDenied("Your role in this organization does not allow this.")
+    return membership
+
+
+def get_for_user(queryset, user, ability=READ, **lookup):
+    """Fetch one organization-owned object with `lookup` among those `user` may see, and check the role.
+
+    `queryset` is a model's queryset with a `for_user(user)` method (spaces, devices, ...).
+    Returns (object, membership).
+    """
+    obj = get_object_or_404(queryset.for_user(user), **lookup)
+    return obj, membership_for(user, obj.organization_id, ability)

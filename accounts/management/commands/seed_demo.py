@@ -1,0 +1,153 @@
+"""Demo data: two vendors, two organizations, the demo users and approved units to try.
+
+Idempotent: running it again changes nothing (demo passwords are reset to the documented one).
+"""
+
+import base64
+import hashlib
+import json
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from accounts.models import Membership, Organization, Role, User
+from spaces.models import Space
+from vendors.claiming_methods import install_shipped_methods
+from vendors.models import ApprovedIdentity, ClaimingMethod, DeviceModel, IdentifierField, Vendor, VendorStaff
+
+DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 (documented demo password)
+UNITS_PER_MODEL = 60
+
+VENDORS = [
+    {
+        "slug": "acme",
+        "name": "Acme Devices",
+        "support_email": "support@acme.example",
+        "support_url": "https://support.acme.example",
+        "model": {"slug": "hub-2", "name": "Acme Hub 2", "method": "serial-mac", "heartbeat_interval": 60},
+    },
+    {
+        "slug": "globex",
+        "name": "Globex",
+        "support_email": "help@globex.example",
+        "support_url": "https://globex.example/support",
+        "model": {"slug": "display-55", "name": "Globex Display 55", "method": "cloud-id", "heartbeat_interval": 120},
+    },
+]
+
+ORGANIZATIONS = [
+    {"name": "Initech", "spaces": ["Auditorium", "Lobby"], "vendors": ["acme", "globex"]},
+    {"name": "Umbrella", "spaces": ["HQ"], "vendors": ["acme"]},
+]
+
+USERS = [
+    {"email": "alice@initech.example", "full_name": "Alice Owner", "organization": "Initech", "role": Role.OWNER},
+    {"email": "oscar@initech.example", "full_name": "Oscar Operator", "organization": "Initech", "role": Role.OPERATOR},
+    {"email": "vera@initech.example", "full_name": "Vera Viewer", "organization": "Initech", "role": Role.VIEWER},
+    {"email": "uma@umbrella.example", "full_name": "Uma Owner", "organization": "Umbrella", "role": Role.OWNER},
+    {"email": "sam@acme.example", "full_name": "Sam (Acme support)", "vendor": "acme"},
+    {"email": "gina@globex.example", "full_name": "Gina (Globex support)", "vendor": "globex"},
+    {"email": "admin@example.com", "full_name": "Portal admin", "superuser": True},
+]
+
+
+def demo_identifiers(vendor_slug, index):
+    """The identifiers of demo unit number `index` (1-based) of the vendor's demo model, as a device sends them."""
+    if vendor_slug == "acme":
+        return {
+            "serial_number": f"AH2-26{index:04d}",
+            "mac_address": f"02:AC:E0:00:{index // 256:02X}:{index % 256:02X}",
+        }
+    digest = hashlib.sha256(f"globex/display-55/{index}".encode()).digest()
+    cloud_id = base64.b32encode(digest[:10]).decode()
+    return {"cloud_id": "-".join(cloud_id[i : i + 4] for i in range(0, 16, 4))}
+
+
+def demo_units():
+    """Every demo unit as {"vendor", "model", "identifiers"}: the shape of an activation request."""
+    for spec in VENDORS:
+        for index in range(1, UNITS_PER_MODEL + 1):
+            yield {
+                "vendor": spec["slug"],
+                "model": spec["model"]["slug"],
+                "identifiers": demo_identifiers(spec["slug"], index),
+            }
+
+
+class Command(BaseCommand):
+    help = "Create the demo vendors, organizations, users and approved units (idempotent). --list prints the units."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--list", action="store_true", help="Print the demo units, one JSON object per line, and exit."
+        )
+
+    def handle(self, *args, list=False, **options):
+        if list:
+            for unit in demo_units():
+                self.stdout.write(json.dumps(unit))
+            return
+        if not getattr(settings, "ALLOW_DEMO_DATA", False):
+            raise CommandError("seed_demo refuses to run with production settings.")
+        with transaction.atomic():
+            self.seed()
+        self.stdout.write(self.style.SUCCESS("Demo data is in place. Sign in with any demo user:"))
+        for user in USERS:
+            self.stdout.write(f"  {user['email']:<24} {DEMO_PASSWORD}")
+
+    def seed(self):
+        install_shipped_methods(ClaimingMethod, IdentifierField)
+        vendors = {}
+        for spec in VENDORS:
+            vendor, _ = Vendor.objects.update_or_create(
+                slug=spec["slug"],
+                defaults={k: spec[k] for k in ("name", "support_email", "support_url")},
+            )
+            vendors[spec["slug"]] = vendor
+            model_spec = spec["model"]
+            device_model, _ = DeviceModel.objects.update_or_create(
+                vendor=vendor,
+                slug=model_spec["slug"],
+                defaults={
+                    "name": model_spec["name"],
+                    "claiming_method": ClaimingMethod.objects.get(slug=model_spec["method"]),
+                    "heartbeat_interval": model_spec["heartbeat_interval"],
+                },
+            )
+            self.approve_demo_units(device_model)
+
+        organizations = {}
+        for spec in ORGANIZATIONS:
+            organization = Organization.objects.filter(name=spec["name"]).first()
+            organization = organization or Organization.objects.create(name=spec["name"])
+            organization.connected_vendors.set([vendors[slug] for slug in spec["vendors"]])
+            for name in spec["spaces"]:
+                Space.objects.get_or_create(organization=organization, name=name)
+            organizations[spec["name"]] = organization
+
+        for spec in USERS:
+            user = User.objects.filter(email=spec["email"]).first() or User(email=spec["email"])
+            user.full_name = spec["full_name"]
+            user.is_staff = bool(spec.get("vendor") or spec.get("superuser"))
+            user.is_superuser = bool(spec.get("superuser"))
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+            if "organization" in spec:
+                Membership.objects.update_or_create(
+                    user=user, organization=organizations[spec["organization"]], defaults={"role": spec["role"]}
+                )
+            if "vendor" in spec:
+                VendorStaff.objects.update_or_create(user=user, defaults={"vendor": vendors[spec["vendor"]]})
+
+    def approve_demo_units(self, device_model):
+        fields = device_model.claiming_method.ordered_fields()
+        rows = [
+            ApprovedIdentity(
+                device_model=device_model,
+                **{field.column: field.clean_value(unit["identifiers"][field.key]) for field in fields},
+            )
+            for unit in demo_units()
+            if unit["model"] == device_model.slug
+        ]
+        ApprovedIdentity.objects.bulk_create(rows, ignore_conflicts=True)

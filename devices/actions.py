@@ -1,0 +1,94 @@
+"""The device lifecycle rules other than the claim (see claims.py): each one function,
+called alike by the portal views, the admin, the device API, the CLI and the tasks."""
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Device, DeviceEvent
+
+
+class DeviceActionError(Exception):
+    """A lifecycle rule refused the action; the message is meant for the user."""
+
+
+def rename_device(device, *, name, actor):
+    """Give a claimed device a new customer-facing name, recorded in its history."""
+    name = name.strip()
+    if not name:
+        raise DeviceActionError("A device needs a name.")
+    if name == device.name:
+        return device
+    with transaction.atomic():
+        old = device.name
+        device.name = name
+        device.save(update_fields=["name"])
+        DeviceEvent.objects.create(
+            device=device, kind=DeviceEvent.Kind.RENAMED, actor=actor, details={"from": old, "to": name}
+        )
+    return device
+
+
+def move_device(device, *, space, actor):
+    """Move a claimed device to another space of the same organization, recorded in its history.
+
+    Moving to another organization is not a move: the device must be released (its history
+    deleted) and claimed again.
+    """
+    if space.organization_id != device.organization_id:
+        raise DeviceActionError("A device can only move between spaces of its own organization.")
+    if space.pk == device.space_id:
+        return device
+    with transaction.atomic():
+        locked = Device.objects.select_for_update().get(pk=device.pk)
+        previous = locked.space
+        locked.space = space
+        locked.save(update_fields=["space"])
+        DeviceEvent.objects.create(
+            device=locked,
+            kind=DeviceEvent.Kind.MOVED,
+            actor=actor,
+            space=space,
+            details={"from": previous.name, "to": space.name},
+        )
+    device.space = space
+    return device
+
+
+def release_device(device, *, actor):
+    """Release a claimed device so that any organization can claim it again.
+
+    Deletes the device's whole history in one transaction; the device goes back to
+    registered, or to unregistered if it never connected. Its key stays valid: the unit
+    itself has not changed hands on the network, only its owner.
+    """
+    with transaction.atomic():
+        locked = Device.objects.select_for_update().get(pk=device.pk)
+        if locked.status != Device.Status.CLAIMED:
+            return locked
+        locked.events.all().delete()
+        locked.status = Device.Status.REGISTERED if locked.activated_at else Device.Status.UNREGISTERED
+        locked.organization = None
+        locked.space = None
+        locked.name = ""
+        locked.claimed_at = None
+        locked.claimed_by = None
+        locked.save()
+    return locked
+
+
+def record_activation(device, *, key_hash, at=None):
+    """Mark `device` activated with a new key: registered, or still claimed if it was claimed.
+
+    Replaces any previous key at once. Writes an `activated` event.
+    """
+    at = at or timezone.now()
+    with transaction.atomic():
+        locked = Device.objects.select_for_update().get(pk=device.pk)
+        locked.key_hash = key_hash
+        locked.activated_at = at
+        locked.last_seen_at = at
+        if locked.status == Device.Status.UNREGISTERED:
+            locked.status = Device.Status.REGISTERED
+        locked.save(update_fields=["key_hash", "activated_at", "last_seen_at", "status"])
+        DeviceEvent.objects.create(device=locked, kind=DeviceEvent.Kind.ACTIVATED, created_at=at)
+    return locked

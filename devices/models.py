@@ -1,0 +1,113 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class DeviceQuerySet(models.QuerySet):
+    def for_user(self, user):
+        """Devices claimed by organizations `user` belongs to: the one way portal views look devices up."""
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(organization__memberships__user=user)
+
+    def with_related(self):
+        """What every device list shows: model, vendor and space, in the same query."""
+        return self.select_related("device_model__vendor", "space")
+
+
+class Device(models.Model):
+    """The unit behind one ApprovedIdentity, and its place in the lifecycle:
+    unregistered (never connected) -> registered (activated) -> claimed (in a space of an organization).
+
+    A device may be claimed before it first connects. The database guarantees that a claimed
+    device has exactly one organization and one space, and that the space is that organization's.
+    """
+
+    class Status(models.TextChoices):
+        UNREGISTERED = "unregistered", "Unregistered"
+        REGISTERED = "registered", "Registered"
+        CLAIMED = "claimed", "Claimed"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    identity = models.OneToOneField("vendors.ApprovedIdentity", on_delete=models.PROTECT, related_name="device")
+    device_model = models.ForeignKey("vendors.DeviceModel", on_delete=models.PROTECT, related_name="devices")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNREGISTERED)
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.PROTECT, null=True, blank=True, related_name="devices"
+    )
+    space = models.ForeignKey("spaces.Space", on_delete=models.PROTECT, null=True, blank=True, related_name="devices")
+    name = models.CharField(max_length=100, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    activated_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    # SHA-256 of the key derived at activation (hex). The key itself is never stored.
+    key_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = DeviceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            models.Index(fields=["space", "name"], name="device_space_name"),
+            models.Index(fields=["organization", "status"], name="device_org_status"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(status="claimed", organization__isnull=False, space__isnull=False)
+                    | (
+                        models.Q(status__in=["unregistered", "registered"])
+                        & models.Q(organization__isnull=True, space__isnull=True)
+                    )
+                ),
+                name="device_claimed_iff_in_space",
+            ),
+            # The composite foreign key (space, organization) -> space (id, organization) that
+            # keeps a device out of another organization's space is added in migration 0002.
+        ]
+
+    def __str__(self):
+        return self.name or str(self.identity)
+
+    @property
+    def awaiting_first_connection(self):
+        return self.status == self.Status.CLAIMED and self.activated_at is None
+
+    def is_online(self, now=None):
+        """Online while heartbeats arrive within twice the model's heartbeat interval."""
+        if self.last_seen_at is None:
+            return False
+        now = now or timezone.now()
+        return (now - self.last_seen_at).total_seconds() <= 2 * self.device_model.heartbeat_interval
+
+
+class DeviceEvent(models.Model):
+    """One entry of a device's history. Deleted with the rest of the history on release."""
+
+    class Kind(models.TextChoices):
+        CLAIMED = "claimed", "Claimed"
+        ACTIVATED = "activated", "Activated"
+        MOVED = "moved", "Moved"
+        RENAMED = "renamed", "Renamed"
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    space = models.ForeignKey("spaces.Space", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["device", "-created_at"], name="deviceevent_device_time")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"

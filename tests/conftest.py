@@ -1,0 +1,177 @@
+"""Shared fixtures: an organization with one member per role, an outsider, a real Celery
+worker process, and real headless Chromium."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from accounts.models import Role
+from config.celery_app import app as celery_app
+
+from .factories import DeviceModelFactory, MembershipFactory, OrganizationFactory, SpaceFactory, UserFactory
+
+# Playwright's sync API runs an event loop in the test thread; Django's ORM is still used
+# synchronously there (by the tests and the live server), which is safe in tests.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def device_model(db):
+    return DeviceModelFactory()
+
+
+@pytest.fixture
+def organization(db, device_model):
+    return OrganizationFactory(vendors=[device_model.vendor])
+
+
+@pytest.fixture
+def space(organization):
+    return SpaceFactory(organization=organization)
+
+
+def _member(organization, role):
+    return MembershipFactory(organization=organization, role=role).user
+
+
+@pytest.fixture
+def owner(organization):
+    return _member(organization, Role.OWNER)
+
+
+@pytest.fixture
+def admin_member(organization):
+    return _member(organization, Role.ADMIN)
+
+
+@pytest.fixture
+def operator(organization):
+    return _member(organization, Role.OPERATOR)
+
+
+@pytest.fixture
+def viewer(organization):
+    return _member(organization, Role.VIEWER)
+
+
+@pytest.fixture
+def outsider(db, device_model):
+    """Owner of another organization, connected to the same vendor."""
+    other = OrganizationFactory(vendors=[device_model.vendor])
+    SpaceFactory(organization=other)
+    return _member(other, Role.OWNER)
+
+
+@pytest.fixture
+def user_without_organization(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db):
+    """A real `celery worker` process on the test database and Redis, consuming a queue of its own.
+
+    Tasks sent while the fixture is active go through Redis to that process (not in-process).
+    Needs `transactional_db`: the worker sees only committed rows.
+    """
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    db = connection.settings_dict
+    database_url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url,
+        "CELERY_QUEUE": queue,
+        "CELERY_TASK_ALWAYS_EAGER": "False",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool=solo",
+            "--loglevel=INFO",
+            "-Q",
+            queue,
+            "--without-gossip",
+            "--without-mingle",
+            "--include",
+            "tests.worker_probe",
+            "--hostname",
+            f"{queue}@%h",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    saved = (celery_app.conf.task_always_eager, celery_app.conf.task_default_queue)
+    celery_app.conf.task_always_eager = False
+    celery_app.conf.task_default_queue = queue
+    try:
+        deadline = time.monotonic() + 30
+        while not celery_app.control.ping(destination=[f"{queue}@{os.uname().nodename}"], timeout=0.5):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"celery worker did not start:\n{process.stdout.read()}")
+        yield process
+    finally:
+        celery_app.conf.task_always_eager, celery_app.conf.task_default_queue = saved
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        connection.close()
+
+
+def wait_for(predicate, timeout=20.0, interval=0.1):
+    """Poll `predicate` until it returns a truthy value (returned) or `timeout` seconds pass (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Real headless Chromium (Debian's package) driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh browser page; screenshots it writes land in test-artifacts/<test name>/."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.artifacts = ARTIFACTS / request.node.name
+    page.artifacts.mkdir(parents=True, exist_ok=True)
+    yield page
+    context.close()

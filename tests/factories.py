@@ -1,0 +1,146 @@
+"""factory-boy factories for every domain model. Identities get unique, well-formed identifiers."""
+
+import factory
+from django.utils import timezone
+from factory.django import DjangoModelFactory
+
+from accounts.models import Membership, Organization, Role, User
+from devices.models import Device
+from spaces.models import Space
+from vendors.claiming_methods import install_shipped_methods
+from vendors.models import ApprovedIdentity, ClaimingMethod, DeviceModel, IdentifierField, Vendor, VendorStaff
+
+PASSWORD = "correct-horse-battery"
+
+
+def shipped_method(slug):
+    """A shipped claiming method; re-installed if a transactional test flushed the migration's rows."""
+    if not ClaimingMethod.objects.filter(slug=slug).exists():
+        install_shipped_methods(ClaimingMethod, IdentifierField)
+    return ClaimingMethod.objects.get(slug=slug)
+
+
+class UserFactory(DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"user{n}@example.test")
+    full_name = factory.Faker("name")
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def _save(obj, create, extracted, **kwargs):
+        if create:
+            obj.save()
+
+
+class OrganizationFactory(DjangoModelFactory):
+    class Meta:
+        model = Organization
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"Organization {n}")
+
+    @factory.post_generation
+    def vendors(obj, create, extracted, **kwargs):
+        if create and extracted:
+            obj.connected_vendors.set(extracted)
+
+
+class MembershipFactory(DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    user = factory.SubFactory(UserFactory)
+    organization = factory.SubFactory(OrganizationFactory)
+    role = Role.OWNER
+
+
+class SpaceFactory(DjangoModelFactory):
+    class Meta:
+        model = Space
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Space {n}")
+
+
+class VendorFactory(DjangoModelFactory):
+    class Meta:
+        model = Vendor
+        django_get_or_create = ["slug"]
+
+    name = factory.Sequence(lambda n: f"Vendor {n}")
+    slug = factory.Sequence(lambda n: f"vendor-{n}")
+    support_email = factory.LazyAttribute(lambda o: f"support@{o.slug}.example")
+
+
+class DeviceModelFactory(DjangoModelFactory):
+    """A model claimed by serial number + MAC address (the shipped method)."""
+
+    class Meta:
+        model = DeviceModel
+
+    vendor = factory.SubFactory(VendorFactory)
+    name = factory.Sequence(lambda n: f"Model {n}")
+    slug = factory.Sequence(lambda n: f"model-{n}")
+    claiming_method = factory.LazyFunction(lambda: shipped_method("serial-mac"))
+    heartbeat_interval = 60
+
+    class Params:
+        cloud_id = factory.Trait(claiming_method=factory.LazyFunction(lambda: shipped_method("cloud-id")))
+
+
+def _mac(n):
+    return ":".join(f"{b:02X}" for b in (0x02, 0x00, (n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255))
+
+
+def _cloud_id(n):
+    alphabet = "ABCDEFGHJKMNPQRTUVWXY34679"
+    digits = []
+    for _ in range(16):
+        n, r = divmod(n, len(alphabet))
+        digits.append(alphabet[r])
+    return "".join(digits)
+
+
+class ApprovedIdentityFactory(DjangoModelFactory):
+    """Identifier columns follow the model's claiming method: serial + MAC, or a cloud ID."""
+
+    class Meta:
+        model = ApprovedIdentity
+
+    device_model = factory.SubFactory(DeviceModelFactory)
+    identifier_1 = factory.LazyAttributeSequence(
+        lambda o, n: _cloud_id(n + 10_000) if o.device_model.claiming_method.slug == "cloud-id" else f"SN-{n:06d}"
+    )
+    identifier_2 = factory.LazyAttributeSequence(
+        lambda o, n: None if o.device_model.claiming_method.slug == "cloud-id" else _mac(n)
+    )
+
+
+class DeviceFactory(DjangoModelFactory):
+    """An unclaimed device; use `claimed_into(space)` traits via kwargs organization/space/status."""
+
+    class Meta:
+        model = Device
+
+    identity = factory.SubFactory(ApprovedIdentityFactory)
+    device_model = factory.LazyAttribute(lambda o: o.identity.device_model)
+    status = Device.Status.UNREGISTERED
+
+
+class ClaimedDeviceFactory(DeviceFactory):
+    space = factory.SubFactory(SpaceFactory)
+    organization = factory.LazyAttribute(lambda o: o.space.organization)
+    status = Device.Status.CLAIMED
+    name = factory.Sequence(lambda n: f"Device {n}")
+    claimed_at = factory.LazyFunction(timezone.now)
+
+
+class VendorStaffFactory(DjangoModelFactory):
+    class Meta:
+        model = VendorStaff
+
+    user = factory.SubFactory(UserFactory, is_staff=True)
+    vendor = factory.SubFactory(VendorFactory)

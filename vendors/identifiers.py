@@ -1,0 +1,50 @@
+"""Normalization of the identifiers printed on devices.
+
+Pure functions: the claim wizard, the activation API and the serial-list import all
+normalize with these, so a value typed in any accepted form matches the one stored.
+"""
+
+import re
+
+from django.db import models
+
+MAX_IDENTIFIER_FIELDS = 3
+MAX_IDENTIFIER_LENGTH = 64
+
+_WHITESPACE = re.compile(r"\s+")
+_MAC_SEPARATORS = re.compile(r"[:.\-]")
+_HEX12 = re.compile(r"^[0-9A-F]{12}$")
+
+# Characters that are easy to mistake for each other on a printed sticker.
+CONFUSABLE_GROUPS = ("O0", "I1L", "S5", "B8", "Z2")
+
+
+class Normalization(models.TextChoices):
+    TEXT = "text", "Text: spaces removed, upper-case"
+    MAC = "mac", "MAC address: separators removed, written AA:BB:CC:DD:EE:FF"
+    COMPACT = "compact", "Compact: spaces, dashes and dots removed, upper-case"
+
+
+def normalize(value: str, rule: str) -> str:
+    """Return the canonical form of an identifier typed or imported as `value`.
+
+    Every rule removes surrounding and inner whitespace and upper-cases; `mac` also drops
+    `:`, `-` and `.` separators and writes twelve hex digits as AA:BB:CC:DD:EE:FF; `compact`
+    also drops dashes and dots (IMEI, cloud IDs printed in groups). A value that does not
+    fit is returned compacted, for the field's format check to refuse.
+    """
+    compact = _WHITESPACE.sub("", value or "").upper()
+    if rule == Normalization.MAC:
+        bare = _MAC_SEPARATORS.sub("", compact)
+        if _HEX12.match(bare):
+            return ":".join(bare[i : i + 2] for i in range(0, 12, 2))
+        return compact
+    if rule == Normalization.COMPACT:
+        return re.sub(r"[\-.]", "", compact)
+    return compact
+
+
+def confusable_characters(value: str) -> list[str]:
+    """The groups of look-alike characters (O/0, I/1/L, ...) that occur in `value`, written "O/0"."""
+    upper = (value or "").upper()
+    return ["/".join(group) for group in CONFUSABLE_GROUPS if any(ch in upper for ch in group)]
