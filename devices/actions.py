@@ -1,10 +1,14 @@
 """The device lifecycle rules other than the claim (see claims.py): each one function,
 called alike by the portal views, the admin, the device API, the CLI and the tasks."""
 
+from datetime import timedelta
+
 from django.db import transaction
 from django.utils import timezone
 
 from .models import Device, DeviceEvent
+
+REACTIVATION_WINDOW = timedelta(hours=24)
 
 
 class DeviceActionError(Exception):
@@ -85,10 +89,29 @@ def record_activation(device, *, key_hash, at=None):
     with transaction.atomic():
         locked = Device.objects.select_for_update().get(pk=device.pk)
         locked.key_hash = key_hash
+        locked.reactivation_allowed_until = None
         locked.activated_at = at
         locked.last_seen_at = at
         if locked.status == Device.Status.UNREGISTERED:
             locked.status = Device.Status.REGISTERED
-        locked.save(update_fields=["key_hash", "activated_at", "last_seen_at", "status"])
+        locked.save(update_fields=["key_hash", "reactivation_allowed_until", "activated_at", "last_seen_at", "status"])
         DeviceEvent.objects.create(device=locked, kind=DeviceEvent.Kind.ACTIVATED, created_at=at)
+    return locked
+
+
+def allow_reactivation(device, *, actor, now=None):
+    """Open a 24-hour window in which the unit may activate again (after a factory reset).
+
+    Pressed by the owner (admin or owner role) or, for an unclaimed device, by vendor staff.
+    A successful re-activation replaces the key; until then the old key keeps working.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = Device.objects.select_for_update().get(pk=device.pk)
+        locked.reactivation_allowed_until = now + REACTIVATION_WINDOW
+        locked.save(update_fields=["reactivation_allowed_until"])
+        if locked.status == Device.Status.CLAIMED:
+            DeviceEvent.objects.create(
+                device=locked, kind=DeviceEvent.Kind.REACTIVATION_ALLOWED, actor=actor, created_at=now
+            )
     return locked

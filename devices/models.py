@@ -47,6 +47,8 @@ class Device(models.Model):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     # SHA-256 of the key derived at activation (hex). The key itself is never stored.
     key_hash = models.CharField(max_length=64, blank=True)
+    # Set by "Allow re-activation" (after a factory reset): until then the unit may activate again.
+    reactivation_allowed_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = DeviceQuerySet.as_manager()
@@ -95,6 +97,7 @@ class DeviceEvent(models.Model):
         ACTIVATED = "activated", "Activated"
         MOVED = "moved", "Moved"
         RENAMED = "renamed", "Renamed"
+        REACTIVATION_ALLOWED = "reactivation_allowed", "Re-activation allowed"
 
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)
