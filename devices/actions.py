@@ -61,15 +61,18 @@ def move_device(device, *, space, actor):
 def release_device(device, *, actor):
     """Release a claimed device so that any organization can claim it again.
 
-    Deletes the device's whole history in one transaction; the device goes back to
-    registered, or to unregistered if it never connected. Its key stays valid: the unit
-    itself has not changed hands on the network, only its owner.
+    Deletes the device's whole history (events, telemetry, commands, configuration) in one
+    transaction; the device goes back to registered, or to unregistered if it never connected.
+    Its key stays valid: the unit itself has not changed hands on the network, only its owner.
     """
     with transaction.atomic():
         locked = Device.objects.select_for_update().get(pk=device.pk)
         if locked.status != Device.Status.CLAIMED:
             return locked
-        locked.events.all().delete()
+        # The whole history goes: events, telemetry, commands and configuration versions.
+        for history in (locked.events, locked.heartbeats, locked.commands, locked.configuration_versions):
+            history.all().delete()
+        locked.applied_config_version = None
         locked.status = Device.Status.REGISTERED if locked.activated_at else Device.Status.UNREGISTERED
         locked.organization = None
         locked.space = None

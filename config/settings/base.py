@@ -167,3 +167,10 @@ CLAIM_FAILURE_LIMIT = 10
 CLAIM_FAILURE_WINDOW = 15 * 60
 ALLOW_DEMO_DATA = True
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="portal")
+
+# Periodic device housekeeping (issue 6).
+CELERY_BEAT_SCHEDULE |= {
+    "expire-commands": {"task": "devices.tasks.expire_commands", "schedule": 60.0},
+    "record-connectivity-changes": {"task": "devices.tasks.record_connectivity_changes", "schedule": 60.0},
+    "purge-old-heartbeats": {"task": "devices.tasks.purge_old_heartbeats", "schedule": 3600.0},
+}
