@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
+from .forms import ThrottledAdminAuthenticationForm
 from .models import Membership, Organization, User
 
 
@@ -29,3 +30,7 @@ class OrganizationAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     filter_horizontal = ["connected_vendors"]
     inlines = [MembershipInline]
+
+
+# Issue 7: the admin's sign-in is throttled like the portal's.
+admin.site.login_form = ThrottledAdminAuthenticationForm
