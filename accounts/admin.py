@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from .forms import ThrottledAdminAuthenticationForm
-from .models import Membership, Organization, User
+from .models import AuditEntry, Invitation, Membership, Organization, User
 
 
 @admin.register(User)
@@ -30,6 +30,35 @@ class OrganizationAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     filter_horizontal = ["connected_vendors"]
     inlines = [MembershipInline]
+
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "organization", "role", "created_at", "accepted_at"]
+    list_filter = ["role"]
+    list_select_related = ["organization"]
+    search_fields = ["email", "organization__name"]
+    readonly_fields = ["code", "invited_by", "created_at", "accepted_at", "accepted_by"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only: the log is written only by record_audit."""
+
+    list_display = ["created_at", "organization", "actor_email", "action", "target"]
+    list_filter = ["action"]
+    list_select_related = ["organization"]
+    search_fields = ["target", "actor_email", "organization__name"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 # Issue 7: the admin's sign-in is throttled like the portal's.
