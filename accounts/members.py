@@ -13,6 +13,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from . import tasks
 from .audit import record_audit
 from .models import AuditEntry, Invitation, Membership, Role
 
@@ -60,7 +61,8 @@ def invitation_from_token(token):
 
 
 def invite_member(organization, *, email, role, actor, accept_url_for):
-    """Invite `email` to `organization` with `role` and e-mail them a link valid for 7 days.
+    """Invite `email` to `organization` with `role`; a task e-mails them a link valid for 7 days
+    once the transaction commits.
 
     Inviting an address again replaces its pending invitation (new role, new link).
     `accept_url_for(token)` turns the token into the absolute link put in the e-mail.
@@ -81,19 +83,40 @@ def invite_member(organization, *, email, role, actor, accept_url_for):
             target=email,
             details={"role": role},
         )
+    accept_url = accept_url_for(invitation_token(invitation))
+    transaction.on_commit(lambda: tasks.send_invitation_email.delay(invitation.pk, accept_url))
+    return invitation
+
+
+def deliver_invitation(invitation_id, accept_url):
+    """E-mail a pending invitation's link, once (the task sending it may be delivered twice).
+
+    Marks the invitation sent with a compare-and-set before sending; if sending fails the mark
+    is taken back and the error raised, so that the task retries.
+    """
+    claimed = Invitation.objects.filter(pk=invitation_id, email_sent_at__isnull=True, accepted_at__isnull=True).update(
+        email_sent_at=timezone.now()
+    )
+    if not claimed:
+        return False
+    invitation = Invitation.objects.select_related("organization", "invited_by").get(pk=invitation_id)
     context = {
         "invitation": invitation,
-        "accept_url": accept_url_for(invitation_token(invitation)),
+        "accept_url": accept_url,
         "valid_days": INVITATION_MAX_AGE.days,
         "site_name": settings.SITE_NAME,
     }
-    send_mail(
-        subject=f"You are invited to {organization.name} on {settings.SITE_NAME}",
-        message=render_to_string("accounts/invitation_email.txt", context),
-        from_email=None,
-        recipient_list=[email],
-    )
-    return invitation
+    try:
+        send_mail(
+            subject=f"You are invited to {invitation.organization.name} on {settings.SITE_NAME}",
+            message=render_to_string("accounts/invitation_email.txt", context),
+            from_email=None,
+            recipient_list=[invitation.email],
+        )
+    except Exception:
+        Invitation.objects.filter(pk=invitation_id).update(email_sent_at=None)
+        raise
+    return True
 
 
 def accept_invitation(invitation, *, user):

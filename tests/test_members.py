@@ -3,9 +3,11 @@
 import re
 import time
 from datetime import timedelta
+from smtplib import SMTPException
 
 import pytest
 from django.core import mail, signing
+from django.core.mail.backends.base import BaseEmailBackend
 from django.urls import reverse
 
 from accounts.members import (
@@ -14,6 +16,7 @@ from accounts.members import (
     MembershipError,
     accept_invitation,
     change_role,
+    deliver_invitation,
     invitation_from_token,
     invitation_token,
     invite_member,
@@ -21,7 +24,8 @@ from accounts.members import (
 )
 from accounts.models import AuditEntry, Invitation, Membership, Role, User
 
-from .factories import PASSWORD, MembershipFactory, UserFactory
+from .conftest import wait_for
+from .factories import PASSWORD, MembershipFactory, OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -40,11 +44,48 @@ def _link_in_last_mail():
     return re.search(r"https?://\S+/accounts/invitations/\S+/", mail.outbox[-1].body).group(0)
 
 
-def test_an_invitation_mails_a_signed_link_to_the_address(organization, owner):
-    invitation = _invite(organization, owner)
+def test_an_invitation_mails_a_signed_link_to_the_address_after_commit(
+    organization, owner, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        invitation = _invite(organization, owner)
+        assert mail.outbox == []
     assert mail.outbox[-1].to == ["new.person@example.test"]
     assert _link_in_last_mail().endswith(f"/accounts/invitations/{invitation_token(invitation)}/")
     assert organization.name in mail.outbox[-1].subject
+
+
+def test_a_redelivered_task_does_not_mail_the_link_twice(organization, owner):
+    invitation = _invite(organization, owner)
+    assert deliver_invitation(invitation.pk, "http://testserver/link/")
+    assert not deliver_invitation(invitation.pk, "http://testserver/link/")
+    assert len(mail.outbox) == 1
+    invitation.refresh_from_db()
+    assert invitation.email_sent_at is not None
+
+
+def test_a_failed_send_is_marked_unsent_so_the_retry_sends_it(organization, owner, settings):
+    invitation = _invite(organization, owner)
+    settings.MAILERS = {"default": {"BACKEND": "tests.test_members.RefusingBackend"}}
+    with pytest.raises(SMTPException):
+        deliver_invitation(invitation.pk, "http://testserver/link/")
+    invitation.refresh_from_db()
+    assert invitation.email_sent_at is None
+
+
+class RefusingBackend(BaseEmailBackend):
+    """An SMTP server that refuses every message."""
+
+    def send_messages(self, email_messages):
+        raise SMTPException("421 service not available")
+
+
+@pytest.mark.worker
+def test_a_real_worker_mails_the_invitation_after_commit(celery_worker_process):
+    organization = OrganizationFactory()
+    owner = MembershipFactory(organization=organization, role=Role.OWNER).user
+    invitation = _invite(organization, owner)
+    wait_for(lambda: Invitation.objects.get(pk=invitation.pk).email_sent_at is not None)
 
 
 def test_a_token_resolves_to_its_pending_invitation(organization, owner):
@@ -102,11 +143,14 @@ def test_an_invitation_cannot_be_accepted_by_another_address(organization, owner
     assert not Membership.objects.filter(user=outsider, organization=organization).exists()
 
 
-def test_accepting_the_link_without_an_account_creates_it_and_signs_in(client, organization, owner):
+def test_accepting_the_link_without_an_account_creates_it_and_signs_in(
+    client, organization, owner, django_capture_on_commit_callbacks
+):
     client.force_login(owner)
-    response = client.post(
-        reverse("members", args=[organization.code]), {"email": "fresh@example.test", "role": "admin"}
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("members", args=[organization.code]), {"email": "fresh@example.test", "role": "admin"}
+        )
     assert response.status_code == 302
     client.logout()
     link = _link_in_last_mail()
@@ -122,9 +166,12 @@ def test_accepting_the_link_without_an_account_creates_it_and_signs_in(client, o
     assert client.get(response["Location"]).context["user"] == user
 
 
-def test_a_person_with_an_account_signs_in_before_accepting(client, organization, owner):
+def test_a_person_with_an_account_signs_in_before_accepting(
+    client, organization, owner, django_capture_on_commit_callbacks
+):
     person = UserFactory(email="has.account@example.test")
-    _invite(organization, owner, email=person.email)
+    with django_capture_on_commit_callbacks(execute=True):
+        _invite(organization, owner, email=person.email)
     link = _link_in_last_mail()
     assert "Sign in to accept" in client.get(link).text
     assert client.post(link)["Location"].startswith(reverse("login"))
@@ -133,8 +180,11 @@ def test_a_person_with_an_account_signs_in_before_accepting(client, organization
     assert Membership.objects.filter(user=person, organization=organization).exists()
 
 
-def test_a_weak_password_keeps_what_was_typed_and_says_why(client, organization, owner):
-    _invite(organization, owner)
+def test_a_weak_password_keeps_what_was_typed_and_says_why(
+    client, organization, owner, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        _invite(organization, owner)
     response = client.post(_link_in_last_mail(), {"full_name": "Ann", "password1": "123", "password2": "123"})
     assert response.status_code == 200
     assert "too short" in response.text
