@@ -38,7 +38,13 @@ class InvitationAdmin(admin.ModelAdmin):
     list_filter = ["role"]
     list_select_related = ["organization"]
     search_fields = ["email", "organization__name"]
-    readonly_fields = ["code", "invited_by", "created_at", "accepted_at", "accepted_by"]
+
+    # Invitations are made in the portal (accounts.members.invite_member), which mails the link and logs it.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(AuditEntry)

@@ -2,7 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
-from django.db import models
+from django.db import connection, models
 from django.utils import timezone
 
 
@@ -162,6 +162,29 @@ class Invitation(models.Model):
         return f"{self.email} to {self.organization} ({self.get_role_display()})"
 
 
+class AuditEntryQuerySet(models.QuerySet):
+    def actor_emails(self, organization_id):
+        """The distinct actors' e-mail addresses of an organization's log, in order, including former
+        members'. A loose index scan (one index probe per actor) so it costs the same at any log size."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                WITH RECURSIVE actors(email) AS (
+                    (SELECT actor_email FROM {self.model._meta.db_table}
+                     WHERE organization_id = %s AND actor_email > '' ORDER BY actor_email LIMIT 1)
+                    UNION ALL
+                    SELECT (SELECT actor_email FROM {self.model._meta.db_table}
+                            WHERE organization_id = %s AND actor_email > actors.email
+                            ORDER BY actor_email LIMIT 1)
+                    FROM actors WHERE actors.email IS NOT NULL
+                )
+                SELECT email FROM actors WHERE email IS NOT NULL
+                """,  # noqa: S608 - the table name is the model's, the values are parameters
+                [organization_id, organization_id],
+            )
+            return [email for (email,) in cursor.fetchall()]
+
+
 class AuditEntry(models.Model):
     """One line of an organization's audit log: who did what to which object, and when.
 
@@ -193,10 +216,16 @@ class AuditEntry(models.Model):
     details = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = AuditEntryQuerySet.as_manager()
+
     class Meta:
         verbose_name_plural = "audit entries"
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["organization", "-created_at"], name="auditentry_org_time")]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="auditentry_org_time"),
+            # The actor filter, and the loose index scan listing the actors.
+            models.Index(fields=["organization", "actor_email", "-created_at"], name="auditentry_org_actor_time"),
+        ]
 
     def __str__(self):
         return f"{self.get_action_display()}: {self.target}"

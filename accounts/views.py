@@ -24,6 +24,7 @@ from .members import (
     remove_member,
 )
 from .models import AuditEntry, Membership, Role, User
+from .pagination import UncountedPaginator
 
 
 class OrganizationMixin(LoginRequiredMixin):
@@ -185,13 +186,7 @@ class AuditLogMixin(OrganizationMixin):
     ability = MANAGE
 
     def filter_form(self):
-        actor_emails = (
-            AuditEntry.objects.filter(organization=self.organization)
-            .exclude(actor_email="")
-            .values_list("actor_email", flat=True)
-            .distinct()
-            .order_by("actor_email")
-        )
+        actor_emails = AuditEntry.objects.actor_emails(self.organization.pk)
         return AuditFilterForm(self.request.GET or None, actor_emails=actor_emails)
 
     def filtered_entries(self, form):
@@ -205,6 +200,7 @@ class AuditLogView(AuditLogMixin, ListView):
     template_name = "accounts/audit_log.html"
     context_object_name = "entries"
     paginate_by = 50
+    paginator_class = UncountedPaginator
 
     def get_queryset(self):
         self.form = self.filter_form()

@@ -96,7 +96,30 @@ def test_the_log_is_paginated_with_a_constant_number_of_queries(
     with django_assert_max_num_queries(10):
         response = client.get(reverse("audit-log", args=[organization.code]), {"page": 2})
     assert len(response.context["entries"]) == 50
-    assert "Page 2 of 3" in response.text
+    assert "Page 2" in response.text
+    assert response.context["page_obj"].has_next()
+    assert response.context["page_obj"].has_previous()
+
+
+def test_the_last_page_has_no_next_and_a_page_past_the_end_is_404(client, organization, owner):
+    AuditEntry.objects.bulk_create(
+        AuditEntry(organization=organization, actor=owner, action="space_created", target=f"S{i}") for i in range(100)
+    )
+    client.force_login(owner)
+    url = reverse("audit-log", args=[organization.code])
+    last = client.get(url, {"page": 2})
+    assert len(last.context["entries"]) == 50
+    assert not last.context["page_obj"].has_next()
+    assert client.get(url, {"page": 3}).status_code == 404
+    assert client.get(url, {"page": "abc"}).status_code == 404
+
+
+def test_the_actor_filter_offers_every_actor_including_former_members(organization, owner, viewer):
+    for actor in (viewer, owner, viewer):
+        record_audit(organization_id=organization.pk, actor=actor, action="space_created", target="S")
+    record_audit(organization_id=organization.pk, actor=None, action="space_created", target="by the system")
+    viewer.delete()
+    assert AuditEntry.objects.actor_emails(organization.pk) == sorted([owner.email, viewer.email])
 
 
 def test_the_csv_export_has_the_filtered_rows_and_defuses_formulas(client, organization, owner):
