@@ -2,13 +2,14 @@
 (accounts/members.py), render. Every organization lookup goes through accounts/access.py."""
 
 import csv
+import itertools
 import json
 
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.generic import FormView, ListView, TemplateView, View
@@ -156,6 +157,13 @@ class InvitationAcceptView(TemplateView):
         return super().dispatch(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):
+        user = self.request.user
+        if user.is_authenticated and user.email.lower() != self.invitation.email.lower():
+            kwargs.setdefault(
+                "error",
+                f"This invitation was sent to {self.invitation.email}; you are signed in as {user.email}. "
+                "Sign out and open the link again.",
+            )
         context = super().get_context_data(invitation=self.invitation, has_account=self.has_account, **kwargs)
         if not self.has_account and not self.request.user.is_authenticated:
             context.setdefault("form", SignUpForm(email=self.invitation.email))
@@ -213,26 +221,30 @@ class AuditLogView(AuditLogMixin, ListView):
 
 
 class AuditLogCsvView(AuditLogMixin, View):
-    """The same filtered log as CSV, read from the database in chunks."""
+    """The same filtered log as CSV, streamed: rows are read from the database in chunks and sent
+    as they are written, so an export of millions of entries does not sit in memory."""
 
     def get(self, request, code):
         form = self.filter_form()
         entries = self.filtered_entries(form).values_list("created_at", "actor_email", "action", "target", "details")
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        writer = csv.writer(_Echo())
+        header = ["time", "actor", "action", "target", "details"]
+        rows = (
+            [created_at.isoformat(), actor_email, action, _csv_safe(target), json.dumps(details, ensure_ascii=False)]
+            for created_at, actor_email, action, target, details in entries.iterator(chunk_size=2000)
+        )
+        response = StreamingHttpResponse(
+            (writer.writerow(row) for row in itertools.chain([header], rows)), content_type="text/csv; charset=utf-8"
+        )
         response["Content-Disposition"] = f'attachment; filename="audit-{self.organization.code}.csv"'
-        writer = csv.writer(response)
-        writer.writerow(["time", "actor", "action", "target", "details"])
-        for created_at, actor_email, action, target, details in entries.iterator(chunk_size=2000):
-            writer.writerow(
-                [
-                    created_at.isoformat(),
-                    actor_email,
-                    action,
-                    _csv_safe(target),
-                    json.dumps(details, ensure_ascii=False),
-                ]
-            )
         return response
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for csv.writer in a streamed response."""
+
+    def write(self, value):
+        return value
 
 
 def _csv_safe(value):

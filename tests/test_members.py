@@ -136,6 +136,14 @@ def test_accepting_makes_the_user_a_member_with_the_invited_role_once(organizati
         accept_invitation(invitation, user=user)
 
 
+def test_the_link_opened_while_signed_in_as_someone_else_says_so(client, organization, owner, outsider):
+    invitation = _invite(organization, owner)
+    client.force_login(outsider)
+    page = client.get(reverse("invitation-accept", args=[invitation_token(invitation)]))
+    assert f"you are signed in as {outsider.email}" in page.text
+    assert "<button" not in page.text.split("<main", 1)[1]
+
+
 def test_an_invitation_cannot_be_accepted_by_another_address(organization, owner, outsider):
     invitation = _invite(organization, owner)
     with pytest.raises(InvalidInvitation, match="was sent to new.person@example.test"):
