@@ -296,3 +296,54 @@ def test_the_members_page_lists_members_with_a_constant_number_of_queries(
     with django_assert_max_num_queries(12):
         response = client.get(reverse("members", args=[organization.code]))
     assert response.text.count('aria-label="Role of ') == 31
+
+
+def _organization_admin_post(admin_client, organization, rows):
+    """Save the organization's admin page with membership rows (user, role, delete) in order."""
+    existing = list(organization.memberships.order_by("pk"))
+    data = {
+        "name": organization.name,
+        "memberships-TOTAL_FORMS": str(len(rows)),
+        "memberships-INITIAL_FORMS": str(len(existing)),
+        "memberships-MIN_NUM_FORMS": "0",
+        "memberships-MAX_NUM_FORMS": "1000",
+    }
+    for index, (user, role, delete) in enumerate(rows):
+        prefix = f"memberships-{index}-"
+        data |= {prefix + "user": str(user.pk), prefix + "role": role, prefix + "organization": str(organization.pk)}
+        if index < len(existing):
+            data[prefix + "id"] = str(existing[index].pk)
+        if delete:
+            data[prefix + "DELETE"] = "on"
+    return admin_client.post(reverse("admin:accounts_organization_change", args=[organization.pk]), data)
+
+
+def test_the_admin_cannot_demote_the_last_owner(admin_client, organization, owner):
+    response = _organization_admin_post(admin_client, organization, [(owner, Role.ADMIN, False)])
+    assert response.status_code == 200
+    assert "must keep at least one owner" in response.text
+    assert Membership.objects.get(user=owner).role == Role.OWNER
+
+
+def test_the_admin_cannot_remove_the_last_owner(admin_client, organization, owner):
+    response = _organization_admin_post(admin_client, organization, [(owner, Role.OWNER, True)])
+    assert "must keep at least one owner" in response.text
+    assert Membership.objects.filter(user=owner).exists()
+
+
+def test_the_admin_hands_ownership_over_in_one_save_and_logs_it(admin_client, organization, owner, viewer):
+    response = _organization_admin_post(
+        admin_client, organization, [(owner, Role.VIEWER, False), (viewer, Role.OWNER, False)]
+    )
+    assert response.status_code == 302
+    assert Membership.objects.get(user=owner).role == Role.VIEWER
+    assert Membership.objects.get(user=viewer).role == Role.OWNER
+    assert AuditEntry.objects.filter(action=AuditEntry.Action.ROLE_CHANGED).count() == 2
+
+
+def test_a_member_added_in_the_admin_is_in_the_audit_log(admin_client, organization, owner):
+    newcomer = UserFactory()
+    _organization_admin_post(admin_client, organization, [(owner, Role.OWNER, False), (newcomer, Role.OPERATOR, False)])
+    assert Membership.objects.get(user=newcomer).role == Role.OPERATOR
+    entry = AuditEntry.objects.get(action=AuditEntry.Action.MEMBER_JOINED)
+    assert (entry.target, entry.details["role"]) == (newcomer.email, Role.OPERATOR)
