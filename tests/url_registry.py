@@ -5,13 +5,13 @@ Every named URL pattern must have one line here; a new pattern without one fails
 its name. A line says the kind of page and how to build its URL arguments for a sample
 organization (`world`, see the walk's fixture), e.g.
 
-    "space-dashboard": organization_page(lambda w: {"code": w.space.code}),
+    "space-dashboard": organization_page(a_space),
 
 Kinds: `public` (anyone, signed in or not), `own_account` (the signed-in user's own things,
 nobody else's), `organization_page` (shows or changes an organization's objects: an outsider
-gets 404 on GET and POST and nothing changes). Admin URLs are covered by ADMIN_MODELS (one line
-per model registered in the admin: how to build an object of *another* vendor or organization)
-and ADMIN_SITE_PAGES (the admin's own pages).
+gets 404 on GET and POST and nothing changes; with managers_only=True a viewer gets 403).
+Admin URLs are covered by ADMIN_MODELS (one line per model registered in the admin: how to
+build an object of *another* vendor or organization) and ADMIN_SITE_PAGES (the admin's own pages).
 """
 
 from dataclasses import dataclass, field
@@ -26,6 +26,8 @@ ORGANIZATION = "organization object"
 class Page:
     kind: str
     kwargs: Any = field(default=lambda world: {})
+    # For organization pages: only owners and admins may use it (a viewer gets 403).
+    managers_only: bool = False
 
 
 def public(kwargs=None):
@@ -36,8 +38,21 @@ def own_account():
     return Page(OWN_ACCOUNT)
 
 
-def organization_page(kwargs):
-    return Page(ORGANIZATION, kwargs)
+def organization_page(kwargs, *, managers_only=False):
+    return Page(ORGANIZATION, kwargs, managers_only)
+
+
+# URL arguments for the sample organization `w` most pages take.
+def the_organization(w):
+    return {"code": w.organization.code}
+
+
+def a_space(w):
+    return {"code": w.space.code}
+
+
+def a_member(w):
+    return {"code": w.organization.code, "pk": w.viewer_membership.pk}
 
 
 PORTAL_PAGES = {
@@ -51,19 +66,19 @@ PORTAL_PAGES = {
     "password_reset_confirm": public(lambda w: {"uidb64": "MQ", "token": "set-password"}),
     "password_reset_complete": public(),
     "invitation-accept": public(lambda w: {"token": w.invitation_token}),
-    "members": organization_page(lambda w: {"code": w.organization.code}),
-    "member-role": organization_page(lambda w: {"code": w.organization.code, "pk": w.viewer_membership.pk}),
-    "member-remove": organization_page(lambda w: {"code": w.organization.code, "pk": w.viewer_membership.pk}),
-    "organization-leave": organization_page(lambda w: {"code": w.organization.code}),
-    "audit-log": organization_page(lambda w: {"code": w.organization.code}),
-    "audit-log-csv": organization_page(lambda w: {"code": w.organization.code}),
+    "members": organization_page(the_organization),
+    "member-role": organization_page(a_member, managers_only=True),
+    "member-remove": organization_page(a_member, managers_only=True),
+    "organization-leave": organization_page(the_organization),
+    "audit-log": organization_page(the_organization, managers_only=True),
+    "audit-log-csv": organization_page(the_organization, managers_only=True),
     # Spaces
     "home": own_account(),
-    "organization-overview": organization_page(lambda w: {"code": w.organization.code}),
-    "space-dashboard": organization_page(lambda w: {"code": w.space.code}),
-    "space-create": organization_page(lambda w: {"code": w.organization.code}),
-    "space-settings": organization_page(lambda w: {"code": w.space.code}),
-    "space-delete": organization_page(lambda w: {"code": w.space.code}),
+    "organization-overview": organization_page(the_organization),
+    "space-dashboard": organization_page(a_space),
+    "space-create": organization_page(the_organization, managers_only=True),
+    "space-settings": organization_page(a_space, managers_only=True),
+    "space-delete": organization_page(a_space, managers_only=True),
 }
 
 # One line per model registered in the admin: an object vendor staff of `w.staff_vendor` must not
