@@ -78,3 +78,30 @@ def test_the_admin_sign_in_is_throttled_too(client):
         reverse("admin:login"), {"username": staff.email, "password": PASSWORD}, REMOTE_ADDR="203.0.113.8"
     )
     assert "Too many failed sign-ins for this account" in response.text
+
+
+def test_behind_a_proxy_the_forwarded_client_address_is_counted_not_the_proxys(client, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    victims = UserFactory.create_batch(6)
+    for victim in victims[:5]:
+        client.post(
+            reverse("login"),
+            {"username": victim.email, "password": "wrong"},
+            REMOTE_ADDR="10.0.0.1",
+            HTTP_X_FORWARDED_FOR=f"192.0.2.{victim.pk % 200}, 203.0.113.50",
+        )
+    other_client = client.post(
+        reverse("login"),
+        {"username": victims[5].email, "password": PASSWORD},
+        REMOTE_ADDR="10.0.0.1",
+        HTTP_X_FORWARDED_FOR="198.51.100.20",
+    )
+    assert other_client["Location"] == reverse("home")
+    client.logout()
+    attacker = client.post(
+        reverse("login"),
+        {"username": victims[5].email, "password": PASSWORD},
+        REMOTE_ADDR="10.0.0.1",
+        HTTP_X_FORWARDED_FOR="198.51.100.99, 203.0.113.50",
+    )
+    assert "for your network address" in attacker.text
