@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
@@ -170,20 +171,20 @@ class InvitationAcceptView(TemplateView):
         return context
 
     def post(self, request, token):
-        if request.user.is_authenticated:
-            user = request.user
-        elif self.has_account:
+        if not request.user.is_authenticated and self.has_account:
             return redirect(f"{reverse('login')}?next={request.path}")
-        else:
-            form = SignUpForm(request.POST, email=self.invitation.email)
-            if not form.is_valid():
-                return self.render_to_response(self.get_context_data(form=form))
-            user = form.save()
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        form = None if request.user.is_authenticated else SignUpForm(request.POST, email=self.invitation.email)
+        if form is not None and not form.is_valid():
+            return self.render_to_response(self.get_context_data(form=form))
         try:
-            membership = accept_invitation(self.invitation, user=user)
+            # A new account exists only if it joined: both or neither.
+            with transaction.atomic():
+                user = request.user if form is None else form.save()
+                membership = accept_invitation(self.invitation, user=user)
         except MembershipError as error:
             return self.render_to_response(self.get_context_data(error=error.message), status=400)
+        if form is not None:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(
             request, f"Welcome to {membership.organization.name}: you are {membership.get_role_display().lower()}."
         )
