@@ -44,3 +44,16 @@ def get_for_user(queryset, user, ability=READ, **lookup):
     """
     obj = get_object_or_404(queryset.for_user(user), **lookup)
     return obj, membership_for(user, obj.organization_id, ability)
+
+
+def organization_membership(user, ability=READ, **lookup):
+    """The user's membership in the organization matching `lookup` (e.g. code=...), with the organization.
+
+    404 for an organization the user is not a member of (the same as a missing one), 403 if the
+    role does not allow `ability`.
+    """
+    organization_lookup = {f"organization__{field}": value for field, value in lookup.items()}
+    membership = get_object_or_404(Membership.objects.select_related("organization"), user=user, **organization_lookup)
+    if not allows(membership, ability):
+        raise PermissionDenied("Your role in this organization does not allow this.")
+    return membership

@@ -1,7 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
 
-from .models import Membership, Organization, User
+from .forms import ThrottledAdminAuthenticationForm
+from .members import add_member, change_role, remove_member
+from .models import AuditEntry, Invitation, Membership, Organization, Role, User
 
 
 @admin.register(User)
@@ -17,8 +21,30 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
 
 
+class MembershipFormSet(BaseInlineFormSet):
+    """Checks the membership rules on the whole edit before anything is saved: the organization
+    keeps an owner, and a row keeps its person (remove it and add another instead)."""
+
+    def clean(self):
+        super().clean()
+        if any(self.errors):
+            return
+        remaining_roles = []
+        for form in self.forms:
+            if not form.cleaned_data or form.cleaned_data.get("DELETE"):
+                continue
+            if form.instance.pk and "user" in form.changed_data:
+                form.add_error("user", "Remove this member and add the other person instead.")
+            remaining_roles.append(form.cleaned_data["role"])
+        had_owner = self.instance.pk and self.instance.memberships.filter(role=Role.OWNER).exists()
+        if had_owner and Role.OWNER not in remaining_roles:
+            raise ValidationError("The organization must keep at least one owner.")
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
+    formset = MembershipFormSet
+    fields = ["user", "role"]
     extra = 0
     autocomplete_fields = ["user"]
 
@@ -29,3 +55,60 @@ class OrganizationAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     filter_horizontal = ["connected_vendors"]
     inlines = [MembershipInline]
+
+    def save_formset(self, request, form, formset, change):
+        """Members change through the membership rules (accounts/members.py), so admin edits are in
+        the audit log too. Additions and promotions go first, so an owner hand-over never passes
+        through an organization without owner."""
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        formset.save(commit=False)
+        for membership in formset.new_objects:
+            add_member(form.instance, user=membership.user, role=membership.role, actor=request.user)
+        changed = sorted(
+            (membership for membership, fields in formset.changed_objects if "role" in fields),
+            key=lambda membership: membership.role != Role.OWNER,
+        )
+        for membership in changed:
+            change_role(Membership.objects.get(pk=membership.pk), role=membership.role, actor=request.user)
+        for membership in formset.deleted_objects:
+            remove_member(membership, actor=request.user)
+        return None
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "organization", "role", "created_at", "accepted_at"]
+    list_filter = ["role"]
+    list_select_related = ["organization"]
+    search_fields = ["email", "organization__name"]
+
+    # Invitations are made in the portal (accounts.members.invite_member), which mails the link and logs it.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only: the log is written only by record_audit."""
+
+    list_display = ["created_at", "organization", "actor_email", "action", "target"]
+    list_filter = ["action"]
+    list_select_related = ["organization"]
+    search_fields = ["target", "actor_email", "organization__name"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# Issue 7: the admin's sign-in is throttled like the portal's.
+admin.site.login_form = ThrottledAdminAuthenticationForm

@@ -2,7 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
-from django.db import models
+from django.db import connection, models
 from django.utils import timezone
 
 
@@ -115,3 +115,119 @@ class Membership(models.Model):
     def can_manage(self):
         """Claim, rename, move and release devices; manage spaces."""
         return self.role in (Role.OWNER, Role.ADMIN)
+
+
+class InvitationQuerySet(models.QuerySet):
+    def pending(self):
+        return self.filter(accepted_at__isnull=True)
+
+
+class Invitation(models.Model):
+    """An invitation to join an organization with a role, sent to an e-mail address.
+
+    The link in the e-mail carries this row's code, signed with a timestamp (accounts/members.py),
+    so it expires without a sweeper and cannot be forged or guessed.
+    """
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField("e-mail address")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    # Set by the task that e-mails the link, so a redelivered task does not mail it twice.
+    email_sent_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One pending invitation per address and organization: inviting again replaces it.
+            models.UniqueConstraint(
+                fields=["organization", "email"],
+                condition=models.Q(accepted_at__isnull=True),
+                name="invitation_one_pending_per_email",
+            ),
+            models.CheckConstraint(condition=models.Q(role__in=Role.values), name="invitation_role_valid"),
+        ]
+
+    def __str__(self):
+        return f"{self.email} to {self.organization} ({self.get_role_display()})"
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    def actor_emails(self, organization_id):
+        """The distinct actors' e-mail addresses of an organization's log, in order, including former
+        members'. A loose index scan (one index probe per actor) so it costs the same at any log size."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                WITH RECURSIVE actors(email) AS (
+                    (SELECT actor_email FROM {self.model._meta.db_table}
+                     WHERE organization_id = %s AND actor_email > '' ORDER BY actor_email LIMIT 1)
+                    UNION ALL
+                    SELECT (SELECT actor_email FROM {self.model._meta.db_table}
+                            WHERE organization_id = %s AND actor_email > actors.email
+                            ORDER BY actor_email LIMIT 1)
+                    FROM actors WHERE actors.email IS NOT NULL
+                )
+                SELECT email FROM actors WHERE email IS NOT NULL
+                """,  # noqa: S608 - the table name is the model's, the values are parameters
+                [organization_id, organization_id],
+            )
+            return [email for (email,) in cursor.fetchall()]
+
+
+class AuditEntry(models.Model):
+    """One line of an organization's audit log: who did what to which object, and when.
+
+    Written only by accounts.audit.record_audit. The actor's e-mail is copied so that the
+    line still says who it was after the account is deleted.
+    """
+
+    class Action(models.TextChoices):
+        DEVICE_CLAIMED = "device_claimed", "Device claimed"
+        DEVICE_MOVED = "device_moved", "Device moved"
+        DEVICE_RENAMED = "device_renamed", "Device renamed"
+        DEVICE_RELEASED = "device_released", "Device released"
+        COMMAND_SENT = "command_sent", "Command sent"
+        CONFIGURATION_CHANGED = "configuration_changed", "Configuration changed"
+        SPACE_CREATED = "space_created", "Space created"
+        SPACE_RENAMED = "space_renamed", "Space renamed"
+        SPACE_DELETED = "space_deleted", "Space deleted"
+        MEMBER_INVITED = "member_invited", "Member invited"
+        MEMBER_JOINED = "member_joined", "Member joined"
+        ROLE_CHANGED = "role_changed", "Role changed"
+        MEMBER_REMOVED = "member_removed", "Member removed"
+        MEMBER_LEFT = "member_left", "Member left"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="audit_entries")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    actor_email = models.EmailField(blank=True)
+    action = models.CharField(max_length=32, choices=Action.choices)
+    target = models.CharField(max_length=200, help_text="What the action was done to, as the user saw it.")
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="auditentry_org_time"),
+            # The actor filter, and the loose index scan listing the actors.
+            models.Index(fields=["organization", "actor_email", "-created_at"], name="auditentry_org_actor_time"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_action_display()}: {self.target}"

@@ -6,6 +6,9 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.audit import record_audit
+from accounts.models import AuditEntry
+
 from .models import Device, DeviceEvent
 
 REACTIVATION_WINDOW = timedelta(hours=24)
@@ -28,6 +31,13 @@ def rename_device(device, *, name, actor):
         device.save(update_fields=["name"])
         DeviceEvent.objects.create(
             device=device, kind=DeviceEvent.Kind.RENAMED, actor=actor, details={"from": old, "to": name}
+        )
+        record_audit(
+            organization_id=device.organization_id,
+            actor=actor,
+            action=AuditEntry.Action.DEVICE_RENAMED,
+            target=name,
+            details={"from": old, "to": name, "device": str(device.code)},
         )
     return device
 
@@ -54,6 +64,13 @@ def move_device(device, *, space, actor):
             space=space,
             details={"from": previous.name, "to": space.name},
         )
+        record_audit(
+            organization_id=locked.organization_id,
+            actor=actor,
+            action=AuditEntry.Action.DEVICE_MOVED,
+            target=locked.name,
+            details={"from": previous.name, "to": space.name, "device": str(locked.code)},
+        )
     device.space = space
     return device
 
@@ -69,6 +86,14 @@ def release_device(device, *, actor):
         locked = Device.objects.select_for_update().get(pk=device.pk)
         if locked.status != Device.Status.CLAIMED:
             return locked
+        # The audit log is the organization's record, not the device's history: it keeps the release.
+        record_audit(
+            organization_id=locked.organization_id,
+            actor=actor,
+            action=AuditEntry.Action.DEVICE_RELEASED,
+            target=locked.name,
+            details={"space": locked.space.name, "device": str(locked.code)},
+        )
         # The whole history goes: events, telemetry, commands and configuration versions.
         for history in (locked.events, locked.heartbeats, locked.commands, locked.configuration_versions):
             history.all().delete()

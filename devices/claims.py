@@ -4,16 +4,13 @@ The wording of the errors follows the vendor's support guide (shared seeds): a c
 sees one of them knows whether to re-check the sticker, ask the previous owner, or call the vendor.
 """
 
-import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
-
-from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.audit import record_audit
+from accounts.models import AuditEntry
+from accounts.throttle import FailureThrottle
 from vendors.identifiers import confusable_characters
 from vendors.models import ApprovedIdentity
 
@@ -97,39 +94,19 @@ def normalize_identifiers(device_model, raw_identifiers):
     return columns
 
 
-# Throttling failed claims: a fixed window that starts at a user's first failure, counted in
-# the shared cache (Redis in production) so that it holds across processes and hosts.
-
-
-@dataclass(frozen=True)
-class _Window:
-    count_key: str
-    start_key: str
-
-
-def _window(user):
-    return _Window(f"claim-failures:{user.pk}:count", f"claim-failures:{user.pk}:start")
+# Failed claims are throttled per user in the shared cache (accounts/throttle.py).
+CLAIM_FAILURES = FailureThrottle(
+    "claim-failures", limit_setting="CLAIM_FAILURE_LIMIT", window_setting="CLAIM_FAILURE_WINDOW"
+)
 
 
 def claim_retry_at(user):
     """When `user` may try again, or None if they are not blocked."""
-    window = _window(user)
-    count = cache.get(window.count_key) or 0
-    if count < settings.CLAIM_FAILURE_LIMIT:
-        return None
-    started = cache.get(window.start_key) or time.time()
-    return datetime.fromtimestamp(started + settings.CLAIM_FAILURE_WINDOW, tz=UTC)
+    return CLAIM_FAILURES.retry_at(user.pk)
 
 
 def record_claim_failure(user):
-    window = _window(user)
-    seconds = settings.CLAIM_FAILURE_WINDOW
-    cache.add(window.start_key, time.time(), timeout=seconds)
-    cache.add(window.count_key, 0, timeout=seconds)
-    try:
-        cache.incr(window.count_key)
-    except ValueError:  # expired between add and incr
-        cache.set(window.count_key, 1, timeout=seconds)
+    CLAIM_FAILURES.record_failure(user.pk)
 
 
 def _find_identity(device_model, columns):
@@ -247,5 +224,12 @@ def _claim(*, space, device_model, identifiers, name, actor):
             space=space,
             details={"space": space.name, "name": device.name},
             created_at=now,
+        )
+        record_audit(
+            organization_id=space.organization_id,
+            actor=actor,
+            action=AuditEntry.Action.DEVICE_CLAIMED,
+            target=device.name,
+            details={"space": space.name, "device": str(device.code)},
         )
     return device

@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.audit import record_audit
+from accounts.models import AuditEntry
 from vendors.declarations import clean_values
 
 from .models import Command, Device, DeviceEvent
@@ -40,6 +42,13 @@ def send_command(device, *, name, arguments, actor, now=None):
             created_by=actor,
             created_at=now,
             expires_at=now + COMMAND_TIMEOUT,
+        )
+        record_audit(
+            organization_id=device.organization_id,
+            actor=actor,
+            action=AuditEntry.Action.COMMAND_SENT,
+            target=device.name,
+            details={"command": name, "arguments": arguments, "device": str(device.code)},
         )
         DeviceEvent.objects.create(
             device=device,

@@ -5,6 +5,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
+from accounts.audit import record_audit
+from accounts.models import AuditEntry
 from vendors.declarations import clean_values, defaults
 
 from .models import ConfigurationVersion, Device, DeviceEvent
@@ -34,6 +36,13 @@ def save_configuration(device, *, values, actor):
             return current
         version = (device.configuration_versions.aggregate(n=Max("version"))["n"] or 0) + 1
         saved = ConfigurationVersion.objects.create(device=device, version=version, values=values, created_by=actor)
+        record_audit(
+            organization_id=device.organization_id,
+            actor=actor,
+            action=AuditEntry.Action.CONFIGURATION_CHANGED,
+            target=device.name,
+            details={"version": version, "values": values, "device": str(device.code)},
+        )
         DeviceEvent.objects.create(
             device=device,
             kind=DeviceEvent.Kind.CONFIGURATION_CHANGED,

@@ -130,8 +130,16 @@ class DeviceActionView(DeviceMixin, View):
     def perform(self, device, form):
         raise NotImplementedError
 
+    def refusal_without_form(self, device, data):
+        """A refusal to show above the page when the request fits no form on it, or None."""
+        return None
+
     def post(self, request, code):
         device, membership = self.get_device()
+        refusal = self.refusal_without_form(device, request.POST)
+        if refusal:
+            messages.error(request, refusal)
+            return render_device_page(request, device, membership, status=400)
         key, form = self.build_form(device, request.POST)
         if form.is_valid():
             try:
@@ -181,6 +189,12 @@ class SendCommandView(DeviceActionView):
         name = data.get("command", "")
         declaration = device.device_model.command_declaration(name) or {"name": name, "arguments": []}
         return f"command:{name}", _command_form(declaration, data)
+
+    def refusal_without_form(self, device, data):
+        # No form on the page belongs to an unknown command: say it above the page instead.
+        if device.device_model.command_declaration(data.get("command", "")) is None:
+            return f"{device.device_model.name} has no such command; choose one of its commands."
+        return None
 
     def perform(self, device, form):
         name = self.request.POST.get("command", "")

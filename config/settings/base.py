@@ -168,6 +168,14 @@ CLAIM_FAILURE_WINDOW = 15 * 60
 ALLOW_DEMO_DATA = True
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="portal")
 
+# Issue 7: failed sign-ins are throttled per account and per client address (accounts/throttle.py).
+SIGN_IN_FAILURE_LIMIT_PER_ACCOUNT = env.int("SIGN_IN_FAILURE_LIMIT_PER_ACCOUNT", default=5)
+SIGN_IN_FAILURE_LIMIT_PER_ADDRESS = env.int("SIGN_IN_FAILURE_LIMIT_PER_ADDRESS", default=30)
+SIGN_IN_FAILURE_WINDOW = env.int("SIGN_IN_FAILURE_WINDOW", default=15 * 60)
+# Reverse proxies in front of the app that append to X-Forwarded-For (0: use REMOTE_ADDR).
+TRUSTED_PROXY_COUNT = env.int("DJANGO_TRUSTED_PROXY_COUNT", default=0)
+PASSWORD_RESET_TIMEOUT = 60 * 60 * 24
+
 # Periodic device housekeeping (issue 6).
 CELERY_BEAT_SCHEDULE |= {
     "expire-commands": {"task": "devices.tasks.expire_commands", "schedule": 60.0},

@@ -1,0 +1,23 @@
+"""Tasks of the accounts app: small, idempotent, take ids; the rules live in accounts/members.py."""
+
+import logging
+from smtplib import SMTPException
+
+from celery import shared_task
+
+from . import members
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(SMTPException, OSError),
+    retry_backoff=True,
+    max_retries=8,
+)
+def send_invitation_email(invitation_id, accept_url):
+    """E-mail the link of invitation `invitation_id` (skipped if already sent, accepted or withdrawn)."""
+    if not members.deliver_invitation(invitation_id, accept_url):
+        logger.info("invitation %s: already sent, accepted or gone", invitation_id)

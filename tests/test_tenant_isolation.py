@@ -1,0 +1,275 @@
+"""Tenant isolation, walked over every URL pattern of the URLconf.
+
+Each pattern is looked up in tests/url_registry.py: a pattern nobody classified fails here with
+its name. For an organization's page, a signed-in owner of another organization gets 404 on GET
+and on POST and nothing in the database changes; vendor staff get nothing of another vendor's
+(or a customer's) objects in the admin.
+"""
+
+import re
+from types import SimpleNamespace
+
+import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.contrib.auth.models import Group
+from django.urls import URLResolver, get_resolver, reverse
+
+from accounts.audit import record_audit
+from accounts.members import invitation_token
+from accounts.models import Invitation, Membership, Role
+from devices.actions import rename_device
+
+from . import url_registry
+from .factories import ClaimedDeviceFactory, SpaceFactory, VendorFactory, VendorStaffFactory
+
+pytestmark = pytest.mark.django_db
+
+SNAPSHOT_APPS = {"auth", "admin", "accounts", "vendors", "spaces", "devices"}
+ADMIN_MODEL_ROUTE = re.compile(r"^admin/(?P<app>\w+)/(?P<model>\w+)/")
+
+
+def _walk(patterns, prefix="", namespace=None):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern), pattern.namespace or namespace)
+        else:
+            name = f"{namespace}:{pattern.name}" if namespace and pattern.name else pattern.name
+            yield name, prefix + str(pattern.pattern)
+
+
+ALL_PATTERNS = list(_walk(get_resolver().url_patterns))
+PORTAL_PATTERNS = [(name, route) for name, route in ALL_PATTERNS if not route.startswith("admin/")]
+ADMIN_PATTERNS = [(name, route) for name, route in ALL_PATTERNS if route.startswith("admin/")]
+
+
+def _admin_model(route):
+    match = ADMIN_MODEL_ROUTE.match(route)
+    if match is None:
+        return None
+    try:
+        return apps.get_model(match["app"], match["model"])
+    except LookupError:
+        return None
+
+
+def _unclassified():
+    missing = [
+        f"{name or '(unnamed)'} ({route})" for name, route in PORTAL_PATTERNS if name not in url_registry.PORTAL_PAGES
+    ]
+    for name, route in ADMIN_PATTERNS:
+        model = _admin_model(route)
+        if model is not None:
+            if model._meta.label_lower not in url_registry.ADMIN_MODELS:
+                missing.append(f"admin model {model._meta.label_lower} ({route})")
+        elif (name or route) not in url_registry.ADMIN_SITE_PAGES:
+            missing.append(f"{name or '(unnamed)'} ({route})")
+    return missing
+
+
+def test_every_url_pattern_is_classified_in_the_registry():
+    missing = _unclassified()
+    assert not missing, (
+        "URL patterns nobody said who may see; add one line each to tests/url_registry.py: " + ", ".join(missing)
+    )
+
+
+def test_the_registry_names_no_pattern_that_is_gone():
+    names = {name for name, _ in PORTAL_PATTERNS}
+    assert set(url_registry.PORTAL_PAGES) - names == set()
+
+
+def database_state():
+    """Every row of the portal's tables, to prove a refused request changed nothing."""
+    return {
+        model._meta.label: list(model.objects.order_by("pk").values())
+        for model in apps.get_models()
+        if model._meta.app_label in SNAPSHOT_APPS
+    }
+
+
+@pytest.fixture
+def world(organization, owner, viewer, space, device_model):
+    """A victim organization with something behind every kind of URL argument, and vendor staff of another vendor."""
+    device = ClaimedDeviceFactory(space=space, identity__device_model=device_model)
+    rename_device(device, name="Lobby screen", actor=owner)
+    invitation = Invitation.objects.create(organization=organization, email="invited@example.test", role=Role.ADMIN)
+    staff_vendor = VendorFactory()
+    return SimpleNamespace(
+        organization=organization,
+        owner=owner,
+        space=space,
+        second_space=SpaceFactory(organization=organization, name="Second"),
+        device=device,
+        device_event=device.events.get(),
+        viewer_membership=Membership.objects.get(user=viewer),
+        invitation=invitation,
+        invitation_token=invitation_token(invitation),
+        audit_entry=record_audit(organization_id=organization.pk, actor=owner, action="space_created", target="X"),
+        group=Group.objects.create(name="Some vendor's staff"),
+        other_vendor=device_model.vendor,
+        other_vendor_staff=VendorStaffFactory(vendor=device_model.vendor),
+        staff_vendor=staff_vendor,
+        vendor_staff=VendorStaffFactory(vendor=staff_vendor).user,
+    )
+
+
+def _hostile_post(world):
+    """Fields that would succeed on the victim's forms, if the lookup let the request through."""
+    return {
+        "name": "Hijacked",
+        "email": "attacker@example.test",
+        "role": Role.OWNER,
+        "move_devices_to": world.second_space.pk,
+        "full_name": "Attacker",
+        "password1": "attacker-pass-phrase",
+        "password2": "attacker-pass-phrase",
+    }
+
+
+def _portal_page(name):
+    page = url_registry.PORTAL_PAGES.get(name)
+    if page is None:
+        pytest.fail(f"URL pattern {name!r} is not classified in tests/url_registry.py")
+    return page
+
+
+def _names_of(kind, **where):
+    return [
+        name
+        for name, _ in PORTAL_PATTERNS
+        if name in url_registry.PORTAL_PAGES
+        and url_registry.PORTAL_PAGES[name].kind == kind
+        and all(getattr(url_registry.PORTAL_PAGES[name], key) == value for key, value in where.items())
+    ]
+
+
+@pytest.mark.parametrize("name", _names_of(url_registry.ORGANIZATION))
+def test_an_outsider_gets_404_and_changes_nothing(client, world, outsider, name):
+    page = url_registry.PORTAL_PAGES[name]
+    url = reverse(name, kwargs=page.kwargs(world))
+    client.force_login(outsider)
+    before = database_state()
+    assert _not_found_or_method_never_allowed(client.get(url), "GET")
+    assert _not_found_or_method_never_allowed(client.post(url, _hostile_post(world)), "POST")
+    assert database_state() == before
+
+
+def _not_found_or_method_never_allowed(response, method):
+    """404, or 405 from a page that takes no `method` from anyone (answered before any lookup, so
+    it tells nothing about the object)."""
+    return response.status_code == 404 or (response.status_code == 405 and method not in response["Allow"])
+
+
+@pytest.mark.parametrize("name", _names_of(url_registry.ORGANIZATION, managers_only=True))
+def test_a_viewer_gets_403_on_managers_pages_and_changes_nothing(client, world, viewer, name):
+    url = reverse(name, kwargs=url_registry.PORTAL_PAGES[name].kwargs(world))
+    client.force_login(viewer)
+    before = database_state()
+    assert client.get(url).status_code in (403, 405)
+    assert client.post(url, _hostile_post(world)).status_code == 403
+    assert database_state() == before
+
+
+@pytest.mark.parametrize(("name", "route"), PORTAL_PATTERNS, ids=[name or route for name, route in PORTAL_PATTERNS])
+def test_a_member_reaches_the_same_url(client, world, name, route):
+    """The sample arguments point at real objects: otherwise the 404s above would prove nothing."""
+    page = _portal_page(name)
+    if page.kind == url_registry.PUBLIC:
+        assert client.get(reverse(name, kwargs=page.kwargs(world))).status_code < 500
+        return
+    url = reverse(name, kwargs=page.kwargs(world))
+    anonymous = client.get(url)
+    assert anonymous.status_code == 405 or anonymous["Location"].startswith(reverse("login")), (
+        "anonymous visitors are sent to sign in"
+    )
+    client.force_login(world.owner)
+    assert client.get(url).status_code in (200, 302, 405)
+
+
+def test_a_member_id_of_another_organization_is_404_under_ones_own_organization(client, world, outsider):
+    own_organization = outsider.memberships.get().organization
+    url = reverse("member-role", args=[own_organization.code, world.viewer_membership.pk])
+    client.force_login(outsider)
+    before = database_state()
+    assert client.post(url, {"role": Role.OWNER}).status_code == 404
+    assert (
+        client.post(reverse("member-remove", args=[own_organization.code, world.viewer_membership.pk])).status_code
+        == 404
+    )
+    assert database_state() == before
+
+
+# The admin. Issue 4 scopes it per vendor and gives vendor staff their permissions; until that is
+# merged vendor staff hold no model permissions here, so the admin refuses them with 403. A scoped
+# admin answers another vendor's object with a redirect to its index ("does not exist") or 404:
+# all three are refusals, and the database must not change in any case.
+ADMIN_MODEL_PATTERNS = [(name, route) for name, route in ADMIN_PATTERNS if _admin_model(route) is not None]
+ADMIN_OBJECT_ARGUMENT = re.compile(r"<(?:path:)?(?:object_id|id)>")
+
+
+def _admin_url(route, obj):
+    return "/" + ADMIN_OBJECT_ARGUMENT.sub(str(obj.pk), route)
+
+
+def _refused(response, url):
+    if response.status_code in (403, 404):
+        return True
+    # The admin's "does not exist" answer, and its bare object URL forwarding to the change URL
+    # (which is walked on its own).
+    return response.status_code == 302 and response["Location"] in (reverse("admin:index"), url + "change/")
+
+
+@pytest.mark.parametrize(
+    ("name", "route"), ADMIN_MODEL_PATTERNS, ids=[name or route for name, route in ADMIN_MODEL_PATTERNS]
+)
+def test_vendor_staff_get_nothing_of_another_vendors_or_a_customers_admin_objects(client, world, name, route):
+    model = _admin_model(route)
+    obj = url_registry.ADMIN_MODELS[model._meta.label_lower](world)
+    url = _admin_url(route, obj)
+    client.force_login(world.vendor_staff)
+    before = database_state()
+    response = client.get(url)
+    assert _refused(response, url) or (response.status_code == 200 and str(obj) not in response.text), (
+        f"{url} showed {obj!r} to staff of {world.staff_vendor}"
+    )
+    assert _refused(client.post(url, {"name": "Hijacked", "post": "yes"}), url), f"{url} accepted a POST"
+    assert database_state() == before
+
+
+@pytest.mark.parametrize("label", sorted(url_registry.ADMIN_MODELS))
+def test_the_admin_samples_are_real_objects_a_superuser_can_open(admin_client, world, label):
+    obj = url_registry.ADMIN_MODELS[label](world)
+    app_label, model_name = label.split(".")
+    assert admin_client.get(reverse(f"admin:{app_label}_{model_name}_change", args=[obj.pk])).status_code == 200
+
+
+def test_every_admin_model_is_in_the_registry():
+    registered = {model._meta.label_lower for model in admin.site._registry}
+    assert registered == set(url_registry.ADMIN_MODELS), "tests/url_registry.py ADMIN_MODELS is out of date"
+
+
+ADMIN_SIGN_IN_PATTERNS = [
+    (name, route)
+    for name, route in ADMIN_PATTERNS
+    if _admin_model(route) is not None or url_registry.ADMIN_SITE_PAGES.get(name or route) is False
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "route"), ADMIN_SIGN_IN_PATTERNS, ids=[name or route for name, route in ADMIN_SIGN_IN_PATTERNS]
+)
+def test_customers_are_sent_to_the_admin_sign_in(client, world, name, route):
+    if name == "admin:app_list":
+        url = reverse(name, args=["accounts"])
+    else:
+        url = _admin_url(route, world.organization).replace("(?P<url>.*)$", "anything/")
+    client.force_login(world.owner)
+    before = database_state()
+    response = client.get(url)
+    assert response.status_code == 302
+    # Sign-out sends to the index, which itself sends customers to sign in (walked as admin:index).
+    assert response["Location"].startswith(reverse("admin:login")) or (
+        name == "admin:logout" and response["Location"] == reverse("admin:index")
+    )
+    assert database_state() == before

@@ -1,0 +1,129 @@
+"""Who may see each URL pattern of the portal: the registry the tenant isolation walk checks
+(tests/test_tenant_isolation.py).
+
+Every named URL pattern must have one line here; a new pattern without one fails the walk with
+its name. A line says the kind of page and how to build its URL arguments for a sample
+organization (`world`, see the walk's fixture), e.g.
+
+    "space-dashboard": organization_page(a_space),
+
+Kinds: `public` (anyone, signed in or not), `own_account` (the signed-in user's own things,
+nobody else's), `organization_page` (shows or changes an organization's objects: an outsider
+gets 404 on GET and POST and nothing changes; with managers_only=True a viewer gets 403).
+Admin URLs are covered by ADMIN_MODELS (one line per model registered in the admin: how to
+build an object of *another* vendor or organization) and ADMIN_SITE_PAGES (the admin's own pages).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PUBLIC = "public"
+OWN_ACCOUNT = "own account"
+ORGANIZATION = "organization object"
+
+
+@dataclass(frozen=True)
+class Page:
+    kind: str
+    kwargs: Any = field(default=lambda world: {})
+    # For organization pages: only owners and admins may use it (a viewer gets 403).
+    managers_only: bool = False
+
+
+def public(kwargs=None):
+    return Page(PUBLIC, kwargs or (lambda world: {}))
+
+
+def own_account():
+    return Page(OWN_ACCOUNT)
+
+
+def organization_page(kwargs, *, managers_only=False):
+    return Page(ORGANIZATION, kwargs, managers_only)
+
+
+# URL arguments for the sample organization `w` most pages take.
+def the_organization(w):
+    return {"code": w.organization.code}
+
+
+def a_space(w):
+    return {"code": w.space.code}
+
+
+def a_device(w):
+    return {"code": w.device.code}
+
+
+def a_member(w):
+    return {"code": w.organization.code, "pk": w.viewer_membership.pk}
+
+
+PORTAL_PAGES = {
+    # Accounts
+    "login": public(),
+    "logout": own_account(),
+    "password_change": own_account(),
+    "password_change_done": own_account(),
+    "password_reset": public(),
+    "password_reset_done": public(),
+    "password_reset_confirm": public(lambda w: {"uidb64": "MQ", "token": "set-password"}),
+    "password_reset_complete": public(),
+    "invitation-accept": public(lambda w: {"token": w.invitation_token}),
+    "members": organization_page(the_organization),
+    "member-role": organization_page(a_member, managers_only=True),
+    "member-remove": organization_page(a_member, managers_only=True),
+    "organization-leave": organization_page(the_organization),
+    "audit-log": organization_page(the_organization, managers_only=True),
+    "audit-log-csv": organization_page(the_organization, managers_only=True),
+    # Spaces
+    "home": own_account(),
+    "organization-overview": organization_page(the_organization),
+    "space-dashboard": organization_page(a_space),
+    "space-create": organization_page(the_organization, managers_only=True),
+    "space-settings": organization_page(a_space, managers_only=True),
+    "space-delete": organization_page(a_space, managers_only=True),
+    # Devices
+    "device-detail": organization_page(a_device),
+    "device-commands": organization_page(a_device),
+    "device-send-command": organization_page(a_device, managers_only=True),
+    "device-configuration": organization_page(a_device, managers_only=True),
+    "device-rename": organization_page(a_device, managers_only=True),
+    "device-move": organization_page(a_device, managers_only=True),
+    "device-reactivation": organization_page(a_device, managers_only=True),
+    "device-release": organization_page(a_device, managers_only=True),
+}
+
+# One line per model registered in the admin: an object vendor staff of `w.staff_vendor` must not
+# see or change (another vendor's, or a customer organization's).
+ADMIN_MODELS = {
+    "auth.group": lambda w: w.group,
+    "accounts.user": lambda w: w.owner,
+    "accounts.organization": lambda w: w.organization,
+    "accounts.invitation": lambda w: w.invitation,
+    "accounts.auditentry": lambda w: w.audit_entry,
+    "vendors.claimingmethod": lambda w: w.device.device_model.claiming_method,
+    "vendors.vendor": lambda w: w.other_vendor,
+    "vendors.devicemodel": lambda w: w.device.device_model,
+    "vendors.approvedidentity": lambda w: w.device.identity,
+    "vendors.vendorstaff": lambda w: w.other_vendor_staff,
+    "spaces.space": lambda w: w.space,
+    "devices.device": lambda w: w.device,
+    "devices.deviceevent": lambda w: w.device_event,
+}
+
+# The admin site's own pages (not about one model). `True`: reachable without signing in.
+ADMIN_SITE_PAGES = {
+    "admin:index": False,
+    "admin:login": True,
+    "admin:logout": False,
+    "admin:password_change": False,
+    "admin:password_change_done": False,
+    "admin:autocomplete": False,
+    "admin:jsi18n": False,
+    "admin:app_list": False,
+    # Django's redirect to an object's public page; 404 for models without one.
+    "admin:view_on_site": True,
+    # The catch-all that sends unknown admin URLs to sign-in (unnamed: keyed by its route).
+    "admin/(?P<url>.*)$": False,
+}
