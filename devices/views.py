@@ -132,7 +132,7 @@ class DeviceActionView(DeviceMixin, View):
 
     def refusal_without_form(self, device, data):
         """A refusal to show above the page when the request fits no form on it, or None."""
-        return None
+        return
 
     def post(self, request, code):
         device, membership = self.get_device()
