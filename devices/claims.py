@@ -154,7 +154,7 @@ def _find_identity(device_model, columns):
     if other is not None:
         return WrongModel(
             f"These identifiers belong to a {other.device_model.name}, not a {device_model.name}. "
-            f"Go back to the model step and choose {other.device_model.name}.",
+            f"Choose {other.device_model.name} as the model.",
             other_model=other.device_model,
         )
 
