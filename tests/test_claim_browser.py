@@ -87,9 +87,7 @@ def test_an_owner_claims_a_device_from_the_overview_to_the_dashboard(page, live_
     assert Device.objects.get(identity=shop["identity"]).space == shop["space"]
 
 
-def test_a_serial_number_that_is_not_approved_shows_the_vendors_message_on_the_identifier_step(
-    page, live_server, shop
-):
+def test_a_serial_number_that_is_not_approved_shows_the_vendors_message_on_the_identifier_step(page, live_server, shop):
     _walk_to_identifiers(page, live_server)
     page.get_by_label("Serial number").fill("AH2-26O001")
     page.get_by_label("MAC address").fill("02:AC:E0:00:00:01")
