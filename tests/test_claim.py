@@ -14,6 +14,7 @@ from devices.claims import (
     NotApproved,
     Revoked,
     TooManyFailures,
+    VendorNotConnected,
     WrongModel,
     claim_device,
 )
@@ -225,3 +226,12 @@ def test_two_organizations_racing_for_one_unit_end_with_exactly_one_claim(device
         device = Device.objects.get(identity=identity)
         assert device.organization_id == claimed[0].organization_id
         assert device.events.filter(kind=DeviceEvent.Kind.CLAIMED).count() == 1
+
+
+@pytest.mark.django_db
+def test_an_organization_cannot_claim_from_a_vendor_it_is_not_connected_to(space, owner):
+    identity = ApprovedIdentityFactory(device_model=DeviceModelFactory(vendor__name="Stranger Devices"))
+    with pytest.raises(VendorNotConnected) as refused:
+        _claim(identity, space, owner)
+    assert "not connected to Stranger Devices" in refused.value.message
+    assert not Device.objects.filter(identity=identity).exists()

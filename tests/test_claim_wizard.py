@@ -372,3 +372,9 @@ def test_wizards_in_two_spaces_do_not_mix(client, wizard, owner, space, device_m
     Wizard(client, other_space).start()
     response = wizard.post("identifiers", serial_number="AH2-260001", mac_address="02:ac:e0:00:00:01")
     assert response.context["wizard"]["steps"].current == "name"
+
+
+def test_an_organization_connected_to_no_vendor_is_told_so_instead_of_an_empty_form(wizard, organization):
+    organization.connected_vendors.clear()
+    response = wizard.start()
+    assert "Your organization is not connected to any vendor yet" in response.text
