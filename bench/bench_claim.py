@@ -257,6 +257,8 @@ def main():
     in_big = load_rows(model, small, big, others)
     print(f"Loaded in {time.perf_counter() - started:.1f} s; the big space holds {in_big:,} devices.")
 
+    # Other processes on the machine slow every figure: the load average is printed to judge them by.
+    load_before = f"{os.getloadavg()[0]:.1f}"
     port = free_port()
     server = start_server(port)
     try:
@@ -270,8 +272,11 @@ def main():
     finally:
         server.terminate()
         server.wait(timeout=10)
+    load_after = f"{os.getloadavg()[0]:.1f}"
 
-    print(f"\nOver HTTP, gunicorn with 2 workers on 127.0.0.1:{port}")
+    print(
+        f"\nOver HTTP, gunicorn with 2 workers on 127.0.0.1:{port}; machine load average {load_before} -> {load_after}"
+    )
     print(f"{'request':<48} {'n':>5} {'median ms':>10} {'p95 ms':>8} {'queries':>8}")
     row(f"dashboard, space of {SMALL_SPACE} devices (baseline)", *dashboard_small)
     row(f"dashboard, space of {in_big:,} devices", *dashboard_big)
