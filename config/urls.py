@@ -5,4 +5,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("", include("spaces.urls")),
+    # Issue 3: the claim wizard.
+    path("", include("devices.urls")),
 ]

@@ -79,6 +79,7 @@ PORTAL_PAGES = {
     "space-create": organization_page(the_organization, managers_only=True),
     "space-settings": organization_page(a_space, managers_only=True),
     "space-delete": organization_page(a_space, managers_only=True),
+    "claim-device": organization_page(a_space, managers_only=True),
 }
 
 # One line per model registered in the admin: an object vendor staff of `w.staff_vendor` must not
