@@ -143,3 +143,11 @@ def allow_reactivation(device, *, actor, now=None):
                 device=locked, kind=DeviceEvent.Kind.REACTIVATION_ALLOWED, actor=actor, created_at=now
             )
     return locked
+
+
+def move_devices(devices, *, space, actor):
+    """Move several devices of one organization to `space`, all or none; returns how many moved."""
+    with transaction.atomic():
+        for device in devices:
+            move_device(device, space=space, actor=actor)
+    return len(devices)

@@ -32,6 +32,11 @@ class ClaimError(Exception):
         self.field = field
 
 
+class VendorNotConnected(ClaimError):
+    code = "vendor_not_connected"
+    counts_as_failure = False
+
+
 class InvalidIdentifier(ClaimError):
     code = "invalid_format"
 
@@ -131,7 +136,7 @@ def _find_identity(device_model, columns):
     if other is not None:
         return WrongModel(
             f"These identifiers belong to a {other.device_model.name}, not a {device_model.name}. "
-            f"Go back to the model step and choose {other.device_model.name}.",
+            f"Choose {other.device_model.name} as the model.",
             other_model=other.device_model,
         )
 
@@ -160,9 +165,10 @@ def _find_identity(device_model, columns):
 def claim_device(*, space, device_model, identifiers, name, actor):
     """Claim the unit of `device_model` whose identifiers are `identifiers` into `space`.
 
-    `identifiers` maps field keys to values as typed (they are normalized here). The device
-    becomes claimed by the space's organization, in one transaction that locks the device row,
-    so two organizations racing for one unit end with one claim and one ClaimedByAnotherOrganization.
+    The space's organization must be connected to the model's vendor. `identifiers` maps field
+    keys to values as typed (they are normalized here). The device becomes claimed by the space's
+    organization, in one transaction that locks the device row, so two organizations racing for
+    one unit end with one claim and one ClaimedByAnotherOrganization.
     Writes a DeviceEvent. Raises a ClaimError subclass whose message is meant for the customer;
     failures count towards the actor's throttle.
     """
@@ -170,7 +176,7 @@ def claim_device(*, space, device_model, identifiers, name, actor):
     if retry_at is not None:
         raise TooManyFailures(
             f"Too many failed claim attempts. For your security, claiming is paused for your account; "
-            f"try again after {timezone.localtime(retry_at):%H:%M} (UTC).",
+            f"try again after {timezone.localtime(retry_at):%H:%M %Z}.",
             retry_at=retry_at,
         )
     try:
@@ -183,6 +189,11 @@ def claim_device(*, space, device_model, identifiers, name, actor):
 
 def _claim(*, space, device_model, identifiers, name, actor):
     vendor = device_model.vendor
+    if not vendor.organizations.filter(pk=space.organization_id).exists():
+        raise VendorNotConnected(
+            f"Your organization is not connected to {vendor.name}, so it cannot claim its devices. "
+            "Ask the portal's operator to connect it."
+        )
     columns = normalize_identifiers(device_model, identifiers)
     found = _find_identity(device_model, columns)
     if isinstance(found, ClaimError):

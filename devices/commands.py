@@ -104,3 +104,23 @@ def expire_commands(now=None):
 def has_pending_commands(device, now=None):
     now = now or timezone.now()
     return device.commands.filter(status__in=Command.PENDING, expires_at__gt=now).exists()
+
+
+def bulk_command_choices(device_models):
+    """(name, label) of the commands that every one of `device_models` declares and that need no
+    argument without a default: the ones the dashboard can send to a selection at once."""
+    common = None
+    for model in device_models:
+        sendable = {
+            c["name"]: c.get("label", c["name"])
+            for c in model.command_declarations
+            if all("default" in a or a["type"] == "boolean" for a in c.get("arguments", []))
+        }
+        common = sendable if common is None else {k: v for k, v in common.items() if k in sendable}
+    return sorted((common or {}).items())
+
+
+def send_command_to_devices(devices, *, name, actor):
+    """Queue the command `name` (default arguments) for each device, all or none; returns the commands."""
+    with transaction.atomic():
+        return [send_command(device, name=name, arguments={}, actor=actor) for device in devices]

@@ -1,8 +1,19 @@
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+
+def online_condition(now, prefix=""):
+    """Device.is_online() as a query condition (for counting in SQL); `prefix` reaches devices
+    through a relation, e.g. "devices__" from a space."""
+    heartbeat = models.ExpressionWrapper(
+        models.F(f"{prefix}device_model__heartbeat_interval") * timedelta(seconds=2),
+        output_field=models.DurationField(),
+    )
+    return models.Q(**{f"{prefix}last_seen_at__gte": models.Value(now) - heartbeat})
 
 
 class DeviceQuerySet(models.QuerySet):
@@ -86,7 +97,7 @@ class Device(models.Model):
         return self.status == self.Status.CLAIMED and self.activated_at is None
 
     def is_online(self, now=None):
-        """Online while heartbeats arrive within twice the model's heartbeat interval."""
+        """Online while heartbeats arrive within twice the model's heartbeat interval (in SQL: online_condition)."""
         if self.last_seen_at is None:
             return False
         now = now or timezone.now()

@@ -3,6 +3,8 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
+    path("spaces/<uuid:code>/bulk/", views.SpaceBulkActionView.as_view(), name="space-bulk-action"),
+    path("spaces/<uuid:code>/claim/", views.ClaimDeviceWizardView.as_view(), name="claim-device"),
     path("devices/<uuid:code>/", views.DeviceDetailView.as_view(), name="device-detail"),
     path("devices/<uuid:code>/commands/", views.DeviceCommandsView.as_view(), name="device-commands"),
     path("devices/<uuid:code>/commands/send/", views.SendCommandView.as_view(), name="device-send-command"),

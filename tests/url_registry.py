@@ -83,6 +83,8 @@ PORTAL_PAGES = {
     "space-create": organization_page(the_organization, managers_only=True),
     "space-settings": organization_page(a_space, managers_only=True),
     "space-delete": organization_page(a_space, managers_only=True),
+    "claim-device": organization_page(a_space, managers_only=True),
+    "space-bulk-action": organization_page(a_space, managers_only=True),
     # Devices
     "device-detail": organization_page(a_device),
     "device-commands": organization_page(a_device),

@@ -1,0 +1,308 @@
+"""Claim and dashboard speed over real HTTP, on a full-size serial list.
+
+    .venv/bin/python bench/bench_claim.py [--requests 200]
+
+Recreates the PostgreSQL database `bench_i3` (BENCH_DATABASE_URL overrides it), loads 1,000,000
+approved identities and 100,000 claimed devices with set-based SQL (INSERT ... SELECT), starts
+gunicorn on 127.0.0.1:11000-11099 and measures, in the same run:
+
+- the space dashboard of a space holding 10,000 devices, against a space holding 10 (baseline);
+- the claim wizard's final POST (the one that claims), into each of those spaces.
+
+Prints median and p95 in milliseconds, the SQL query count of each request (reported by the
+server in an X-Query-Count header, see claim_bench_query_count.py), the ratios against the
+baseline, and whether the goals are met: claim p95 < 50 ms, dashboard p95 < 150 ms, query
+counts that do not grow with the number of devices.
+"""
+
+import argparse
+import http.client
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from http.cookies import SimpleCookie
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_i3")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
+PORTS = range(11000, 11100)
+IDENTITIES = 1_000_000
+CLAIMED = 100_000
+BIG_SPACE, SMALL_SPACE = 10_000, 10
+OTHER_ORGANIZATIONS = 9
+PASSWORD = "bench-pass-2026"  # noqa: S105 (a throw-away bench account)
+CLAIM_GOAL_MS, DASHBOARD_GOAL_MS = 50, 150
+
+ENV = os.environ | {
+    "DATABASE_URL": DATABASE_URL,
+    "REDIS_URL": REDIS_URL,
+    "DJANGO_SETTINGS_MODULE": "config.settings.local",
+    "DJANGO_LOG_LEVEL": "WARNING",
+}
+
+
+def recreate_database():
+    parts = urlsplit(DATABASE_URL)
+    name = parts.path.lstrip("/")
+    with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=ENV, cwd=ROOT, check=True)
+
+
+def setup_django():
+    os.environ.update(ENV)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def create_tenants():
+    """The few rows made with the ORM: vendor, model, organizations, spaces and the owner who claims."""
+    from accounts.models import Membership, Organization, Role, User
+    from spaces.models import Space
+    from vendors.models import ClaimingMethod, DeviceModel, Vendor
+
+    vendor = Vendor.objects.create(name="Bench Devices", slug="bench", support_email="support@bench.example")
+    model = DeviceModel.objects.create(
+        vendor=vendor, name="Bench Hub", slug="bench-hub", claiming_method=ClaimingMethod.objects.get(slug="serial-mac")
+    )
+    organization = Organization.objects.create(name="Bench Org")
+    organization.connected_vendors.add(vendor)
+    owner = User.objects.create_user("owner@bench.example", PASSWORD)
+    Membership.objects.create(user=owner, organization=organization, role=Role.OWNER)
+    small = Space.objects.create(organization=organization, name="Small")
+    big = Space.objects.create(organization=organization, name="Big")
+    others = []
+    for n in range(OTHER_ORGANIZATIONS):
+        other = Organization.objects.create(name=f"Other Org {n}")
+        other.connected_vendors.add(vendor)
+        others.append(Space.objects.create(organization=other, name="Site"))
+    return model, small, big, others
+
+
+def load_rows(model, small, big, others):
+    """1,000,000 identities and 100,000 claimed devices, set-based: INSERT ... SELECT in PostgreSQL."""
+    spaces = [small, big, *others]
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        conn.execute(
+            """
+            INSERT INTO vendors_approvedidentity (code, identifier_1, identifier_2, status, created_at, device_model_id)
+            SELECT gen_random_uuid(), 'BN-' || lpad(i::text, 8, '0'),
+                   '02:10:' || concat_ws(':', substr(h, 1, 2), substr(h, 3, 2), substr(h, 5, 2), substr(h, 7, 2)),
+                   'approved', now(), %(model)s
+            FROM generate_series(1, %(rows)s) AS i, LATERAL (SELECT lpad(upper(to_hex(i)), 8, '0') AS h) AS hex
+            """,
+            {"model": model.pk, "rows": IDENTITIES},
+        )
+        # Devices 1-10 go to the small space, the next 10,000 to the big one, the rest to the other
+        # organizations; a third online, a third offline, a third never connected.
+        conn.execute(
+            """
+            INSERT INTO devices_device (code, status, name, claimed_at, activated_at, last_seen_at, key_hash,
+                                        created_at, device_model_id, identity_id, organization_id, space_id)
+            SELECT gen_random_uuid(), 'claimed', 'Device ' || lpad(rn::text, 6, '0'), now(),
+                   CASE WHEN rn %% 3 = 0 THEN NULL ELSE now() - interval '1 day' END,
+                   CASE rn %% 3 WHEN 1 THEN now() WHEN 2 THEN now() - interval '1 hour' END,
+                   '', now(), %(model)s, id, (%(organizations)s::bigint[])[slot], (%(spaces)s::bigint[])[slot]
+            FROM (
+                SELECT id, rn, CASE WHEN rn <= %(small)s THEN 1 WHEN rn <= %(small)s + %(big)s THEN 2
+                                    ELSE 3 + rn %% %(others)s END AS slot
+                FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn
+                      FROM vendors_approvedidentity ORDER BY id LIMIT %(claimed)s) AS first_units
+            ) AS placed
+            """,
+            {
+                "model": model.pk,
+                "organizations": [space.organization_id for space in spaces],
+                "spaces": [space.pk for space in spaces],
+                "small": SMALL_SPACE,
+                "big": BIG_SPACE,
+                "others": len(others),
+                "claimed": CLAIMED,
+            },
+        )
+        # Settle the load before measuring: vacuumed and analyzed tables (no autovacuum mid-run) and
+        # a checkpoint, so that flushing the load's WAL does not slow the claims' commits.
+        conn.execute("VACUUM ANALYZE")
+        conn.execute("CHECKPOINT")
+        return conn.execute("SELECT count(*) FROM devices_device WHERE space_id = %s", [big.pk]).fetchone()[0]
+
+
+def free_port():
+    for port in PORTS:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise SystemExit(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
+
+
+def start_server(port):
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "config.wsgi:application",
+        f"--bind=127.0.0.1:{port}",
+        "--workers=2",
+        "--pythonpath=bench",
+        "--log-level=warning",
+    ]
+    server = subprocess.Popen(command, cwd=ROOT, env=ENV | {"DJANGO_SETTINGS_MODULE": "claim_bench_settings"})
+    deadline = time.monotonic() + 30
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return server
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise SystemExit("gunicorn did not start")
+        time.sleep(0.2)
+
+
+class Browser:
+    """A cookie-keeping HTTP client; each request returns (status, headers, body, milliseconds)."""
+
+    def __init__(self, port):
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.cookies = {}
+
+    def request(self, method, path, form=None):
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        body = None
+        if form is not None:
+            body = urlencode(form | {"csrfmiddlewaretoken": self.cookies.get("csrftoken", "")})
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        started = time.perf_counter()
+        self.connection.request(method, path, body=body, headers=headers)
+        response = self.connection.getresponse()
+        content = response.read()
+        elapsed = (time.perf_counter() - started) * 1000
+        for header in response.headers.get_all("Set-Cookie") or []:
+            for name, morsel in SimpleCookie(header).items():
+                self.cookies[name] = morsel.value
+        if response.getheader("Connection", "").lower() == "close":
+            self.connection.close()
+        return response.status, response.headers, content, elapsed
+
+    def sign_in(self):
+        self.request("GET", "/accounts/login/")
+        status, *_ = self.request("POST", "/accounts/login/", {"username": "owner@bench.example", "password": PASSWORD})
+        if status != 302:
+            raise SystemExit(f"sign-in failed with HTTP {status}")
+
+
+def measure_dashboard(browser, space, requests):
+    timings, queries = [], set()
+    for n in range(requests + 10):
+        status, headers, body, elapsed = browser.request("GET", f"/spaces/{space.code}/")
+        if status != 200 or b"Device 0" not in body:
+            raise SystemExit(f"dashboard answered HTTP {status}")
+        if n >= 10:  # the first ten warm the server up
+            timings.append(elapsed)
+            queries.add(int(headers["X-Query-Count"]))
+    return timings, queries
+
+
+def measure_claims(browser, space, model, unit_numbers):
+    """Walk the wizard to its last step for each unit (not timed), then time the POST that claims."""
+    url = f"/spaces/{space.code}/claim/"
+    step = f"claim_{space.code.hex}-current_step"
+    timings, queries = [], set()
+    for n, unit in enumerate(unit_numbers):
+        hex_digits = f"{unit:08X}".lower()
+        mac = "02-10-" + "-".join(hex_digits[i : i + 2] for i in range(0, 8, 2))  # typed with dashes, lower case
+        browser.request("GET", url)
+        browser.request("POST", url, {step: "model", "model-device_model": model.pk})
+        browser.request(
+            "POST",
+            url,
+            {step: "identifiers", "identifiers-serial_number": f"bn-{unit:08d}", "identifiers-mac_address": mac},
+        )
+        status, headers, _, elapsed = browser.request("POST", url, {step: "name", "name-name": f"Bench unit {unit}"})
+        if status != 302:
+            raise SystemExit(f"claim of unit {unit} answered HTTP {status} instead of a redirect")
+        if n >= 5:  # the first five warm the server up
+            timings.append(elapsed)
+            queries.add(int(headers["X-Query-Count"]))
+    return timings, queries
+
+
+def p95(values):
+    return statistics.quantiles(values, n=20, method="inclusive")[-1]
+
+
+def row(label, timings, queries):
+    count = "-".join(str(q) for q in sorted(queries)) if len(queries) > 1 else str(next(iter(queries)))
+    print(f"{label:<48} {len(timings):>5} {statistics.median(timings):>10.1f} {p95(timings):>8.1f} {count:>8}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per series (default 200)")
+    args = parser.parse_args()
+
+    print(f"Loading {IDENTITIES:,} approved identities and {CLAIMED:,} claimed devices into {DATABASE_URL} ...")
+    started = time.perf_counter()
+    recreate_database()
+    setup_django()
+    model, small, big, others = create_tenants()
+    in_big = load_rows(model, small, big, others)
+    print(f"Loaded in {time.perf_counter() - started:.1f} s; the big space holds {in_big:,} devices.")
+
+    # Other processes on the machine slow every figure: the load average is printed to judge them by.
+    load_before = f"{os.getloadavg()[0]:.1f}"
+    port = free_port()
+    server = start_server(port)
+    try:
+        browser = Browser(port)
+        browser.sign_in()
+        dashboard_small = measure_dashboard(browser, small, args.requests)
+        dashboard_big = measure_dashboard(browser, big, args.requests)
+        units = random.Random(3).sample(range(CLAIMED + 1, IDENTITIES + 1), 2 * (args.requests + 5))
+        claim_small = measure_claims(browser, small, model, units[: args.requests + 5])
+        claim_big = measure_claims(browser, big, model, units[args.requests + 5 :])
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    load_after = f"{os.getloadavg()[0]:.1f}"
+
+    print(
+        f"\nOver HTTP, gunicorn with 2 workers on 127.0.0.1:{port}; machine load average {load_before} -> {load_after}"
+    )
+    print(f"{'request':<48} {'n':>5} {'median ms':>10} {'p95 ms':>8} {'queries':>8}")
+    row(f"dashboard, space of {SMALL_SPACE} devices (baseline)", *dashboard_small)
+    row(f"dashboard, space of {in_big:,} devices", *dashboard_big)
+    row(f"claim POST into the {SMALL_SPACE}-device space (baseline)", *claim_small)
+    row(f"claim POST into the {in_big:,}-device space", *claim_big)
+
+    print("\nAgainst the baseline (same run):")
+    print(
+        f"  dashboard p95 {p95(dashboard_big[0]) / p95(dashboard_small[0]):.2f}x, claim p95 "
+        f"{p95(claim_big[0]) / p95(claim_small[0]):.2f}x"
+    )
+    claim_p95 = max(p95(claim_small[0]), p95(claim_big[0]))
+    dashboard_p95 = p95(dashboard_big[0])
+    flat = dashboard_small[1] == dashboard_big[1] and claim_small[1] == claim_big[1]
+    print("\nGoals:")
+    print(f"  claim p95 < {CLAIM_GOAL_MS} ms: {'MET' if claim_p95 < CLAIM_GOAL_MS else 'NOT MET'} ({claim_p95:.1f} ms)")
+    print(
+        f"  dashboard p95 < {DASHBOARD_GOAL_MS} ms: {'MET' if dashboard_p95 < DASHBOARD_GOAL_MS else 'NOT MET'} "
+        f"({dashboard_p95:.1f} ms)"
+    )
+    print(
+        f"  query counts independent of device count: {'MET' if flat else 'NOT MET'} "
+        f"(dashboard {sorted(dashboard_small[1])} vs {sorted(dashboard_big[1])}, "
+        f"claim {sorted(claim_small[1])} vs {sorted(claim_big[1])})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""claim_device(): every way a claim is refused, the failure throttle, and two organizations racing."""
+
+import threading
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+
+from accounts.models import Role
+from devices.claims import (
+    AlreadyClaimedByYou,
+    ClaimedByAnotherOrganization,
+    InvalidIdentifier,
+    NotApproved,
+    Revoked,
+    TooManyFailures,
+    VendorNotConnected,
+    WrongModel,
+    claim_device,
+)
+from devices.models import Device, DeviceEvent
+from vendors.models import ApprovedIdentity
+
+from .factories import (
+    ApprovedIdentityFactory,
+    ClaimedDeviceFactory,
+    DeviceFactory,
+    DeviceModelFactory,
+    MembershipFactory,
+    OrganizationFactory,
+    SpaceFactory,
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle():
+    # The failure counters live in Redis, which outlives each test's database transaction.
+    cache.clear()
+
+
+def _claim(identity, space, actor, **typed):
+    identifiers = {"serial_number": identity.identifier_1, "mac_address": identity.identifier_2} | typed
+    return claim_device(
+        space=space, device_model=identity.device_model, identifiers=identifiers, name="Lobby screen", actor=actor
+    )
+
+
+@pytest.mark.django_db
+def test_claim_writes_an_event_saying_who_claimed_into_which_space(space, owner, device_model):
+    device = _claim(ApprovedIdentityFactory(device_model=device_model), space, owner)
+    event = DeviceEvent.objects.get(device=device)
+    assert (event.kind, event.actor, event.space, event.details["space"]) == (
+        DeviceEvent.Kind.CLAIMED,
+        owner,
+        space,
+        space.name,
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("typed_mac", ["02:00:00:00:12:AB", "02-00-00-00-12-ab", "0200.0000.12ab", " 0200000012AB "])
+def test_a_mac_address_is_accepted_in_every_usual_format(space, owner, device_model, typed_mac):
+    identity = ApprovedIdentityFactory(device_model=device_model, identifier_2="02:00:00:00:12:AB")
+    device = _claim(identity, space, owner, mac_address=typed_mac, serial_number=f" {identity.identifier_1.lower()} ")
+    assert device.identity == identity
+
+
+@pytest.mark.django_db
+def test_a_malformed_mac_address_is_refused_with_the_expected_format(space, owner, device_model):
+    identity = ApprovedIdentityFactory(device_model=device_model)
+    with pytest.raises(InvalidIdentifier) as refused:
+        _claim(identity, space, owner, mac_address="02:00:00:12:AB")
+    assert refused.value.field == "mac_address"
+    assert "This is not a valid MAC address: expected 12 hexadecimal digits" in refused.value.message
+
+
+@pytest.mark.django_db
+def test_a_serial_number_that_is_not_approved_names_the_field_and_the_vendor_support(space, owner, device_model):
+    identity = ApprovedIdentityFactory(device_model=device_model)
+    with pytest.raises(NotApproved) as refused:
+        _claim(identity, space, owner, serial_number="XYZ-999999")
+    vendor = device_model.vendor
+    assert refused.value.field == "serial_number"
+    assert refused.value.message.startswith(
+        "You have attempted to add a Serial number that is not approved for this device. This may be by error. "
+        "Please verify the exact Serial number of your device and if you believe it is correct, "
+        f"contact {vendor.name} support ({vendor.support_email})."
+    )
+
+
+@pytest.mark.django_db
+def test_a_not_approved_value_with_look_alike_characters_gets_a_hint_naming_them(space, owner, device_model):
+    identity = ApprovedIdentityFactory(device_model=device_model)
+    with pytest.raises(NotApproved) as refused:
+        _claim(identity, space, owner, serial_number="SN-0O1I58")
+    assert "easy to confuse on a sticker: O/0, I/1/L, S/5, B/8" in refused.value.message
+
+
+@pytest.mark.django_db
+def test_a_not_approved_value_without_look_alike_characters_gets_no_hint(space, owner, device_model):
+    identity = ApprovedIdentityFactory(device_model=device_model)
+    with pytest.raises(NotApproved) as refused:
+        _claim(identity, space, owner, serial_number="ACE-4", mac_address="02:00:00:00:FF:FF")
+    assert "easy to confuse" not in refused.value.message
+
+
+@pytest.mark.django_db
+def test_a_known_serial_with_the_mac_of_another_unit_blames_the_mac_address(space, owner, device_model):
+    identity, other = ApprovedIdentityFactory.create_batch(2, device_model=device_model)
+    with pytest.raises(NotApproved) as refused:
+        _claim(identity, space, owner, mac_address=other.identifier_2)
+    assert refused.value.field == "mac_address"
+
+
+@pytest.mark.django_db
+def test_identifiers_of_another_model_of_the_vendor_name_that_model(space, owner, device_model):
+    sibling = DeviceModelFactory(vendor=device_model.vendor, name="Acme Hub 3")
+    identity = ApprovedIdentityFactory(device_model=sibling)
+    with pytest.raises(WrongModel) as refused:
+        claim_device(
+            space=space,
+            device_model=device_model,
+            identifiers={"serial_number": identity.identifier_1, "mac_address": identity.identifier_2},
+            name="Hub",
+            actor=owner,
+        )
+    assert refused.value.other_model == sibling
+    assert "These identifiers belong to a Acme Hub 3" in refused.value.message
+
+
+@pytest.mark.django_db
+def test_a_unit_revoked_by_the_vendor_cannot_be_claimed(space, owner, device_model):
+    identity = ApprovedIdentityFactory(device_model=device_model, status=ApprovedIdentity.Status.REVOKED)
+    with pytest.raises(Revoked) as refused:
+        _claim(identity, space, owner)
+    assert f"{device_model.vendor.name} has withdrawn this unit" in refused.value.message
+    assert device_model.vendor.support_email in refused.value.message
+
+
+@pytest.mark.django_db
+def test_a_unit_claimed_by_another_organization_is_refused_without_naming_it(space, owner, device_model):
+    theirs = ClaimedDeviceFactory(identity__device_model=device_model, space__organization__name="Umbrella Corp")
+    with pytest.raises(ClaimedByAnotherOrganization) as refused:
+        _claim(theirs.identity, space, owner)
+    assert refused.value.message.startswith(
+        "This device is already claimed by another organization. If you got it from someone else, "
+        f"ask them to release it; otherwise contact {device_model.vendor.name} support"
+    )
+    assert "Umbrella" not in refused.value.message
+    theirs.refresh_from_db()
+    assert theirs.space_id != space.pk
+
+
+@pytest.mark.django_db
+def test_a_unit_already_claimed_by_your_organization_says_which_space_it_is_in(space, owner, device_model):
+    lobby = SpaceFactory(organization=space.organization, name="Lobby")
+    ours = ClaimedDeviceFactory(identity__device_model=device_model, space=lobby, name="Hall screen")
+    with pytest.raises(AlreadyClaimedByYou) as refused:
+        _claim(ours.identity, space, owner)
+    assert refused.value.device == ours
+    assert "already claimed this device: it is “Hall screen” in the space “Lobby”" in refused.value.message
+
+
+@pytest.mark.django_db
+def test_after_ten_failures_within_the_window_even_a_correct_claim_is_refused_until_a_given_time(
+    space, owner, device_model
+):
+    identity = ApprovedIdentityFactory(device_model=device_model)
+    for _ in range(10):
+        with pytest.raises(NotApproved):
+            _claim(identity, space, owner, serial_number="NOPE-1")
+    with pytest.raises(TooManyFailures) as refused:
+        _claim(identity, space, owner)
+    assert f"try again after {refused.value.retry_at:%H:%M}" in refused.value.message
+    assert not Device.objects.filter(identity=identity, status=Device.Status.CLAIMED).exists()
+
+
+@pytest.mark.django_db
+def test_nine_failures_still_allow_a_correct_claim(space, owner, device_model):
+    identity = ApprovedIdentityFactory(device_model=device_model)
+    for _ in range(9):
+        with pytest.raises(NotApproved):
+            _claim(identity, space, owner, serial_number="NOPE-1")
+    assert _claim(identity, space, owner).status == Device.Status.CLAIMED
+
+
+def _race(identity, spaces_and_actors):
+    """Claim `identity` from one thread per (space, actor), all released at the same instant."""
+    start = threading.Barrier(len(spaces_and_actors))
+    outcomes = []
+
+    def attempt(space, actor):
+        try:
+            start.wait()
+            outcomes.append(_claim(identity, space, actor))
+        except ClaimedByAnotherOrganization as refused:
+            outcomes.append(refused)
+        finally:
+            connection.close()  # each thread has its own database connection
+
+    threads = [threading.Thread(target=attempt, args=pair) for pair in spaces_and_actors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def _contender(vendor):
+    membership = MembershipFactory(organization=OrganizationFactory(vendors=[vendor]), role=Role.ADMIN)
+    return SpaceFactory(organization=membership.organization), membership.user
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_organizations_racing_for_one_unit_end_with_exactly_one_claim(device_model):
+    # Many rounds, since one round may not overlap; most units have connected once already
+    # and so have their device row, the case that only the row lock decides.
+    for round_number in range(20):
+        identity = ApprovedIdentityFactory(device_model=device_model)
+        if round_number % 4:
+            DeviceFactory(identity=identity)
+        outcomes = _race(identity, [_contender(device_model.vendor), _contender(device_model.vendor)])
+        claimed = [o for o in outcomes if isinstance(o, Device)]
+        refused = [o for o in outcomes if isinstance(o, ClaimedByAnotherOrganization)]
+        assert (len(claimed), len(refused)) == (1, 1)
+        device = Device.objects.get(identity=identity)
+        assert device.organization_id == claimed[0].organization_id
+        assert device.events.filter(kind=DeviceEvent.Kind.CLAIMED).count() == 1
+
+
+@pytest.mark.django_db
+def test_an_organization_cannot_claim_from_a_vendor_it_is_not_connected_to(space, owner):
+    identity = ApprovedIdentityFactory(device_model=DeviceModelFactory(vendor__name="Stranger Devices"))
+    with pytest.raises(VendorNotConnected) as refused:
+        _claim(identity, space, owner)
+    assert "not connected to Stranger Devices" in refused.value.message
+    assert not Device.objects.filter(identity=identity).exists()
