@@ -5,4 +5,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("", include("spaces.urls")),
+    # Device API (issue 5).
+    path("api/v1/", include("devices.api_urls")),
 ]

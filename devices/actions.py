@@ -115,3 +115,12 @@ def allow_reactivation(device, *, actor, now=None):
                 device=locked, kind=DeviceEvent.Kind.REACTIVATION_ALLOWED, actor=actor, created_at=now
             )
     return locked
+
+
+def record_heartbeat(device, *, metrics, at=None):
+    """Note that `device` is alive. The metrics (already checked) are not stored yet: the
+    device-operations work adds their storage here."""
+    at = at or timezone.now()
+    Device.objects.filter(pk=device.pk).update(last_seen_at=at)
+    device.last_seen_at = at
+    return device

@@ -167,3 +167,12 @@ CLAIM_FAILURE_LIMIT = 10
 CLAIM_FAILURE_WINDOW = 15 * 60
 ALLOW_DEMO_DATA = True
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="portal")
+
+# Device activation API (devices/activation.py): rate limits per minute, and the periodic
+# sweeper (re-sends operations a lost broker message left assigning) and cleanup.
+ACTIVATION_RATE_PER_ADDRESS = env.int("ACTIVATION_RATE_PER_ADDRESS", default=30)
+ACTIVATION_RATE_PER_IDENTITY = env.int("ACTIVATION_RATE_PER_IDENTITY", default=5)
+CELERY_BEAT_SCHEDULE |= {
+    "resend-stuck-activations": {"task": "devices.tasks.resend_stuck_activations_task", "schedule": 15.0},
+    "delete-finished-activations": {"task": "devices.tasks.delete_finished_activations_task", "schedule": 3600.0},
+}
