@@ -1,0 +1,90 @@
+"""Activation through a real Celery worker process on Redis, and recovery when the broker was down."""
+
+import contextlib
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+
+from config.celery_app import app as celery_app
+from devices.activation import resend_stuck_activations
+from devices.models import ActivationOperation, Device, DeviceEvent
+from devices.simulator import SimulatedDevice, simulate
+
+from .conftest import wait_for
+from .factories import ApprovedIdentityFactory
+
+pytestmark = pytest.mark.worker
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    cache.clear()
+
+
+def unit_of(identity):
+    return {
+        "vendor": identity.device_model.vendor.slug,
+        "model": identity.device_model.slug,
+        "identifiers": identity.identifiers,
+    }
+
+
+@contextlib.contextmanager
+def broker_down():
+    """Point the sending side at a port where nothing listens, as when Redis is down."""
+
+    def reconnect(url):
+        celery_app.conf.broker_url = url
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+
+    saved = celery_app.conf.broker_url
+    reconnect("redis://127.0.0.1:1/0")
+    try:
+        yield
+    finally:
+        reconnect(saved)
+
+
+def test_the_simulator_activates_units_over_http_through_a_real_worker(celery_worker_process, live_server):
+    identities = ApprovedIdentityFactory.create_batch(4)
+    result = simulate(live_server.url, [unit_of(identity) for identity in identities], concurrency=4, heartbeats=2)
+    assert result.failures == {}
+    assert result.activated == 4
+    devices = Device.objects.filter(identity__in=identities)
+    assert devices.filter(status="registered").exclude(key_hash="").count() == 4
+    assert DeviceEvent.objects.filter(kind=DeviceEvent.Kind.ACTIVATED, device__in=devices).count() == 4
+    assert set(ActivationOperation.objects.values_list("status", flat=True)) == {"assigned"}
+
+
+def test_a_device_that_polls_gets_its_key_from_a_real_worker(celery_worker_process, client):
+    device = SimulatedDevice(unit_of(ApprovedIdentityFactory()))
+    accepted = client.post("/api/v1/activations", device.activation_request(), content_type="application/json")
+    assert accepted.status_code == 202
+    operation = wait_for(lambda: (body := client.get(accepted["Location"]).json())["status"] != "assigning" and body)
+    device.finish_activation(operation)
+    response = client.post(
+        "/api/v1/device/heartbeat", {"metrics": {}}, content_type="application/json", headers=device.authorization
+    )
+    assert response.status_code == 200
+
+
+def test_with_the_broker_down_the_device_gets_202_and_the_sweeper_recovers_the_operation(celery_worker_process, client):
+    device = SimulatedDevice(unit_of(ApprovedIdentityFactory()))
+    with broker_down():
+        accepted = client.post("/api/v1/activations", device.activation_request(), content_type="application/json")
+    assert accepted.status_code == 202
+    assert "Could not send the activation task" in caplog.text
+    operation = ActivationOperation.objects.get()
+    assert operation.status == "assigning"
+
+    assert resend_stuck_activations() == 0, "not stuck yet: sent less than 30 s ago"
+    later = timezone.now() + timedelta(seconds=31)
+    assert resend_stuck_activations(now=later) == 1
+    assert resend_stuck_activations(now=later) == 0, "re-sent once, not on every sweep"
+
+    wait_for(lambda: ActivationOperation.objects.get(pk=operation.pk).status == "assigned")
+    device.finish_activation(client.get(accepted["Location"]).json())
+    assert Device.objects.get(code=device.device_id).events.count() == 1
