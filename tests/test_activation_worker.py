@@ -71,7 +71,9 @@ def test_a_device_that_polls_gets_its_key_from_a_real_worker(celery_worker_proce
     assert response.status_code == 200
 
 
-def test_with_the_broker_down_the_device_gets_202_and_the_sweeper_recovers_the_operation(celery_worker_process, client):
+def test_with_the_broker_down_the_device_gets_202_and_the_sweeper_recovers_the_operation(
+    celery_worker_process, client, caplog
+):
     device = SimulatedDevice(unit_of(ApprovedIdentityFactory()))
     with broker_down():
         accepted = client.post("/api/v1/activations", device.activation_request(), content_type="application/json")
