@@ -78,6 +78,21 @@ def _string(data, name, errors, *, pattern=None, max_length=None):
     return value
 
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _plain_text(value, max_length):
+    """A string of 1 to `max_length` characters that PostgreSQL can store: no control characters
+    (NUL cannot be stored at all) and no lone surrogates."""
+    if not isinstance(value, str) or not 1 <= len(value) <= max_length or CONTROL_CHARACTERS.search(value):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _base64url(value, name, errors, *, length=None):
     try:
         raw = b64url_decode(value) if is_b64url(value) else None
@@ -107,8 +122,8 @@ def parse_activation(data: dict) -> ActivationRequest:
         for key, value in identifiers.items():
             if not IDENTIFIER_KEY.fullmatch(key):
                 errors[f"identifiers.{key}"] = "Unknown identifier name."
-            elif not isinstance(value, str) or not 1 <= len(value) <= 128:
-                errors[f"identifiers.{key}"] = "Must be a string of 1 to 128 characters."
+            elif not _plain_text(value, 128):
+                errors[f"identifiers.{key}"] = "Must be a string of 1 to 128 characters, without control characters."
 
     attestation = data.get("attestation")
     if "attestation" in data and attestation is not None:
@@ -117,8 +132,8 @@ def parse_activation(data: dict) -> ActivationRequest:
         else:
             for name in sorted(set(attestation) - {"batch", "signature"}):
                 errors[f"attestation.{name}"] = "Unknown field."
-            if not isinstance(attestation.get("batch"), str) or not 1 <= len(attestation["batch"]) <= 64:
-                errors["attestation.batch"] = "Required: a string of 1 to 64 characters."
+            if not _plain_text(attestation.get("batch"), 64):
+                errors["attestation.batch"] = "Required: a string of 1 to 64 characters, without control characters."
             signature = attestation.get("signature")
             if not isinstance(signature, str) or len(signature) > 128:
                 errors["attestation.signature"] = "Required: a base64url string."
@@ -205,7 +220,16 @@ def operation_response(operation, status):
 
 
 @method_decorator(csrf_exempt, name="dispatch")
-class ActivationsView(View):
+class DeviceAPIView(View):
+    """Base of the device API views: no CSRF (devices hold no cookies) and JSON errors for other methods."""
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        response = error_response(405, "method_not_allowed", f"{request.method} is not allowed here.")
+        response["Allow"] = ", ".join(method.upper() for method in self._allowed_methods())
+        return response
+
+
+class ActivationsView(DeviceAPIView):
     """POST /api/v1/activations: accept an activation request (202), or answer it finished with ?wait=N (200)."""
 
     http_method_names = ["post"]
@@ -237,7 +261,7 @@ class ActivationsView(View):
         return response
 
 
-class ActivationView(View):
+class ActivationView(DeviceAPIView):
     """GET /api/v1/activations/<operation_id>: the operation's state and, once assigned, the server's key."""
 
     http_method_names = ["get"]
@@ -252,8 +276,7 @@ class ActivationView(View):
         return operation_response(operation, 200)
 
 
-@method_decorator(csrf_exempt, name="dispatch")
-class HeartbeatView(View):
+class HeartbeatView(DeviceAPIView):
     """POST /api/v1/device/heartbeat, authenticated by the device key: marks the device seen."""
 
     http_method_names = ["post"]
@@ -277,7 +300,7 @@ class HeartbeatView(View):
         )
 
 
-class HealthView(View):
+class HealthView(DeviceAPIView):
     """GET /api/v1/health: a trivial JSON answer (load balancers; the benchmark's baseline)."""
 
     http_method_names = ["get"]
@@ -286,7 +309,7 @@ class HealthView(View):
         return JsonResponse({"status": "ok"})
 
 
-class OpenAPIView(View):
+class OpenAPIView(DeviceAPIView):
     """GET /api/v1/openapi.json: the OpenAPI description of the device API."""
 
     http_method_names = ["get"]

@@ -5,6 +5,10 @@ fuzz the API from it (tests/test_device_api_openapi.py).
 """
 
 B64URL = "^[A-Za-z0-9_-]+$"
+# base64url without padding: any length except 4k + 1.
+# Identifier values and batch names: no control characters (PostgreSQL cannot store NUL).
+PLAIN_TEXT = "^[^\\u0000-\\u001f\\u007f]*$"
+B64URL_UNPADDED = "^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$"
 
 _error = {
     "type": "object",
@@ -107,7 +111,7 @@ _activation_request = {
             "minProperties": 1,
             "maxProperties": 3,
             "propertyNames": {"pattern": "^[a-z][a-z0-9_]{0,31}$"},
-            "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 128},
+            "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": PLAIN_TEXT},
             "example": {"serial_number": "AH2-260001", "mac_address": "02:AC:E0:00:00:01"},
         },
         "public_key": {
@@ -123,8 +127,8 @@ _activation_request = {
             "required": ["batch", "signature"],
             "additionalProperties": False,
             "properties": {
-                "batch": {"type": "string", "minLength": 1, "maxLength": 64},
-                "signature": {"type": "string", "pattern": B64URL, "maxLength": 128},
+                "batch": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": PLAIN_TEXT},
+                "signature": {"type": "string", "pattern": B64URL_UNPADDED, "minLength": 1, "maxLength": 128},
             },
         },
     },
