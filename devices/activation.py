@@ -5,6 +5,7 @@ sweeper and the tests start and re-send operations through the functions here. T
 row in PostgreSQL is the state and the result; the broker is only a doorbell.
 """
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(seconds=30)
 KEEP_FINISHED = timedelta(days=7)
 SWEEP_BATCH = 1000
+MODEL_CACHE_SECONDS = 10
+_model_cache = {}
 
 Error = ActivationOperation.Error
 
@@ -93,7 +96,9 @@ def send_activation_task(operation_id) -> bool:
     return True
 
 
+@functools.cache
 def _redis():
+    """One client (a connection pool) per process, for the finished-operation announcements."""
     return redis.Redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
 
 
@@ -121,17 +126,17 @@ def wait_for_activation(operation_id, seconds: float) -> ActivationOperation:
     deadline = time.monotonic() + seconds
     client = _redis()
     while True:
-        operation = ActivationOperation.objects.get(pk=operation_id)
-        remaining = deadline - time.monotonic()
-        if operation.finished or remaining <= 0:
+        step = min(deadline - time.monotonic(), 1.0)
+        if step > 0:
+            try:
+                if client is None:
+                    raise redis.RedisError("no Redis configured")
+                client.blpop([_finished_key(operation_id)], timeout=step)
+            except redis.RedisError:
+                time.sleep(min(step, 0.2))
+        operation = ActivationOperation.objects.select_related("device").get(pk=operation_id)
+        if operation.finished or deadline <= time.monotonic():
             return operation
-        step = min(remaining, 1.0)
-        try:
-            if client is None:
-                raise redis.RedisError("no Redis configured")
-            client.blpop([_finished_key(operation_id)], timeout=step)
-        except redis.RedisError:
-            time.sleep(min(step, 0.2))
 
 
 # Processing: the activation rule.
@@ -173,13 +178,28 @@ def process_activation(operation_id) -> ActivationOperation | None:
     return operation
 
 
-def _activate(operation):
+def _device_model(vendor_slug, model_slug):
+    """The model with its vendor and identifier fields, remembered by this process for a few seconds.
+
+    Every activation of a burst asks for the same few models; an admin change (attestation,
+    identifier fields) applies within MODEL_CACHE_SECONDS.
+    """
+    key = (vendor_slug, model_slug)
+    cached = _model_cache.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
     device_model = (
         DeviceModel.objects.select_related("vendor", "claiming_method")
         .prefetch_related("claiming_method__fields")
-        .filter(vendor__slug=operation.vendor_slug, slug=operation.model_slug)
+        .filter(vendor__slug=vendor_slug, slug=model_slug)
         .first()
     )
+    _model_cache[key] = (time.monotonic() + MODEL_CACHE_SECONDS, device_model)
+    return device_model
+
+
+def _activate(operation):
+    device_model = _device_model(operation.vendor_slug, operation.model_slug)
     if device_model is None:
         raise ActivationRefused(
             Error.UNKNOWN_MODEL, f"There is no model {operation.model_slug!r} of vendor {operation.vendor_slug!r}."
@@ -208,7 +228,7 @@ def _activate(operation):
             "must allow re-activation.",
         )
     device_key = derive_device_key(secret, operation.pk, device.code)
-    device = record_activation(device, key_hash=hash_device_key(device_key), at=now)
+    device = record_activation(device, key_hash=hash_device_key(device_key), at=now, locked=True)
     return device, public_bytes(server_private_key)
 
 
@@ -282,18 +302,29 @@ def rate_limit_retry_after(scope: str, subject: str, limit: int, window: int = 6
     """
     now = time.time()
     window_start = int(now // window) * window
-    key = f"ratelimit:{scope}:{subject}:{window_start}"
-    if cache.add(key, 1, timeout=window + 1):
-        count = 1
-    else:
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr: a new window
-            cache.set(key, 1, timeout=window + 1)
-            count = 1
+    count = _count(f"ratelimit:{scope}:{subject}:{window_start}", ttl=window + 1)
     if count <= limit:
         return None
     return max(1, int(window_start + window - now + 0.999))
+
+
+def _count(key, ttl):
+    """Increment a shared counter that expires `ttl` seconds after it starts; returns the new value.
+
+    On Redis (the shared cache in production) one pipelined round trip; without Redis the
+    embedded setup's database cache, which every process shares too.
+    """
+    client = _redis()
+    if client is not None:
+        count, _ = client.pipeline(transaction=False).incr(key).expire(key, ttl, nx=True).execute()
+        return count
+    if cache.add(key, 1, timeout=ttl):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr: a new window
+        cache.set(key, 1, timeout=ttl)
+        return 1
 
 
 def authenticate_device(token: str) -> Device | None:
