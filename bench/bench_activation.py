@@ -36,6 +36,8 @@ SERVER = "postgres://postgres@127.0.0.1:5432"
 REDIS_URL = "redis://127.0.0.1:6379/5"
 URL = f"http://127.0.0.1:{PORT}"
 BASELINE_SECONDS = 10
+# The task waits on PostgreSQL (commits) about half its time: two processes per core keep the cores busy.
+CELERY_PROCESSES = 2 * os.cpu_count()
 GOALS = {"ratio": 0.05, "p99": 2.0}
 
 ENV = os.environ | {
@@ -125,7 +127,7 @@ def start_services(log_dir, stack):
             "-Q",
             "bench-i5",
             "--concurrency",
-            str(os.cpu_count()),
+            str(CELERY_PROCESSES),
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
@@ -215,8 +217,9 @@ def main():
     try:
         from devices.simulator import simulate
 
-        workers, cores = 2 * os.cpu_count(), os.cpu_count()
-        print(f"gunicorn: {workers} workers x 16 threads on {URL}; 1 Celery worker ({cores} processes)")
+        workers = 2 * os.cpu_count()
+        print(f"gunicorn: {workers} workers x 16 threads on {URL}; 1 Celery worker ({CELERY_PROCESSES} processes)")
+        print("load average before the run (other work on this machine): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         baseline = baseline_rate(options.concurrency)
         print(f"trivial JSON view /api/v1/health: {baseline:,.0f} requests/s at concurrency {options.concurrency}")
 

@@ -16,11 +16,21 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 from vendors.attestation import attestation_message, b64url_decode, b64url_encode, signature_is_valid
 from vendors.identifiers import Normalization, normalize
-from vendors.models import ApprovedIdentity, Attestation, DeviceModel, ProductionBatch
+from vendors.models import (
+    ApprovedIdentity,
+    Attestation,
+    ClaimingMethod,
+    DeviceModel,
+    IdentifierField,
+    ProductionBatch,
+    Vendor,
+)
 
 from . import tasks
 from .actions import record_activation
@@ -196,6 +206,15 @@ def _device_model(vendor_slug, model_slug):
     )
     _model_cache[key] = (time.monotonic() + MODEL_CACHE_SECONDS, device_model)
     return device_model
+
+
+@receiver([post_save, post_delete], sender=DeviceModel)
+@receiver([post_save, post_delete], sender=Vendor)
+@receiver([post_save, post_delete], sender=ClaimingMethod)
+@receiver([post_save, post_delete], sender=IdentifierField)
+def _forget_models(**kwargs):
+    """A model definition changed in this process: do not wait for the cache to expire."""
+    _model_cache.clear()
 
 
 def _activate(operation):

@@ -1,10 +1,12 @@
 """Activation through a real Celery worker process on Redis, and recovery when the broker was down."""
 
 import contextlib
+import io
 from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from config.celery_app import app as celery_app
@@ -90,3 +92,30 @@ def test_with_the_broker_down_the_device_gets_202_and_the_sweeper_recovers_the_o
     wait_for(lambda: ActivationOperation.objects.get(pk=operation.pk).status == "assigned")
     device.finish_activation(client.get(accepted["Location"]).json())
     assert Device.objects.get(code=device.device_id).events.count() == 1
+
+
+def test_simulate_devices_activates_demo_units_including_signed_globex_ones(
+    celery_worker_process, live_server, tmp_path
+):
+    call_command("seed_demo", stdout=io.StringIO())
+    listing = io.StringIO()
+    call_command("seed_demo", "--list", stdout=listing)
+    globex = [line for line in listing.getvalue().splitlines() if '"globex"' in line][:2]
+    units_file = tmp_path / "units.jsonl"
+    units_file.write_text("\n".join(globex) + "\n")
+
+    acme_out, globex_out = io.StringIO(), io.StringIO()
+    call_command("simulate_devices", url=live_server.url, count=3, stdout=acme_out)
+    call_command("simulate_devices", url=live_server.url, count=2, units=str(units_file), stdout=globex_out)
+    assert acme_out.getvalue().startswith("activated 3 of 3")
+    assert globex_out.getvalue().startswith("activated 2 of 2")
+    assert Device.objects.filter(device_model__slug="display-55", activated_at__isnull=False).count() == 2
+
+
+def test_simulate_devices_reports_units_that_cannot_activate(celery_worker_process, live_server):
+    call_command("seed_demo", stdout=io.StringIO())
+    call_command("simulate_devices", url=live_server.url, count=1, stdout=io.StringIO())
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="failed"):
+        call_command("simulate_devices", url=live_server.url, count=1, stdout=out)
+    assert "already_activated" in out.getvalue()
