@@ -282,14 +282,14 @@ class HeartbeatView(DeviceAPIView):
     http_method_names = ["post"]
 
     def post(self, request):
+        if body_too_large(request):
+            return error_response(413, "too_large", f"The body must be at most {MAX_BODY} bytes.")
         scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
         device = authenticate_device(token.strip()) if scheme.lower() == "bearer" else None
         if device is None:
             response = error_response(401, "unauthorized", "Authentication failed.")
             response["WWW-Authenticate"] = 'Bearer realm="device"'
             return response
-        if body_too_large(request):
-            return error_response(413, "too_large", f"The body must be at most {MAX_BODY} bytes.")
         try:
             metrics = parse_metrics(parse_json_object(request.body))
         except InvalidRequest as invalid:
