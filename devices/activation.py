@@ -101,7 +101,9 @@ def send_activation_task(operation_id) -> bool:
     try:
         tasks.process_activation_task.apply_async((str(operation_id),), retry=False)
     except Exception:
-        logger.warning("Could not send the activation task for %s; the sweeper will re-send it", operation_id)
+        logger.warning(
+            "Could not send the activation task for %s; the sweeper will re-send it", operation_id, exc_info=True
+        )
         return False
     return True
 

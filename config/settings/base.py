@@ -176,3 +176,7 @@ CELERY_BEAT_SCHEDULE |= {
     "resend-stuck-activations": {"task": "devices.tasks.resend_stuck_activations_task", "schedule": 15.0},
     "delete-finished-activations": {"task": "devices.tasks.delete_finished_activations_task", "schedule": 3600.0},
 }
+# On the embedded SQLite default, write transactions start with BEGIN IMMEDIATE: a deferred one
+# that reads before writing fails at once with "database is locked" when devices activate together.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"].setdefault("OPTIONS", {})["transaction_mode"] = "IMMEDIATE"

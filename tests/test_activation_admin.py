@@ -1,4 +1,4 @@
-"""Production batches in the admin: vendor staff register their factory keys and revoke a leaked one."""
+"""The admin of activation: vendor staff register factory batch keys and revoke a leaked one; support reads operations."""
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -40,3 +40,15 @@ def test_vendor_staff_see_only_their_vendors_batches_and_can_revoke_them(client)
     theirs.refresh_from_db()
     assert mine.is_revoked
     assert not theirs.is_revoked, "another vendor's batch is out of reach"
+
+
+def test_activation_operations_are_listed_read_only_in_the_admin(client, admin_user):
+    from devices.models import ActivationOperation
+
+    operation = ActivationOperation.objects.create(
+        vendor_slug="acme", model_slug="hub-2", identifiers={"serial_number": "X"}, device_public_key="k" * 43
+    )
+    client.force_login(admin_user)
+    listing = client.get(reverse("admin:devices_activationoperation_changelist"))
+    assert str(operation.pk) in listing.content.decode()
+    assert client.get(reverse("admin:devices_activationoperation_add")).status_code == 403
