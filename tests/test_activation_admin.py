@@ -1,4 +1,4 @@
-"""The admin of activation: vendor staff register factory batch keys and revoke a leaked one; support reads operations."""
+"""Activation in the admin: vendor staff manage factory batch keys; support reads the operations."""
 
 import pytest
 from django.contrib.auth.models import Permission
