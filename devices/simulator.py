@@ -85,13 +85,14 @@ class SimulatedDevice:
         return {**self.unit, "public_key": b64url_encode(public_bytes(self.private_key))}
 
     def activate(self, client: HttpClient, wait=10, deadline_seconds=120):
-        """Activate: POST (holding up to `wait` s), poll Location if still assigning, derive the key.
+        """Activate: POST (the server holding it up to `wait` s, if given), poll Location while assigning, derive the key.
 
         Honors Retry-After on 429. Raises ActivationFailed with the operation's error code.
         """
         deadline = time.monotonic() + deadline_seconds
         while True:
-            response = client.request("POST", f"/api/v1/activations?wait={wait}", self.activation_request())
+            path = "/api/v1/activations" + (f"?wait={wait}" if wait else "")
+            response = client.request("POST", path, self.activation_request())
             if response.status != 429:
                 break
             self._pause(response, deadline)

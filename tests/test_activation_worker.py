@@ -50,9 +50,11 @@ def broker_down():
         reconnect(saved)
 
 
-def test_the_simulator_activates_units_over_http_through_a_real_worker(celery_worker_process, live_server):
+@pytest.mark.parametrize("wait", [10, None], ids=["holding the request", "polling"])
+def test_the_simulator_activates_units_over_http_through_a_real_worker(celery_worker_process, live_server, wait):
     identities = ApprovedIdentityFactory.create_batch(4)
-    result = simulate(live_server.url, [unit_of(identity) for identity in identities], concurrency=4, heartbeats=2)
+    units = [unit_of(identity) for identity in identities]
+    result = simulate(live_server.url, units, concurrency=4, heartbeats=2, wait=wait)
     assert result.failures == {}
     assert result.activated == 4
     devices = Device.objects.filter(identity__in=identities)
