@@ -85,7 +85,7 @@ class SimulatedDevice:
         return {**self.unit, "public_key": b64url_encode(public_bytes(self.private_key))}
 
     def activate(self, client: HttpClient, wait=10, deadline_seconds=120):
-        """Activate: POST (the server holding it up to `wait` s, if given), poll Location while assigning, derive the key.
+        """Activate: POST (held by the server up to `wait` s, if given), poll Location while assigning, derive the key.
 
         Honors Retry-After on 429. Raises ActivationFailed with the operation's error code.
         """
