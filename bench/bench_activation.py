@@ -38,6 +38,8 @@ URL = f"http://127.0.0.1:{PORT}"
 BASELINE_SECONDS = 10
 # The task waits on PostgreSQL (commits) about half its time: two processes per core keep the cores busy.
 CELERY_PROCESSES = 2 * os.cpu_count()
+# Threads per gunicorn worker: a device waiting with ?wait=N holds one while its task runs.
+GUNICORN_THREADS = 16
 GOALS = {"ratio": 0.05, "p99": 2.0}
 
 ENV = os.environ | {
@@ -103,7 +105,7 @@ def start_services(log_dir, stack):
             "--worker-class",
             "gthread",
             "--threads",
-            "16",
+            str(GUNICORN_THREADS),
             "--bind",
             f"127.0.0.1:{PORT}",
             "--log-level",
@@ -218,7 +220,9 @@ def main():
         from devices.simulator import simulate
 
         workers = 2 * os.cpu_count()
-        print(f"gunicorn: {workers} workers x 16 threads on {URL}; 1 Celery worker ({CELERY_PROCESSES} processes)")
+        print(
+            f"gunicorn: {workers} workers x {GUNICORN_THREADS} threads on {URL}; 1 Celery worker ({CELERY_PROCESSES} processes)"
+        )
         print("load average before the run (other work on this machine): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         baseline = baseline_rate(options.concurrency)
         print(f"trivial JSON view /api/v1/health: {baseline:,.0f} requests/s at concurrency {options.concurrency}")
