@@ -220,9 +220,8 @@ def main():
         from devices.simulator import simulate
 
         workers = 2 * os.cpu_count()
-        print(
-            f"gunicorn: {workers} workers x {GUNICORN_THREADS} threads on {URL}; 1 Celery worker ({CELERY_PROCESSES} processes)"
-        )
+        print(f"gunicorn: {workers} workers x {GUNICORN_THREADS} threads on {URL}")
+        print(f"celery: 1 worker, {CELERY_PROCESSES} processes, on Redis db 5; PostgreSQL database {DATABASE}")
         print("load average before the run (other work on this machine): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         baseline = baseline_rate(options.concurrency)
         print(f"trivial JSON view /api/v1/health: {baseline:,.0f} requests/s at concurrency {options.concurrency}")
