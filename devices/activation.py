@@ -96,7 +96,7 @@ def start_activation(request: ActivationRequest) -> ActivationOperation:
     return operation
 
 
-def send_activation_task(operation_id) -> bool:
+def send_activation_task(operation_id):
     """Ring the doorbell for one operation; a broker failure is logged, not raised (the sweeper retries)."""
     try:
         tasks.process_activation_task.apply_async((str(operation_id),), retry=False)
@@ -104,13 +104,11 @@ def send_activation_task(operation_id) -> bool:
         logger.warning(
             "Could not send the activation task for %s; the sweeper will re-send it", operation_id, exc_info=True
         )
-        return False
-    return True
 
 
 @functools.cache
 def _redis():
-    """One client (a connection pool) per process, for the finished-operation announcements."""
+    """One Redis client (a connection pool) per process: rate-limit counters and finished-operation announcements."""
     return redis.Redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
 
 
@@ -337,7 +335,12 @@ def _count(key, ttl):
     """
     client = _redis()
     if client is not None:
-        count, _ = client.pipeline(transaction=False).incr(key).expire(key, ttl, nx=True).execute()
+        try:
+            count, _ = client.pipeline(transaction=False).incr(key).expire(key, ttl, nx=True).execute()
+        except redis.RedisError:
+            # Redis (also the broker) is down: accept the request rather than lose it; the sweeper sends it later.
+            logger.warning("Rate limits are not counted: Redis is unreachable", exc_info=True)
+            return 0
         return count
     if cache.add(key, 1, timeout=ttl):
         return 1

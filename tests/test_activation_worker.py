@@ -7,9 +7,11 @@ from datetime import timedelta
 import pytest
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
+from django.test import override_settings
 from django.utils import timezone
 
 from config.celery_app import app as celery_app
+from devices import activation
 from devices.activation import resend_stuck_activations
 from devices.models import ActivationOperation, Device, DeviceEvent
 from devices.simulator import SimulatedDevice, simulate
@@ -34,20 +36,22 @@ def unit_of(identity):
 
 
 @contextlib.contextmanager
-def broker_down():
-    """Point the sending side at a port where nothing listens, as when Redis is down."""
+def redis_down():
+    """Point the web side's broker and Redis client at a port where nothing listens, as when Redis is down."""
 
     def reconnect(url):
         celery_app.conf.broker_url = url
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
+        activation._redis.cache_clear()
 
     saved = celery_app.conf.broker_url
-    reconnect("redis://127.0.0.1:1/0")
-    try:
-        yield
-    finally:
-        reconnect(saved)
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
+        reconnect("redis://127.0.0.1:1/0")
+        try:
+            yield
+        finally:
+            reconnect(saved)
 
 
 @pytest.mark.parametrize("wait", [10, None], ids=["holding the request", "polling"])
@@ -75,14 +79,15 @@ def test_a_device_that_polls_gets_its_key_from_a_real_worker(celery_worker_proce
     assert response.status_code == 200
 
 
-def test_with_the_broker_down_the_device_gets_202_and_the_sweeper_recovers_the_operation(
+def test_with_redis_down_the_device_gets_202_and_the_sweeper_recovers_the_operation(
     celery_worker_process, client, caplog
 ):
     device = SimulatedDevice(unit_of(ApprovedIdentityFactory()))
-    with broker_down():
+    with redis_down():
         accepted = client.post("/api/v1/activations", device.activation_request(), content_type="application/json")
     assert accepted.status_code == 202
     assert "Could not send the activation task" in caplog.text
+    assert "Rate limits are not counted" in caplog.text
     operation = ActivationOperation.objects.get()
     assert operation.status == "assigning"
 
