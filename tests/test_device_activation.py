@@ -71,6 +71,7 @@ def test_activation_is_accepted_with_location_and_retry_after(client, django_cap
     assert response.json() == {"operation_id": str(operation.pk), "status": "assigning"}
     assert response["Location"] == f"/api/v1/activations/{operation.pk}"
     assert response["Retry-After"] == "1"
+    assert not response.cookies, "the device API is sessionless: no session or CSRF cookie"
     assert len(callbacks) == 1, "the task is sent only once the operation row is committed"
     polled = client.get(response["Location"])
     assert polled.json() == {"operation_id": str(operation.pk), "status": "assigning"}
