@@ -5,6 +5,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("", include("spaces.urls")),
-    # Issue 3: the claim wizard.
     path("", include("devices.urls")),
+    path("api/v1/", include("devices.api_urls")),
 ]

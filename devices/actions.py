@@ -105,23 +105,27 @@ def release_device(device, *, actor):
     return locked
 
 
-def record_activation(device, *, key_hash, at=None):
+def record_activation(device, *, key_hash, at=None, locked=False):
     """Mark `device` activated with a new key: registered, or still claimed if it was claimed.
 
-    Replaces any previous key at once. Writes an `activated` event.
+    Replaces any previous key at once. Writes an `activated` event. Pass `locked=True` when the
+    caller already holds the device's row lock in the current transaction (the activation task
+    does), which spares re-reading the row.
     """
     at = at or timezone.now()
-    with transaction.atomic():
-        locked = Device.objects.select_for_update().get(pk=device.pk)
-        locked.key_hash = key_hash
-        locked.reactivation_allowed_until = None
-        locked.activated_at = at
-        locked.last_seen_at = at
-        if locked.status == Device.Status.UNREGISTERED:
-            locked.status = Device.Status.REGISTERED
-        locked.save(update_fields=["key_hash", "reactivation_allowed_until", "activated_at", "last_seen_at", "status"])
-        DeviceEvent.objects.create(device=locked, kind=DeviceEvent.Kind.ACTIVATED, created_at=at)
-    return locked
+    with transaction.atomic(savepoint=False):
+        locked_device = device if locked else Device.objects.select_for_update().get(pk=device.pk)
+        locked_device.key_hash = key_hash
+        locked_device.reactivation_allowed_until = None
+        locked_device.activated_at = at
+        locked_device.last_seen_at = at
+        if locked_device.status == Device.Status.UNREGISTERED:
+            locked_device.status = Device.Status.REGISTERED
+        locked_device.save(
+            update_fields=["key_hash", "reactivation_allowed_until", "activated_at", "last_seen_at", "status"]
+        )
+        DeviceEvent.objects.create(device=locked_device, kind=DeviceEvent.Kind.ACTIVATED, created_at=at)
+    return locked_device
 
 
 def allow_reactivation(device, *, actor, now=None):
@@ -140,3 +144,12 @@ def allow_reactivation(device, *, actor, now=None):
                 device=locked, kind=DeviceEvent.Kind.REACTIVATION_ALLOWED, actor=actor, created_at=now
             )
     return locked
+
+
+def record_heartbeat(device, *, metrics, at=None):
+    """Note that `device` is alive. The metrics (already checked) are not stored yet: the
+    device-operations work adds their storage here."""
+    at = at or timezone.now()
+    Device.objects.filter(pk=device.pk).update(last_seen_at=at)
+    device.last_seen_at = at
+    return device

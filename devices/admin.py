@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Device, DeviceEvent
+from .models import ActivationOperation, Device, DeviceEvent
 
 
 @admin.register(Device)
@@ -19,3 +19,19 @@ class DeviceEventAdmin(admin.ModelAdmin):
     list_filter = ["kind"]
     list_select_related = ["device", "actor"]
     raw_id_fields = ["device", "actor", "space"]
+
+
+@admin.register(ActivationOperation)
+class ActivationOperationAdmin(admin.ModelAdmin):
+    """Read-only: what devices asked and why an activation failed (support looks here)."""
+
+    list_display = ["id", "vendor_slug", "model_slug", "status", "error_code", "created_at", "finished_at"]
+    list_filter = ["status", "error_code"]
+    search_fields = ["=id", "vendor_slug", "model_slug"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

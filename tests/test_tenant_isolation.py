@@ -175,6 +175,9 @@ def test_a_viewer_gets_403_on_managers_pages_and_changes_nothing(client, world, 
 def test_a_member_reaches_the_same_url(client, world, name, route):
     """The sample arguments point at real objects: otherwise the 404s above would prove nothing."""
     page = _portal_page(name)
+    if page.kind == url_registry.DEVICE_API:
+        assert client.get(reverse(name, kwargs=page.kwargs(world))).status_code in (401, 405)
+        return
     if page.kind == url_registry.PUBLIC:
         assert client.get(reverse(name, kwargs=page.kwargs(world))).status_code < 500
         return
@@ -272,4 +275,15 @@ def test_customers_are_sent_to_the_admin_sign_in(client, world, name, route):
     assert response["Location"].startswith(reverse("admin:login")) or (
         name == "admin:logout" and response["Location"] == reverse("admin:index")
     )
+    assert database_state() == before
+
+
+@pytest.mark.parametrize("name", _names_of(url_registry.DEVICE_API))
+def test_a_users_session_never_opens_the_device_api(client, world, name):
+    """Even the owner of the device's organization, signed in, is not a device: 401, nothing changes."""
+    url = reverse(name, kwargs=url_registry.PORTAL_PAGES[name].kwargs(world))
+    client.force_login(world.owner)
+    before = database_state()
+    assert client.get(url).status_code in (401, 405)
+    assert client.post(url, {"metrics": {}}, content_type="application/json").status_code in (401, 405)
     assert database_state() == before

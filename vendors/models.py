@@ -5,7 +5,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 
+from .attestation import validate_ed25519_public_key
 from .identifiers import MAX_IDENTIFIER_FIELDS, MAX_IDENTIFIER_LENGTH, Normalization, normalize
 
 
@@ -194,3 +196,41 @@ class VendorStaff(models.Model):
 
     def __str__(self):
         return f"{self.user} ({self.vendor})"
+
+
+class ProductionBatch(models.Model):
+    """A factory run of one model whose units carry an Ed25519 signature of their identifiers.
+
+    Vendor staff register the batch's public key; the server holds no secret. Revoking a batch
+    (a leaked factory key) makes every signature from it fail attestation.
+    """
+
+    device_model = models.ForeignKey(DeviceModel, on_delete=models.PROTECT, related_name="production_batches")
+    name = models.CharField(max_length=64, help_text="What devices send as attestation.batch, e.g. '2026-W14'.")
+    public_key = models.CharField(
+        max_length=43,
+        validators=[validate_ed25519_public_key],
+        help_text="The batch's Ed25519 public key: 32 bytes, base64url without padding.",
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "production batches"
+        ordering = ["device_model", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["device_model", "name"], name="productionbatch_unique_name_per_model"),
+        ]
+
+    def __str__(self):
+        return f"{self.device_model}: {self.name}"
+
+    @property
+    def is_revoked(self):
+        return self.revoked_at is not None
+
+    def revoke(self, now=None):
+        """Withdraw the batch's key (leaked, or the run was faulty): its signatures no longer attest anything."""
+        if self.revoked_at is None:
+            self.revoked_at = now or timezone.now()
+            self.save(update_fields=["revoked_at"])

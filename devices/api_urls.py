@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import api
+
+app_name = "device-api"
+
+urlpatterns = [
+    path("activations", api.ActivationsView.as_view(), name="activations"),
+    path("activations/<str:operation_id>", api.ActivationView.as_view(), name="activation"),
+    path("device/heartbeat", api.HeartbeatView.as_view(), name="heartbeat"),
+    path("health", api.HealthView.as_view(), name="health"),
+    path("openapi.json", api.OpenAPIView.as_view(), name="openapi"),
+]
