@@ -1,0 +1,303 @@
+"""Importing a serial list: the one path the admin upload page, its Celery tasks and the
+`import_identities` command all take.
+
+1. `validate_import(job, stream)` streams the CSV file once, normalizes and format-checks
+   every value with `IdentifierField.clean_value`, and writes each row (normalized, or with the
+   reason it is bad) into the ImportRow staging table: COPY on PostgreSQL, plain INSERT on
+   SQLite. Set-based SQL then marks duplicates within the file and values already on the
+   model's serial list. Nothing is written to the serial list yet.
+2. `import_validated_rows(job)` copies the good rows into ApprovedIdentity with one
+   INSERT ... SELECT in one transaction: all of them or, if anything fails, none.
+
+Both steps are idempotent and driven by the ImportJob row, so a worker that died mid-way is
+answered by running the same step again.
+"""
+
+import csv
+import io
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .models import ImportJob, ImportRow
+
+# How many bad rows the report lists (all are counted); keeps a five-million-line mistake small.
+REPORTED_BAD_ROWS = 1000
+# Rows staged per COPY / INSERT batch; the job's progress is saved between batches.
+BATCH_ROWS = 50_000
+STAGING_COLUMNS = ("job_id", "line", "identifier_1", "identifier_2", "identifier_3", "error")
+
+
+class FileRefused(Exception):
+    """The file as a whole cannot be read as this model's serial list; `message` says why."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class _Column:
+    index: int  # position in the CSV row
+    field: object  # IdentifierField
+    slot: int  # 0-based identifier_N slot
+
+
+def max_import_rows():
+    return getattr(settings, "IMPORT_MAX_ROWS", 5_000_000)
+
+
+def expected_header(device_model):
+    """The CSV header a model's serial list must have: its identifier fields' keys, in order."""
+    return [field.key for field in device_model.claiming_method.ordered_fields()]
+
+
+def _columns_for(header, device_model):
+    fields = device_model.claiming_method.ordered_fields()
+    keys = [name.strip().lower() for name in header]
+    wanted = [field.key for field in fields]
+    if sorted(keys) != sorted(wanted):
+        raise FileRefused(
+            f"The first line must name this model's identifier fields: {','.join(wanted)} "
+            f"(found: {','.join(header) or 'nothing'})."
+        )
+    return [_Column(index=keys.index(field.key), field=field, slot=field.position - 1) for field in fields]
+
+
+def _clear_staging(job):
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM vendors_importrow WHERE job_id = %s", [job.pk])
+
+
+def _write_batch(job, rows):
+    """Stage a batch of (line, id1, id2, id3, error) rows: COPY on PostgreSQL, INSERT elsewhere."""
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            buffer = io.StringIO()
+            # CSV COPY reads an unquoted empty field as NULL, which is what None is written as.
+            csv.writer(buffer, lineterminator="\n").writerows((job.pk, *row) for row in rows)
+            with cursor.copy(f"COPY vendors_importrow ({', '.join(STAGING_COLUMNS)}) FROM STDIN (FORMAT csv)") as copy:
+                copy.write(buffer.getvalue())
+        else:
+            cursor.executemany(
+                f"INSERT INTO vendors_importrow ({', '.join(STAGING_COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608
+                [(job.pk, *row) for row in rows],
+            )
+
+
+def _stage_file(job, stream, size, progress):
+    """Read the CSV stream row by row into the staging table; returns the number of data rows."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    reader = csv.reader(text)
+    rows, total, limit = [], 0, max_import_rows()
+    try:
+        header = next(reader, None)
+        while header is not None and not any(cell.strip() for cell in header):
+            header = next(reader, None)  # blank lines before the header
+        if header is None:
+            raise FileRefused("The file is empty: the first line must name the identifier fields.")
+        columns = _columns_for(header, job.device_model)
+        width = len(header)
+        for record in reader:
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue  # a blank line
+            total += 1
+            if total > limit:
+                raise FileRefused(f"The file has more than {limit:,} rows; split it into smaller files.")
+            rows.append(_clean_row(reader.line_num, record, width, columns))
+            if len(rows) == BATCH_ROWS:
+                _write_batch(job, rows)
+                rows = []
+                progress(min(99, stream.tell() * 100 // size) if size else 0)
+    except UnicodeDecodeError as exc:
+        raise FileRefused(
+            f"Line {reader.line_num + 1} is not UTF-8 text ({exc.reason}); "
+            "save the file as CSV UTF-8 and upload it again."
+        ) from exc
+    except csv.Error as exc:
+        raise FileRefused(f"Line {reader.line_num + 1} cannot be read as CSV: {exc}.") from exc
+    _write_batch(job, rows)
+    if total == 0:
+        raise FileRefused("The file has a header but no rows.")
+    return total
+
+
+def _clean_row(line, record, width, columns):
+    if len(record) != width:
+        return (line, None, None, None, f"Expected {width} values, found {len(record)}.")
+    values = [None, None, None]
+    try:
+        for column in columns:
+            values[column.slot] = column.field.clean_value(record[column.index])
+    except ValidationError as exc:
+        return (line, None, None, None, f"{column.field.key}: {exc.messages[0]}")
+    return (line, *values, None)
+
+
+def _mark_already_approved(job):
+    """Set-based check: mark the staged rows whose values are already on the model's serial list."""
+    with connection.cursor() as cursor:
+        for field in job.device_model.claiming_method.ordered_fields():
+            column = field.column  # identifier_N, never user input
+            cursor.execute(
+                f"""
+                UPDATE vendors_importrow SET error = %s || vendors_importrow.{column} || %s
+                FROM vendors_approvedidentity approved
+                WHERE vendors_importrow.job_id = %s AND vendors_importrow.error IS NULL
+                  AND approved.device_model_id = %s AND approved.{column} = vendors_importrow.{column}
+                """,  # noqa: S608 (no user input in the SQL text)
+                [f"{field.key}: ", " is already on this model's serial list.", job.pk, job.device_model_id],
+            )
+
+
+def _mark_repeats(job):
+    """Set-based check: mark the staged rows repeating a value of an earlier line of the file."""
+    with connection.cursor() as cursor:
+        for field in job.device_model.claiming_method.ordered_fields():
+            column = field.column  # identifier_N, never user input
+            cursor.execute(
+                f"""
+                UPDATE vendors_importrow
+                SET error = %s || vendors_importrow.{column} || %s || CAST(repeats.first_line AS TEXT) || '.'
+                FROM (
+                    SELECT line, MIN(line) OVER (PARTITION BY {column}) AS first_line
+                    FROM vendors_importrow
+                    WHERE job_id = %s AND error IS NULL AND {column} IN (
+                        SELECT {column} FROM vendors_importrow WHERE job_id = %s AND error IS NULL
+                        GROUP BY {column} HAVING COUNT(*) > 1
+                    )
+                ) repeats
+                WHERE vendors_importrow.job_id = %s AND vendors_importrow.line = repeats.line
+                  AND repeats.line > repeats.first_line
+                """,  # noqa: S608 (no user input in the SQL text)
+                [f"{field.key}: ", " is also on line ", job.pk, job.pk, job.pk],
+            )
+
+
+def validate_import(job, stream, *, size=None, progress=None):
+    """Check every row of `stream` (a binary CSV file) for `job`'s model and stage the result.
+
+    Whole-file problems (empty, wrong header, not UTF-8, not CSV, too many rows) refuse the
+    file (status `failed`, `problem` says why); row problems are listed with line numbers in
+    `bad_rows` (status `validated`). Writes nothing to the serial list. Safe to run again:
+    it starts from an empty staging table for the job.
+    """
+
+    def report_progress(percent):
+        ImportJob.objects.filter(pk=job.pk).update(progress=percent)
+        if progress:
+            progress(percent)
+
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.VALIDATING, progress=0)
+    _clear_staging(job)
+    try:
+        total = _stage_file(job, stream, size, report_progress)
+    except FileRefused as exc:
+        _clear_staging(job)
+        _finish(job, status=ImportJob.Status.FAILED, problem=exc.message, rows_total=0, rows_bad=0, bad_rows=[])
+        return job
+    _mark_already_approved(job)
+    _mark_repeats(job)
+    bad = ImportRow.objects.filter(job=job, error__isnull=False)
+    _finish(
+        job,
+        status=ImportJob.Status.VALIDATED,
+        finished=False,
+        problem="",
+        rows_total=total,
+        rows_bad=bad.count(),
+        bad_rows=[
+            {"line": line, "message": error}
+            for line, error in bad.order_by("line").values_list("line", "error")[:REPORTED_BAD_ROWS]
+        ],
+    )
+    if progress:
+        progress(100)
+    return job
+
+
+def _finish(job, *, status, finished=True, **fields):
+    fields |= {"status": status, "progress": 100, "finished_at": timezone.now() if finished else None}
+    ImportJob.objects.filter(pk=job.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(job, name, value)
+
+
+_NEW_CODE_SQL = {"postgresql": "gen_random_uuid()", "sqlite": "lower(hex(randomblob(16)))"}
+
+
+def import_validated_rows(job):
+    """Add the good rows of a validated job to the model's serial list: all in one transaction, or none.
+
+    A value approved by someone else since validation is skipped, never duplicated. Returns the
+    job; does nothing unless the job is validated or importing, so a task delivered twice imports once.
+    """
+    with transaction.atomic():
+        locked = ImportJob.objects.select_for_update().select_related("device_model__claiming_method").get(pk=job.pk)
+        if locked.status not in {ImportJob.Status.VALIDATED, ImportJob.Status.IMPORTING}:
+            return locked
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # Keeps other writers out until commit, so the re-check below stays true and the
+                # INSERT needs no ON CONFLICT clause (which would double its cost); readers, and
+                # so claims, are not blocked.
+                cursor.execute("LOCK TABLE vendors_approvedidentity IN SHARE ROW EXCLUSIVE MODE")
+            _mark_already_approved(locked)
+            cursor.execute(
+                f"""
+                INSERT INTO vendors_approvedidentity
+                    (code, device_model_id, identifier_1, identifier_2, identifier_3, status, created_at)
+                SELECT {_NEW_CODE_SQL[connection.vendor]}, %s, identifier_1, identifier_2, identifier_3, %s, %s
+                FROM vendors_importrow WHERE job_id = %s AND error IS NULL
+                """,  # noqa: S608 (no user input in the SQL text)
+                [locked.device_model_id, "approved", timezone.now(), locked.pk],
+            )
+            imported = cursor.rowcount
+        _clear_staging(locked)
+        _finish(locked, status=ImportJob.Status.IMPORTED, rows_imported=imported)
+    if locked.file:
+        transaction.on_commit(lambda: locked.file.delete(save=False))
+    return locked
+
+
+def request_import(job):
+    """Queue the import of a validated job's good rows (the admin's "Import" button); False if not validated."""
+    from .tasks import import_job_rows
+
+    with transaction.atomic():
+        changed = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.VALIDATED).update(
+            status=ImportJob.Status.IMPORTING
+        )
+        if changed:
+            import_job_rows.delay_on_commit(job.pk)
+    return bool(changed)
+
+
+def cancel_import(job):
+    """Drop a validated job's staged rows without importing anything; False if it is not waiting."""
+    changed = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.VALIDATED).update(
+        status=ImportJob.Status.CANCELLED, finished_at=timezone.now()
+    )
+    if changed:
+        _clear_staging(job)
+        if job.file:
+            job.file.delete(save=False)
+    return bool(changed)
+
+
+def resume_import(job):
+    """Send again the task for the step a job is in (after a worker died); False if it is not in progress."""
+    from .tasks import import_job_rows, validate_job_file
+
+    if job.status in {ImportJob.Status.PENDING, ImportJob.Status.VALIDATING}:
+        transaction.on_commit(lambda: validate_job_file.delay(job.pk))
+        return True
+    if job.status == ImportJob.Status.IMPORTING:
+        transaction.on_commit(lambda: import_job_rows.delay(job.pk))
+        return True
+    return False

@@ -1,0 +1,31 @@
+"""Celery tasks for serial-list imports: small, idempotent, by id; the ImportJob row says what is left to do."""
+
+import logging
+
+from celery import shared_task
+
+from .imports import import_validated_rows, validate_import
+from .models import ImportJob
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=3600, time_limit=3700)
+def validate_job_file(job_id):
+    """Validate an uploaded file into the staging table (again, from the start, if a worker died)."""
+    job = ImportJob.objects.select_related("device_model__claiming_method").filter(pk=job_id).first()
+    if job is None or job.status not in {ImportJob.Status.PENDING, ImportJob.Status.VALIDATING}:
+        logger.info("import job %s: nothing to validate", job_id)
+        return
+    with job.file.open("rb") as stream:
+        validate_import(job, stream, size=job.file.size)
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=3600, time_limit=3700)
+def import_job_rows(job_id):
+    """Import a validated job's good rows in one transaction; a second delivery finds it done."""
+    job = ImportJob.objects.filter(pk=job_id).first()
+    if job is None:
+        logger.info("import job %s is gone", job_id)
+        return
+    import_validated_rows(job)
