@@ -44,3 +44,18 @@ def get_for_user(queryset, user, ability=READ, **lookup):
     """
     obj = get_object_or_404(queryset.for_user(user), **lookup)
     return obj, membership_for(user, obj.organization_id, ability)
+
+
+# Vendor staff in the admin (issue 4): a staff user linked to a vendor sees only that vendor's data.
+ALL_VENDORS = object()
+
+
+def admin_vendor_scope(user):
+    """Which vendor's data `user` may see in the admin: ALL_VENDORS for a superuser, the id of
+    the vendor a staff user works for, or None (nothing) for anyone else."""
+    if user.is_active and user.is_superuser:
+        return ALL_VENDORS
+    if not (user.is_active and user.is_staff):
+        return None
+    staff = getattr(user, "vendor_staff", None)
+    return staff.vendor_id if staff else None

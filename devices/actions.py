@@ -6,6 +6,8 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from vendors.models import VendorAuditEntry
+
 from .models import Device, DeviceEvent
 
 REACTIVATION_WINDOW = timedelta(hours=24)
@@ -58,17 +60,19 @@ def move_device(device, *, space, actor):
     return device
 
 
-def release_device(device, *, actor):
+def release_device(device, *, actor, reason=""):
     """Release a claimed device so that any organization can claim it again.
 
     Deletes the device's whole history in one transaction; the device goes back to
     registered, or to unregistered if it never connected. Its key stays valid: the unit
-    itself has not changed hands on the network, only its owner.
+    itself has not changed hands on the network, only its owner. The vendor's audit log
+    records the release, with `reason` when vendor staff force it (see VendorAuditEntry).
     """
     with transaction.atomic():
-        locked = Device.objects.select_for_update().get(pk=device.pk)
+        locked = Device.objects.select_for_update().select_related("identity", "device_model").get(pk=device.pk)
         if locked.status != Device.Status.CLAIMED:
             return locked
+        VendorAuditEntry.record_release(locked, actor=actor, reason=reason)
         locked.events.all().delete()
         locked.status = Device.Status.REGISTERED if locked.activated_at else Device.Status.UNREGISTERED
         locked.organization = None

@@ -1,16 +1,100 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.views.decorators.http import require_POST
 
+from accounts.access import ALL_VENDORS, admin_vendor_scope
+from vendors.admin_scoping import VendorScopedAdmin
+
+from .actions import allow_reactivation, release_device
 from .models import Device, DeviceEvent
 
 
+class ForceReleaseForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=1000,
+        help_text="Why the unit is taken from its organization; kept in the vendor audit log.",
+    )
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("Say why the device is released.")
+        return reason
+
+
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "device_model", "status", "organization", "space", "last_seen_at"]
-    list_filter = ["status", "device_model"]
+class DeviceAdmin(VendorScopedAdmin):
+    """Devices of the vendor's models: read-only for vendor staff, plus the support tools."""
+
+    list_display = ["__str__", "device_model", "status", "organization", "claimed_at", "last_seen_at"]
+    list_filter = ["status"]
     list_select_related = ["device_model", "organization", "space", "identity"]
     raw_id_fields = ["identity", "claimed_by"]
     readonly_fields = ["code", "key_hash", "activated_at", "last_seen_at", "claimed_at"]
+    search_fields = ["identity__identifier_1"]
     show_full_result_count = False
+    change_form_template = "admin/devices/device/change_form.html"
+
+    def get_search_results(self, request, queryset, search_term):
+        from vendors.models import ApprovedIdentity
+
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(identity__in=ApprovedIdentity.objects.matching(term)), False
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/force-release/", wrap(self.force_release_view), name="devices_device_force_release"),
+            path(
+                "<path:object_id>/allow-reactivation/",
+                wrap(require_POST(self.allow_reactivation_view)),
+                name="devices_device_allow_reactivation",
+            ),
+            *super().get_urls(),
+        ]
+
+    def has_support_permission(self, request):
+        return admin_vendor_scope(request.user) is not None
+
+    def force_release_view(self, request, object_id):
+        """Release a claimed device as its customer would, with a reason for the vendor audit log."""
+        device = self.get_object(request, object_id)
+        if not self.has_support_permission(request):
+            raise PermissionDenied
+        form = ForceReleaseForm(request.POST or None)
+        if device.status != Device.Status.CLAIMED:
+            self.message_user(request, "This device is not claimed: there is nothing to release.", messages.WARNING)
+            return redirect("admin:devices_device_change", device.pk)
+        if request.method == "POST" and form.is_valid():
+            release_device(device, actor=request.user, reason=form.cleaned_data["reason"])
+            self.message_user(request, f"{device} was released; its history is deleted.", messages.SUCCESS)
+            return redirect("admin:devices_device_change", device.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Force release {device}",
+            "opts": self.opts,
+            "original": device,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/devices/force_release.html", context)
+
+    def allow_reactivation_view(self, request, object_id):
+        device = self.get_object(request, object_id)
+        if not self.has_support_permission(request):
+            raise PermissionDenied
+        allow_reactivation(device, actor=request.user)
+        self.message_user(request, f"{device} may activate again within 24 hours.", messages.SUCCESS)
+        return redirect("admin:devices_device_change", device.pk)
+
+    def get_list_filter(self, request):
+        return self.list_filter + (["device_model"] if admin_vendor_scope(request.user) is ALL_VENDORS else [])
 
 
 @admin.register(DeviceEvent)

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 from django.utils.functional import cached_property
 
 from .identifiers import MAX_IDENTIFIER_FIELDS, MAX_IDENTIFIER_LENGTH, Normalization, normalize
@@ -158,6 +159,39 @@ class DeviceModel(models.Model):
     def __str__(self):
         return self.name
 
+    def clean(self):
+        # Approved identities store their values in the method's field order: another method
+        # would read them as something else.
+        if self.pk and self.approved_identities.exists():
+            previous = DeviceModel.objects.filter(pk=self.pk).values_list("claiming_method_id", flat=True).first()
+            if previous != self.claiming_method_id:
+                raise ValidationError(
+                    {"claiming_method": "This model already has approved units; its claiming method cannot change."}
+                )
+
+
+class ApprovedIdentityQuerySet(models.QuerySet):
+    def revoke(self):
+        """Revoke these units: they can no longer be claimed or activated. Returns how many changed."""
+        return self.filter(status=ApprovedIdentity.Status.APPROVED).update(
+            status=ApprovedIdentity.Status.REVOKED, revoked_at=timezone.now()
+        )
+
+    def reapprove(self):
+        """Approve revoked units again. Returns how many changed."""
+        return self.filter(status=ApprovedIdentity.Status.REVOKED).update(
+            status=ApprovedIdentity.Status.APPROVED, revoked_at=None
+        )
+
+    def matching(self, term):
+        """Rows with `term` as any of their identifiers, however it was typed (any normalization applies)."""
+        candidates = {normalize(term, rule) for rule in Normalization.values} - {""}
+        return self.filter(
+            models.Q(identifier_1__in=candidates)
+            | models.Q(identifier_2__in=candidates)
+            | models.Q(identifier_3__in=candidates)
+        )
+
 
 class ApprovedIdentity(models.Model):
     """One unit a vendor approved for a model: a row of its serial list.
@@ -179,6 +213,8 @@ class ApprovedIdentity(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.APPROVED)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApprovedIdentityQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "approved identities"
@@ -314,3 +350,17 @@ class VendorAuditEntry(models.Model):
 
     def __str__(self):
         return f"{self.get_action_display()}: {self.identifiers}"
+
+    @classmethod
+    def record_release(cls, device, *, actor, reason=""):
+        """Log a device's release: by the vendor's staff (or a superuser), named with their reason,
+        or by its customer, who is not named."""
+        vendor_side = actor is not None and (actor.is_superuser or hasattr(actor, "vendor_staff"))
+        return cls.objects.create(
+            vendor_id=device.device_model.vendor_id,
+            device_model_id=device.device_model_id,
+            identifiers=str(device.identity)[:200],
+            action=cls.Action.FORCE_RELEASED if vendor_side else cls.Action.RELEASED_BY_CUSTOMER,
+            actor=actor if vendor_side else None,
+            reason=reason.strip(),
+        )
