@@ -13,6 +13,7 @@ Both steps are idempotent and driven by the ImportJob row, so a worker that died
 answered by running the same step again.
 """
 
+import codecs
 import csv
 import io
 from dataclasses import dataclass
@@ -90,10 +91,20 @@ def _write_batch(job, rows):
             )
 
 
+def _decoded_lines(stream):
+    """The file's lines as text, decoded one by one so that a bad byte is reported with its line."""
+    for number, raw in enumerate(stream, start=1):
+        try:
+            yield (raw.removeprefix(codecs.BOM_UTF8) if number == 1 else raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FileRefused(
+                f"Line {number} is not UTF-8 text ({exc.reason}); save the file as CSV UTF-8 and upload it again."
+            ) from exc
+
+
 def _stage_file(job, stream, size, progress):
     """Read the CSV stream row by row into the staging table; returns the number of data rows."""
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    reader = csv.reader(text)
+    reader = csv.reader(_decoded_lines(stream))
     rows, total, limit = [], 0, max_import_rows()
     try:
         header = next(reader, None)
@@ -114,13 +125,8 @@ def _stage_file(job, stream, size, progress):
                 _write_batch(job, rows)
                 rows = []
                 progress(min(99, stream.tell() * 100 // size) if size else 0)
-    except UnicodeDecodeError as exc:
-        raise FileRefused(
-            f"Line {reader.line_num + 1} is not UTF-8 text ({exc.reason}); "
-            "save the file as CSV UTF-8 and upload it again."
-        ) from exc
     except csv.Error as exc:
-        raise FileRefused(f"Line {reader.line_num + 1} cannot be read as CSV: {exc}.") from exc
+        raise FileRefused(f"Line {reader.line_num} cannot be read as CSV: {exc}.") from exc
     _write_batch(job, rows)
     if total == 0:
         raise FileRefused("The file has a header but no rows.")
