@@ -68,7 +68,7 @@ class DeviceAdmin(VendorScopedAdmin):
         device = self.get_object(request, object_id)
         if not self.has_support_permission(request):
             raise PermissionDenied
-        form = ForceReleaseForm(request.POST or None)
+        form = ForceReleaseForm(request.POST) if request.method == "POST" else ForceReleaseForm()
         if device.status != Device.Status.CLAIMED:
             self.message_user(request, "This device is not claimed: there is nothing to release.", messages.WARNING)
             return redirect("admin:devices_device_change", device.pk)

@@ -142,8 +142,9 @@ class DeviceModelAdmin(VendorScopedAdmin):
         device_model = self.get_object(request, object_id)
         if not self.has_change_permission(request, device_model):
             raise PermissionDenied
-        form = SerialListUploadForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
+        posted = request.method == "POST"
+        form = SerialListUploadForm(request.POST, request.FILES) if posted else SerialListUploadForm()
+        if posted and form.is_valid():
             upload = form.cleaned_data["file"]
             with transaction.atomic():
                 job = ImportJob.objects.create(
