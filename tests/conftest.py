@@ -199,3 +199,11 @@ def acme_staff(acme_model):
 def acme_admin_client(client, acme_staff):
     client.force_login(acme_staff)
     return client
+
+
+@pytest.fixture
+def shared_media_root(tmp_path, settings, monkeypatch):
+    """Uploads in a temporary folder that a worker process started after this fixture reads too."""
+    monkeypatch.setenv("DJANGO_MEDIA_ROOT", str(tmp_path))
+    settings.MEDIA_ROOT = tmp_path
+    return tmp_path

@@ -144,3 +144,10 @@ class VendorStaffFactory(DjangoModelFactory):
 
     user = factory.SubFactory(UserFactory, is_staff=True)
     vendor = factory.SubFactory(VendorFactory)
+
+
+def serial_list_csv(rows):
+    """A serial + MAC serial list of `rows` well-formed, distinct units, as CSV bytes."""
+    lines = ["serial_number,mac_address"]
+    lines += [f"WK-{n:07d},02:40:00:{n >> 16 & 255:02X}:{n >> 8 & 255:02X}:{n & 255:02X}" for n in range(rows)]
+    return ("\n".join(lines) + "\n").encode()

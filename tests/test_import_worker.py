@@ -9,30 +9,16 @@ from vendors.imports import resume_import
 from vendors.models import ApprovedIdentity, ImportJob, ImportRow
 
 from .conftest import wait_for
-from .factories import DeviceModelFactory, VendorStaffFactory
+from .factories import DeviceModelFactory, VendorStaffFactory, serial_list_csv
 
 ROWS = 30_000
-
-
-@pytest.fixture
-def shared_media_root(tmp_path, settings, monkeypatch):
-    """Uploads in a temporary folder that the worker process (started after this fixture) reads too."""
-    monkeypatch.setenv("DJANGO_MEDIA_ROOT", str(tmp_path))
-    settings.MEDIA_ROOT = tmp_path
-    return tmp_path
-
-
-def serial_list(rows):
-    lines = ["serial_number,mac_address"]
-    lines += [f"WK-{n:07d},02:40:00:{n >> 16 & 255:02X}:{n >> 8 & 255:02X}:{n & 255:02X}" for n in range(rows)]
-    return ("\n".join(lines) + "\n").encode()
 
 
 @pytest.mark.worker
 def test_real_worker_validates_and_imports_a_large_upload(shared_media_root, celery_worker_process, client):
     device_model = DeviceModelFactory()
     client.force_login(VendorStaffFactory(vendor=device_model.vendor).user)
-    upload = SimpleUploadedFile("factory.csv", serial_list(ROWS) + b"WK-0000001,02:40:00:00:00:01\n")
+    upload = SimpleUploadedFile("factory.csv", serial_list_csv(ROWS) + b"WK-0000001,02:40:00:00:00:01\n")
     response = client.post(reverse("admin:vendors_devicemodel_upload", args=[device_model.pk]), {"file": upload})
     job = ImportJob.objects.get()
     assert response.url == reverse("admin:vendors_importjob_change", args=[job.pk])
@@ -55,7 +41,7 @@ def test_a_job_left_half_validated_by_a_dead_worker_resumes_from_scratch(
     shared_media_root, acme_model, django_capture_on_commit_callbacks
 ):
     job = ImportJob.objects.create(device_model=acme_model, source_name="f.csv", status="validating", progress=40)
-    job.file.save("f.csv", ContentFile(serial_list(10)))
+    job.file.save("f.csv", ContentFile(serial_list_csv(10)))
     ImportRow.objects.bulk_create(ImportRow(job=job, line=n, identifier_1=f"HALF-{n}") for n in range(2, 7))
     with django_capture_on_commit_callbacks(execute=True):
         assert resume_import(job)
