@@ -1,8 +1,12 @@
 """Importing a serial list: validation report, bad input, all-or-nothing, and the CLI."""
 
 import io
+import os
+import subprocess
+import sys
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -11,7 +15,7 @@ from django.db.utils import DatabaseError
 from vendors.imports import import_validated_rows, validate_import
 from vendors.models import ApprovedIdentity, ImportJob, ImportRow
 
-from .factories import ApprovedIdentityFactory
+from .factories import ApprovedIdentityFactory, shipped_method
 
 HEADER = "serial_number,mac_address\n"
 
@@ -238,3 +242,44 @@ def test_cli_cannot_import_into_another_vendors_model_by_slug_mix(acme_model, gl
     with pytest.raises(CommandError) as raised:
         call_command("import_identities", "--vendor", "acme", "--model", globex_model.slug, str(path))
     assert raised.value.returncode == 2
+
+
+def test_cli_works_on_the_embedded_sqlite_database(tmp_path):
+    """The default, nothing-running setup: staging by plain INSERT instead of COPY."""
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}",
+        "REDIS_URL": "",
+    }
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True)
+    subprocess.run([*manage, "seed_demo"], env=env, check=True, capture_output=True)
+    path = tmp_path / "list.csv"
+    path.write_text(HEADER + rows(3) + "SN-000001,02:00:00:00:09:09\n")
+    refused = subprocess.run(
+        [*manage, "import_identities", "--vendor", "acme", "--model", "hub-2", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 1
+    assert "line 5: serial_number: SN-000001 is also on line 3." in refused.stderr
+    path.write_text(HEADER + rows(3))
+    done = subprocess.run(
+        [*manage, "import_identities", "--vendor", "acme", "--model", "hub-2", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "imported 3 of 3 rows into acme/hub-2" in done.stdout
+
+
+def test_a_models_claiming_method_is_fixed_once_it_has_approved_units(acme_model):
+    acme_model.claiming_method = shipped_method("cloud-id")
+    acme_model.full_clean()  # no units yet: allowed
+    acme_model.save()
+    ApprovedIdentityFactory(device_model=acme_model)
+    acme_model.claiming_method = shipped_method("serial-mac")
+    with pytest.raises(ValidationError, match="its claiming method cannot change"):
+        acme_model.full_clean()
