@@ -2,7 +2,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
-from django.template.response import TemplateResponse
 from django.urls import path
 from django.views.decorators.http import require_POST
 
@@ -76,14 +75,9 @@ class DeviceAdmin(VendorScopedAdmin):
             release_device(device, actor=request.user, reason=form.cleaned_data["reason"])
             self.message_user(request, f"{device} was released; its history is deleted.", messages.SUCCESS)
             return redirect("admin:devices_device_change", device.pk)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Force release {device}",
-            "opts": self.opts,
-            "original": device,
-            "form": form,
-        }
-        return TemplateResponse(request, "admin/devices/force_release.html", context)
+        return self.render_object_page(
+            request, "admin/devices/force_release.html", device, f"Force release {device}", form=form
+        )
 
     def allow_reactivation_view(self, request, object_id):
         device = self.get_object(request, object_id)

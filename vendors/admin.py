@@ -6,7 +6,6 @@ from django.db.models import Q
 from django.forms.models import BaseInlineFormSet
 from django.http import StreamingHttpResponse
 from django.shortcuts import redirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
@@ -152,15 +151,14 @@ class DeviceModelAdmin(VendorScopedAdmin):
                 )
                 validate_job_file.delay_on_commit(job.pk)
             return redirect("admin:vendors_importjob_change", job.pk)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Upload a serial list for {device_model}",
-            "opts": self.opts,
-            "original": device_model,
-            "form": form,
-            "header": ",".join(expected_header(device_model)),
-        }
-        return TemplateResponse(request, "admin/vendors/upload.html", context)
+        return self.render_object_page(
+            request,
+            "admin/vendors/upload.html",
+            device_model,
+            f"Upload a serial list for {device_model}",
+            form=form,
+            header=",".join(expected_header(device_model)),
+        )
 
     def export_view(self, request, object_id):
         device_model = self.get_object(request, object_id)
@@ -271,26 +269,26 @@ class ImportJobAdmin(VendorScopedAdmin):
             *super().get_urls(),
         ]
 
-    def _context(self, request, job):
-        return {
-            **self.admin_site.each_context(request),
-            "title": f"Import of {job.source_name}",
-            "opts": self.opts,
-            "original": job,
-            "job": job,
-            "status_url": reverse("admin:vendors_importjob_status", args=[job.pk]),
-            "decide_url": reverse("admin:vendors_importjob_decide", args=[job.pk]),
-        }
+    def _render_job(self, request, template, job):
+        return self.render_object_page(
+            request,
+            template,
+            job,
+            f"Import of {job.source_name}",
+            job=job,
+            status_url=reverse("admin:vendors_importjob_status", args=[job.pk]),
+            decide_url=reverse("admin:vendors_importjob_decide", args=[job.pk]),
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The job page: progress while it runs, then the report and the decision."""
         job = self.get_object(request, object_id)
-        return TemplateResponse(request, "admin/vendors/import_job.html", self._context(request, job))
+        return self._render_job(request, "admin/vendors/import_job.html", job)
 
     def status_view(self, request, object_id):
         """The part of the job page htmx polls while the job runs."""
         job = self.get_object(request, object_id)
-        return TemplateResponse(request, "admin/vendors/import_job_status.html", self._context(request, job))
+        return self._render_job(request, "admin/vendors/import_job_status.html", job)
 
     def decide_view(self, request, object_id):
         job = self.get_object(request, object_id)

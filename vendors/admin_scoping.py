@@ -9,6 +9,7 @@ any other user, nothing.
 from django.contrib import admin
 from django.db.models import Q
 from django.http import Http404
+from django.template.response import TemplateResponse
 
 from accounts.access import ALL_VENDORS, admin_vendor_scope
 
@@ -67,6 +68,11 @@ class VendorScopedAdmin(admin.ModelAdmin):
             if related is Vendor and scope is not ALL_VENDORS:
                 kwargs.update(initial=scope, empty_label=None)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def render_object_page(self, request, template, obj, title, **extra):
+        """A page of its own about one object (upload, job, force release), framed like the admin's."""
+        context = {**self.admin_site.each_context(request), "title": title, "opts": self.opts, "original": obj}
+        return TemplateResponse(request, template, context | extra)
 
     def _staff_may(self, request, action):
         scope = admin_vendor_scope(request.user)
