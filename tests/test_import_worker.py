@@ -1,11 +1,14 @@
 """A large serial list imported through the admin by a real Celery worker process."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
-from vendors.imports import resume_import
+from vendors.imports import resume_import, sweep_import_jobs
 from vendors.models import ApprovedIdentity, ImportJob, ImportRow
 
 from .conftest import wait_for
@@ -44,7 +47,31 @@ def test_a_job_left_half_validated_by_a_dead_worker_resumes_from_scratch(
     job.file.save("f.csv", ContentFile(serial_list_csv(10)))
     ImportRow.objects.bulk_create(ImportRow(job=job, line=n, identifier_1=f"HALF-{n}") for n in range(2, 7))
     with django_capture_on_commit_callbacks(execute=True):
-        assert resume_import(job)
+        assert resume_import(job, now=timezone.now() + timedelta(minutes=10))
     job.refresh_from_db()
     assert (job.status, job.rows_total, job.rows_bad) == ("validated", 10, 0)
     assert not ImportRow.objects.filter(job=job, identifier_1__startswith="HALF-").exists()
+
+
+def test_a_validation_that_reported_progress_recently_is_not_resumed(acme_model):
+    job = ImportJob.objects.create(device_model=acme_model, source_name="f.csv", status="validating")
+    assert not resume_import(job)
+
+
+def test_the_sweeper_resumes_dead_jobs_and_cancels_abandoned_ones(
+    shared_media_root, acme_model, django_capture_on_commit_callbacks
+):
+    later = timezone.now() + timedelta(days=8)
+    dead = ImportJob.objects.create(device_model=acme_model, source_name="dead.csv", status="validating")
+    dead.file.save("dead.csv", ContentFile(serial_list_csv(3)))
+    abandoned = ImportJob.objects.create(device_model=acme_model, source_name="old.csv", status="validated")
+    ImportRow.objects.create(job=abandoned, line=2, identifier_1="OLD-1")
+    running = ImportJob.objects.create(device_model=acme_model, source_name="new.csv", status="validating")
+    ImportJob.objects.filter(pk=running.pk).update(updated_at=later)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweep_import_jobs(now=later) == (1, 1)
+
+    statuses = dict(ImportJob.objects.values_list("source_name", "status"))
+    assert statuses == {"dead.csv": "validated", "old.csv": "cancelled", "new.csv": "validating"}
+    assert not ImportRow.objects.filter(job=abandoned).exists()

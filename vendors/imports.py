@@ -17,6 +17,7 @@ import codecs
 import csv
 import io
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -29,6 +30,11 @@ from .models import ImportJob, ImportRow
 REPORTED_BAD_ROWS = 1000
 # Rows staged per COPY / INSERT batch; the job's progress is saved between batches.
 BATCH_ROWS = 50_000
+# A validation saves its progress every batch (about a second); silence this long means it died.
+RESUME_AFTER = timedelta(minutes=5)
+# The import tasks' hard time limit, in seconds; a job quiet for longer has no live worker.
+TASK_TIME_LIMIT = 3700
+STALE_AFTER = timedelta(seconds=TASK_TIME_LIMIT + 300)
 STAGING_COLUMNS = ("job_id", "line", "identifier_1", "identifier_2", "identifier_3", "error")
 
 
@@ -45,10 +51,6 @@ class _Column:
     index: int  # position in the CSV row
     field: object  # IdentifierField
     slot: int  # 0-based identifier_N slot
-
-
-def max_import_rows():
-    return getattr(settings, "IMPORT_MAX_ROWS", 5_000_000)
 
 
 def expected_header(device_model):
@@ -105,7 +107,7 @@ def _decoded_lines(stream):
 def _stage_file(job, stream, size, progress):
     """Read the CSV stream row by row into the staging table; returns the number of data rows."""
     reader = csv.reader(_decoded_lines(stream))
-    rows, total, limit = [], 0, max_import_rows()
+    rows, total, limit = [], 0, settings.IMPORT_MAX_ROWS
     try:
         header = next(reader, None)
         while header is not None and not any(cell.strip() for cell in header):
@@ -296,14 +298,39 @@ def cancel_import(job):
     return bool(changed)
 
 
-def resume_import(job):
-    """Send again the task for the step a job is in (after a worker died); False if it is not in progress."""
+def resume_import(job, *, now=None):
+    """Send again the task for the step a job is in, after its worker died; False if there is none.
+
+    A validation that reported progress in the last RESUME_AFTER is still running and is left
+    alone (two validations of one job would write the same staging rows); an import may be sent
+    twice, as the second waits for the first's lock and then finds the job imported.
+    """
     from .tasks import import_job_rows, validate_job_file
 
+    now = now or timezone.now()
     if job.status in {ImportJob.Status.PENDING, ImportJob.Status.VALIDATING}:
+        if job.status == ImportJob.Status.VALIDATING and job.updated_at > now - RESUME_AFTER:
+            return False
         transaction.on_commit(lambda: validate_job_file.delay(job.pk))
         return True
     if job.status == ImportJob.Status.IMPORTING:
         transaction.on_commit(lambda: import_job_rows.delay(job.pk))
         return True
     return False
+
+
+def sweep_import_jobs(*, now=None):
+    """The periodic clean-up: resume jobs whose worker died (no sign of life for longer than a
+    task may run) and cancel validated jobs nobody decided on for IMPORT_DECISION_DAYS, freeing
+    their staging rows. Returns (resumed, cancelled)."""
+    now = now or timezone.now()
+    stale = ImportJob.objects.filter(
+        status__in=[ImportJob.Status.PENDING, ImportJob.Status.VALIDATING, ImportJob.Status.IMPORTING],
+        updated_at__lt=now - STALE_AFTER,
+    )
+    resumed = sum(resume_import(job, now=now) for job in stale)
+    abandoned = ImportJob.objects.filter(
+        status=ImportJob.Status.VALIDATED, updated_at__lt=now - timedelta(days=settings.IMPORT_DECISION_DAYS)
+    )
+    cancelled = sum(cancel_import(job) for job in abandoned)
+    return resumed, cancelled

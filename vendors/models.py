@@ -250,6 +250,13 @@ class VendorStaff(models.Model):
         return f"{self.user} ({self.vendor})"
 
 
+class ImportJobQuerySet(models.QuerySet):
+    def update(self, **fields):
+        # Every change to a job is a sign of life the sweeper (vendors/imports.py) relies on.
+        fields.setdefault("updated_at", timezone.now())
+        return super().update(**fields)
+
+
 class ImportJob(models.Model):
     """One upload of a serial list for a model: validated into the staging table, then imported
     all at once or not at all (vendors/imports.py). The database row is the source of truth for
@@ -281,10 +288,14 @@ class ImportJob(models.Model):
         default=list, blank=True, help_text="The first bad rows: [{line, message}], in line order."
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ImportJobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "updated_at"], name="importjob_status_updated")]
 
     def __str__(self):
         return f"{self.source_name} → {self.device_model}"

@@ -4,13 +4,13 @@ import logging
 
 from celery import shared_task
 
-from .imports import import_validated_rows, validate_import
+from .imports import TASK_TIME_LIMIT, import_validated_rows, sweep_import_jobs, validate_import
 from .models import ImportJob
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True, ignore_result=True, soft_time_limit=3600, time_limit=3700)
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=TASK_TIME_LIMIT - 100, time_limit=TASK_TIME_LIMIT)
 def validate_job_file(job_id):
     """Validate an uploaded file into the staging table (again, from the start, if a worker died)."""
     job = ImportJob.objects.select_related("device_model__claiming_method").filter(pk=job_id).first()
@@ -21,7 +21,7 @@ def validate_job_file(job_id):
         validate_import(job, stream, size=job.file.size)
 
 
-@shared_task(acks_late=True, ignore_result=True, soft_time_limit=3600, time_limit=3700)
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=TASK_TIME_LIMIT - 100, time_limit=TASK_TIME_LIMIT)
 def import_job_rows(job_id):
     """Import a validated job's good rows in one transaction; a second delivery finds it done."""
     job = ImportJob.objects.filter(pk=job_id).first()
@@ -29,3 +29,10 @@ def import_job_rows(job_id):
         logger.info("import job %s is gone", job_id)
         return
     import_validated_rows(job)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def sweep_imports():
+    """Periodic (beat): resume imports whose worker died, cancel those nobody decided on."""
+    resumed, cancelled = sweep_import_jobs()
+    logger.info("import sweep: %s resumed, %s cancelled", resumed, cancelled)

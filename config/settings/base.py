@@ -167,3 +167,9 @@ CLAIM_FAILURE_LIMIT = 10
 CLAIM_FAILURE_WINDOW = 15 * 60
 ALLOW_DEMO_DATA = True
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="portal")
+
+# Serial-list imports (issue 4, vendors/imports.py). The web process and the workers must share
+# MEDIA_ROOT: uploads wait there for the validation task.
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=5_000_000)
+IMPORT_DECISION_DAYS = env.int("IMPORT_DECISION_DAYS", default=7)
+CELERY_BEAT_SCHEDULE["vendors-sweep-imports"] = {"task": "vendors.tasks.sweep_imports", "schedule": 600.0}
