@@ -6,7 +6,8 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from accounts.access import ALL_VENDORS, admin_vendor_scope
-from vendors.admin_scoping import VendorScopedAdmin
+from vendors.admin_scoping import VendorScopedAdmin, scoped
+from vendors.models import ApprovedIdentity, DeviceModel
 
 from .actions import allow_reactivation, release_device
 from .models import Device, DeviceEvent
@@ -40,12 +41,11 @@ class DeviceAdmin(VendorScopedAdmin):
     change_form_template = "admin/devices/device/change_form.html"
 
     def get_search_results(self, request, queryset, search_term):
-        from vendors.models import ApprovedIdentity
-
         term = search_term.strip()
         if not term:
             return queryset, False
-        return queryset.filter(identity__in=ApprovedIdentity.objects.matching(term)), False
+        model_ids = scoped(DeviceModel.objects.all(), request.user).values_list("pk", flat=True)
+        return queryset.filter(identity__in=ApprovedIdentity.objects.matching(term, device_model_ids=model_ids)), False
 
     def get_urls(self):
         wrap = self.admin_site.admin_view

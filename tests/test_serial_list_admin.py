@@ -257,3 +257,15 @@ def test_staff_cannot_change_a_shipped_method(acme_admin_client):
     url = reverse("admin:vendors_claimingmethod_change", args=[method.pk])
     assert acme_admin_client.get(url).status_code == 200  # may read it
     assert acme_admin_client.post(url, {"name": "Mine now", "slug": "serial-mac"}).status_code == 403
+
+
+def test_search_does_not_reach_another_vendors_units(acme_admin_client, acme_model, globex_model):
+    ApprovedIdentityFactory(device_model=globex_model, identifier_1="ABCDEFGHJKMNPQRT")
+    assert shown(acme_admin_client, q="abcd-efgh-jkmn-pqrt") == set()
+
+
+def test_device_list_search_finds_a_device_by_its_mac_in_any_format(acme_admin_client, acme_model):
+    device = ClaimedDeviceFactory(identity__device_model=acme_model, identity__identifier_2="AA:BB:CC:DD:EE:07")
+    ClaimedDeviceFactory(identity__device_model=acme_model)
+    response = acme_admin_client.get(reverse("admin:devices_device_changelist"), {"q": "aabbccddee07"})
+    assert list(response.context["cl"].result_list) == [device]

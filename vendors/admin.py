@@ -217,7 +217,10 @@ class ApprovedIdentityAdmin(VendorScopedAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
-        return (queryset.matching(term) if term else queryset), False
+        if not term:
+            return queryset, False
+        model_ids = scoped(DeviceModel.objects.all(), request.user).values_list("pk", flat=True)
+        return queryset.matching(term, device_model_ids=model_ids), False
 
     def has_approve_permission(self, request):
         scope = admin_vendor_scope(request.user)

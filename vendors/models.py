@@ -183,10 +183,12 @@ class ApprovedIdentityQuerySet(models.QuerySet):
             status=ApprovedIdentity.Status.APPROVED, revoked_at=None
         )
 
-    def matching(self, term):
-        """Rows with `term` as any of their identifiers, however it was typed (any normalization applies)."""
+    def matching(self, term, *, device_model_ids):
+        """Rows of those models with `term` as any of their identifiers, however it was typed
+        (every normalization is tried). The explicit model ids let the database answer from the
+        (model, identifier) unique indexes instead of scanning every unit."""
         candidates = {normalize(term, rule) for rule in Normalization.values} - {""}
-        return self.filter(
+        return self.filter(device_model_id__in=list(device_model_ids)).filter(
             models.Q(identifier_1__in=candidates)
             | models.Q(identifier_2__in=candidates)
             | models.Q(identifier_3__in=candidates)
