@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.text import Truncator
 
 from .models import ImportJob, ImportRow
 
@@ -65,7 +66,7 @@ def _columns_for(header, device_model):
     if sorted(keys) != sorted(wanted):
         raise FileRefused(
             f"The first line must name this model's identifier fields: {','.join(wanted)} "
-            f"(found: {','.join(header) or 'nothing'})."
+            f"(found: {Truncator(','.join(header)).chars(120) or 'nothing'})."
         )
     return [_Column(index=keys.index(field.key), field=field, slot=field.position - 1) for field in fields]
 
