@@ -36,6 +36,7 @@ def test_real_worker_validates_and_imports_a_large_upload(shared_media_root, cel
     wait_for(lambda: ImportJob.objects.get(pk=job.pk).status == "imported", timeout=60)
     assert ApprovedIdentity.objects.filter(device_model=device_model).count() == ROWS
     assert not ImportRow.objects.filter(job=job).exists()
+    wait_for(lambda: not list(shared_media_root.rglob("*.csv")))  # the upload is deleted once imported
     page = client.get(reverse("admin:vendors_importjob_change", args=[job.pk]))
     assert f"{ROWS} of {ROWS + 1} rows were added" in page.text
 

@@ -83,6 +83,7 @@ class IdentifierFieldInline(admin.TabularInline):
 @admin.register(ClaimingMethod)
 class ClaimingMethodAdmin(VendorScopedAdmin):
     list_display = ["name", "slug", "vendor"]
+    list_select_related = ["vendor"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [IdentifierFieldInline]
     staff_may = frozenset({"view", "add", "change"})

@@ -269,9 +269,15 @@ def import_validated_rows(job):
             imported = cursor.rowcount
         _clear_staging(locked)
         _finish(locked, status=ImportJob.Status.IMPORTED, rows_imported=imported)
-    if locked.file:
-        transaction.on_commit(lambda: locked.file.delete(save=False))
+    transaction.on_commit(lambda: _discard_upload(locked))
     return locked
+
+
+def _discard_upload(job):
+    """Delete a finished job's uploaded file; the job keeps its name and report."""
+    if job.file:
+        job.file.delete(save=False)
+        ImportJob.objects.filter(pk=job.pk).update(file="")
 
 
 def request_import(job):
@@ -294,8 +300,7 @@ def cancel_import(job):
     )
     if changed:
         _clear_staging(job)
-        if job.file:
-            job.file.delete(save=False)
+        _discard_upload(job)
     return bool(changed)
 
 
