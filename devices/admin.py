@@ -83,8 +83,16 @@ class DeviceAdmin(VendorScopedAdmin):
         device = self.get_object(request, object_id)
         if not self.has_support_permission(request):
             raise PermissionDenied
-        allow_reactivation(device, actor=request.user)
-        self.message_user(request, f"{device} may activate again within 24 hours.", messages.SUCCESS)
+        if device.status == Device.Status.CLAIMED:
+            # allow_reactivation(): vendor staff act on unclaimed units; a claimed one is its owner's call.
+            self.message_user(
+                request,
+                "This device belongs to an organization: its owner allows re-activation from the portal.",
+                messages.WARNING,
+            )
+        else:
+            allow_reactivation(device, actor=request.user)
+            self.message_user(request, f"{device} may activate again within 24 hours.", messages.SUCCESS)
         return redirect("admin:devices_device_change", device.pk)
 
     def get_list_filter(self, request):

@@ -77,13 +77,26 @@ def test_allow_reactivation_opens_the_window(acme_admin_client, acme_model):
     assert device.reactivation_allowed_until is not None
 
 
-def test_device_page_is_read_only_for_vendor_staff_with_the_support_tools(acme_admin_client, acme_model):
+def test_vendor_staff_leave_re_activating_a_claimed_device_to_its_owner(acme_admin_client, acme_model):
     device = ClaimedDeviceFactory(identity__device_model=acme_model)
-    page = acme_admin_client.get(reverse("admin:devices_device_change", args=[device.pk]))
+    url = reverse("admin:devices_device_allow_reactivation", args=[device.pk])
+    response = acme_admin_client.post(url, follow=True)
+    assert "its owner allows re-activation from the portal" in response.text
+    device.refresh_from_db()
+    assert device.reactivation_allowed_until is None
+
+
+def test_device_page_is_read_only_for_vendor_staff_with_the_support_tools(acme_admin_client, acme_model):
+    claimed = ClaimedDeviceFactory(identity__device_model=acme_model)
+    page = acme_admin_client.get(reverse("admin:devices_device_change", args=[claimed.pk]))
     assert page.status_code == 200
     assert "Force release" in page.text
+    assert "Allow re-activation" not in page.text
+    registered = DeviceFactory(identity__device_model=acme_model, status=Device.Status.REGISTERED)
+    page = acme_admin_client.get(reverse("admin:devices_device_change", args=[registered.pk]))
     assert "Allow re-activation" in page.text
-    assert acme_admin_client.post(reverse("admin:devices_device_change", args=[device.pk]), {}).status_code == 403
+    assert "Force release" not in page.text
+    assert acme_admin_client.post(reverse("admin:devices_device_change", args=[claimed.pk]), {}).status_code == 403
 
 
 def test_another_vendors_device_cannot_be_released_or_reactivated(acme_admin_client, globex_model):
