@@ -207,3 +207,9 @@ def shared_media_root(tmp_path, settings, monkeypatch):
     monkeypatch.setenv("DJANGO_MEDIA_ROOT", str(tmp_path))
     settings.MEDIA_ROOT = tmp_path
     return tmp_path
+
+
+def database_url_for_subprocess():
+    """The test database as a DATABASE_URL, for a `manage.py` run in a child process."""
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"

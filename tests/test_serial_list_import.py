@@ -2,6 +2,7 @@
 
 import io
 import os
+import pty
 import subprocess
 import sys
 
@@ -15,7 +16,8 @@ from django.db.utils import DatabaseError
 from vendors.imports import import_validated_rows, validate_import
 from vendors.models import ApprovedIdentity, ImportJob, ImportRow
 
-from .factories import ApprovedIdentityFactory, shipped_method
+from .conftest import database_url_for_subprocess
+from .factories import ApprovedIdentityFactory, DeviceModelFactory, shipped_method
 
 HEADER = "serial_number,mac_address\n"
 
@@ -283,3 +285,23 @@ def test_a_models_claiming_method_is_fixed_once_it_has_approved_units(acme_model
     acme_model.claiming_method = shipped_method("serial-mac")
     with pytest.raises(ValidationError, match="its claiming method cannot change"):
         acme_model.full_clean()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cli_draws_a_progress_bar_on_a_terminal(tmp_path):
+    """Run as a user would, with stderr on a pseudo-terminal, against the (committed) test database."""
+    device_model = DeviceModelFactory()
+    path = tmp_path / "list.csv"
+    path.write_text(HEADER + rows(3))
+    env = os.environ | {"DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": database_url_for_subprocess()}
+    controller, terminal = pty.openpty()
+    command = ["import_identities", "--vendor", device_model.vendor.slug, "--model", device_model.slug, str(path)]
+    done = subprocess.run(
+        [sys.executable, "manage.py", *command], env=env, stdout=subprocess.PIPE, stderr=terminal, text=True
+    )
+    os.close(terminal)
+    drawn = os.read(controller, 65536).decode()
+    os.close(controller)
+    assert done.returncode == 0
+    assert "\rValidating [########################################] 100%" in drawn
+    assert done.stdout.count("\n") == 1
