@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from vendors.imports import resume_import, sweep_import_jobs
 from vendors.models import ApprovedIdentity, ImportJob, ImportRow
+from vendors.tasks import validate_job_file
 
 from .conftest import wait_for
 from .factories import DeviceModelFactory, VendorStaffFactory, serial_list_csv
@@ -76,3 +77,10 @@ def test_the_sweeper_resumes_dead_jobs_and_cancels_abandoned_ones(
     statuses = dict(ImportJob.objects.values_list("source_name", "status"))
     assert statuses == {"dead.csv": "validated", "old.csv": "cancelled", "new.csv": "validating"}
     assert not ImportRow.objects.filter(job=abandoned).exists()
+
+
+def test_a_job_whose_upload_is_gone_is_refused_not_retried_forever(acme_model):
+    job = ImportJob.objects.create(device_model=acme_model, source_name="lost.csv", file="imports/lost.csv")
+    validate_job_file(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.problem) == ("failed", "The uploaded file is no longer there; upload it again.")

@@ -207,8 +207,7 @@ def validate_import(job, stream, *, size=None, progress=None):
     try:
         total = _stage_file(job, stream, size, report_progress)
     except FileRefused as exc:
-        _clear_staging(job)
-        _finish(job, status=ImportJob.Status.FAILED, problem=exc.message, rows_total=0, rows_bad=0, bad_rows=[])
+        _refuse(job, exc.message)
         return job
     _mark_already_approved(job)
     _mark_repeats(job)
@@ -228,6 +227,23 @@ def validate_import(job, stream, *, size=None, progress=None):
     if progress:
         progress(100)
     return job
+
+
+def validate_upload(job):
+    """`validate_import` for a job's uploaded file (the admin's path); refuses a job whose file is gone."""
+    try:
+        stream = job.file.open("rb")
+    except (FileNotFoundError, ValueError):  # ValueError: no file at all (a CLI job left behind)
+        _refuse(job, "The uploaded file is no longer there; upload it again.")
+        return job
+    with stream:
+        return validate_import(job, stream, size=job.file.size)
+
+
+def _refuse(job, problem):
+    _clear_staging(job)
+    _finish(job, status=ImportJob.Status.FAILED, problem=problem, rows_total=0, rows_bad=0, bad_rows=[])
+    _discard_upload(job)
 
 
 def _finish(job, *, status, finished=True, **fields):

@@ -319,6 +319,8 @@ class ImportRow(models.Model):
     """
 
     pk = models.CompositePrimaryKey("job", "line")
+    # No database constraint: COPY would check it for each of a million rows. The import
+    # functions delete a job's rows themselves.
     job = models.ForeignKey(ImportJob, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
     line = models.PositiveIntegerField()
     identifier_1 = models.TextField(null=True)

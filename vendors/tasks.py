@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from .imports import TASK_TIME_LIMIT, import_validated_rows, sweep_import_jobs, validate_import
+from .imports import TASK_TIME_LIMIT, import_validated_rows, sweep_import_jobs, validate_upload
 from .models import ImportJob
 
 logger = logging.getLogger(__name__)
@@ -17,8 +17,7 @@ def validate_job_file(job_id):
     if job is None or job.status not in {ImportJob.Status.PENDING, ImportJob.Status.VALIDATING}:
         logger.info("import job %s: nothing to validate", job_id)
         return
-    with job.file.open("rb") as stream:
-        validate_import(job, stream, size=job.file.size)
+    validate_upload(job)
 
 
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=TASK_TIME_LIMIT - 100, time_limit=TASK_TIME_LIMIT)
