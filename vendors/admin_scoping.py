@@ -12,24 +12,21 @@ from django.http import Http404
 from django.template.response import TemplateResponse
 
 from accounts.access import ALL_VENDORS, admin_vendor_scope
+from devices.models import Device
 
 from .models import ApprovedIdentity, ClaimingMethod, DeviceModel, ImportJob, Vendor, VendorAuditEntry
 
-
-def _vendor_filters():
-    # Imported late: devices depends on vendors.
-    from devices.models import Device
-
-    return {
-        Vendor: lambda vendor_id: Q(pk=vendor_id),
-        DeviceModel: lambda vendor_id: Q(vendor_id=vendor_id),
-        # Shipped methods (no vendor) may be used by every vendor, but changed by none.
-        ClaimingMethod: lambda vendor_id: Q(vendor_id=vendor_id) | Q(vendor__isnull=True),
-        ApprovedIdentity: lambda vendor_id: Q(device_model__vendor_id=vendor_id),
-        Device: lambda vendor_id: Q(device_model__vendor_id=vendor_id),
-        ImportJob: lambda vendor_id: Q(device_model__vendor_id=vendor_id),
-        VendorAuditEntry: lambda vendor_id: Q(vendor_id=vendor_id),
-    }
+# How each vendor-owned model reaches its vendor.
+VENDOR_FILTERS = {
+    Vendor: lambda vendor_id: Q(pk=vendor_id),
+    DeviceModel: lambda vendor_id: Q(vendor_id=vendor_id),
+    # Shipped methods (no vendor) may be used by every vendor, but changed by none.
+    ClaimingMethod: lambda vendor_id: Q(vendor_id=vendor_id) | Q(vendor__isnull=True),
+    ApprovedIdentity: lambda vendor_id: Q(device_model__vendor_id=vendor_id),
+    Device: lambda vendor_id: Q(device_model__vendor_id=vendor_id),
+    ImportJob: lambda vendor_id: Q(device_model__vendor_id=vendor_id),
+    VendorAuditEntry: lambda vendor_id: Q(vendor_id=vendor_id),
+}
 
 
 def scoped(queryset, user):
@@ -39,7 +36,7 @@ def scoped(queryset, user):
         return queryset
     if scope is None:
         return queryset.none()
-    return queryset.filter(_vendor_filters()[queryset.model](scope))
+    return queryset.filter(VENDOR_FILTERS[queryset.model](scope))
 
 
 class VendorScopedAdmin(admin.ModelAdmin):
@@ -62,7 +59,7 @@ class VendorScopedAdmin(admin.ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         related = db_field.related_model
-        if related in _vendor_filters():
+        if related in VENDOR_FILTERS:
             kwargs["queryset"] = scoped(kwargs.get("queryset", related._default_manager.all()), request.user)
             scope = admin_vendor_scope(request.user)
             if related is Vendor and scope is not ALL_VENDORS:
