@@ -16,6 +16,7 @@ answered by running the same step again.
 import codecs
 import csv
 import io
+import itertools
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,6 +25,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import Truncator
+from psycopg.copy import QueuedLibpqWriter
 
 from .models import ImportJob, ImportRow
 
@@ -31,6 +33,8 @@ from .models import ImportJob, ImportRow
 REPORTED_BAD_ROWS = 1000
 # Rows staged per COPY / INSERT batch; the job's progress is saved between batches.
 BATCH_ROWS = 50_000
+# Rows handed to the database at a time within a batch.
+CHUNK_ROWS = 5_000
 # A validation saves its progress every batch (about a second); silence this long means it died.
 RESUME_AFTER = timedelta(minutes=5)
 # The import tasks' hard time limit, in seconds; a job quiet for longer has no live worker.
@@ -77,21 +81,29 @@ def _clear_staging(job):
 
 
 def _write_batch(job, rows):
-    """Stage a batch of (line, id1, id2, id3, error) rows: COPY on PostgreSQL, INSERT elsewhere."""
-    if not rows:
-        return
-    with connection.cursor() as cursor:
+    """Stage up to BATCH_ROWS (line, id1, id2, id3, error) tuples from the iterator `rows`;
+    returns how many. On PostgreSQL the batch is one COPY whose data psycopg sends from a thread
+    of its own, so the database stores rows while Python goes on reading the file."""
+    written = 0
+    # A file refused half-way aborts the COPY; a savepoint keeps a caller's transaction usable.
+    with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            buffer = io.StringIO()
-            # CSV COPY reads an unquoted empty field as NULL, which is what None is written as.
-            csv.writer(buffer, lineterminator="\n").writerows((job.pk, *row) for row in rows)
-            with cursor.copy(f"COPY vendors_importrow ({', '.join(STAGING_COLUMNS)}) FROM STDIN (FORMAT csv)") as copy:
-                copy.write(buffer.getvalue())
+            statement = f"COPY vendors_importrow ({', '.join(STAGING_COLUMNS)}) FROM STDIN (FORMAT csv)"
+            with cursor.copy(statement, writer=QueuedLibpqWriter(cursor.cursor)) as copy:
+                for chunk in itertools.batched(itertools.islice(rows, BATCH_ROWS), CHUNK_ROWS):
+                    buffer = io.StringIO()
+                    # CSV COPY reads an unquoted empty field as NULL, which is what None is written as.
+                    csv.writer(buffer, lineterminator="\n").writerows((job.pk, *row) for row in chunk)
+                    copy.write(buffer.getvalue())
+                    written += len(chunk)
         else:
-            cursor.executemany(
-                f"INSERT INTO vendors_importrow ({', '.join(STAGING_COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608
-                [(job.pk, *row) for row in rows],
-            )
+            for chunk in itertools.batched(itertools.islice(rows, BATCH_ROWS), CHUNK_ROWS):
+                cursor.executemany(
+                    f"INSERT INTO vendors_importrow ({', '.join(STAGING_COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608
+                    [(job.pk, *row) for row in chunk],
+                )
+                written += len(chunk)
+    return written
 
 
 def _decoded_lines(stream):
@@ -108,32 +120,31 @@ def _decoded_lines(stream):
 def _stage_file(job, stream, size, progress):
     """Read the CSV stream row by row into the staging table; returns the number of data rows."""
     reader = csv.reader(_decoded_lines(stream))
-    rows, total, limit = [], 0, settings.IMPORT_MAX_ROWS
     try:
         header = next(reader, None)
         while header is not None and not any(cell.strip() for cell in header):
             header = next(reader, None)  # blank lines before the header
         if header is None:
             raise FileRefused("The file is empty: the first line must name the identifier fields.")
-        columns = _columns_for(header, job.device_model)
-        width = len(header)
-        for record in reader:
-            if not record or (len(record) == 1 and not record[0].strip()):
-                continue  # a blank line
-            total += 1
-            if total > limit:
-                raise FileRefused(f"The file has more than {limit:,} rows; split it into smaller files.")
-            rows.append(_clean_row(reader.line_num, record, width, columns))
-            if len(rows) == BATCH_ROWS:
-                _write_batch(job, rows)
-                rows = []
-                progress(min(99, stream.tell() * 100 // size) if size else 0)
+        rows = _cleaned_rows(reader, _columns_for(header, job.device_model), len(header))
+        total = 0
+        while written := _write_batch(job, rows):
+            total += written
+            progress(min(99, stream.tell() * 100 // size) if size else 0)
     except csv.Error as exc:
         raise FileRefused(f"Line {reader.line_num} cannot be read as CSV: {exc}.") from exc
-    _write_batch(job, rows)
     if total == 0:
         raise FileRefused("The file has a header but no rows.")
     return total
+
+
+def _cleaned_rows(reader, columns, width):
+    """The staging tuple of each data row the reader yields; blank lines are skipped."""
+    limit = settings.IMPORT_MAX_ROWS
+    for count, record in enumerate(record for record in reader if record and (len(record) > 1 or record[0].strip())):
+        if count == limit:
+            raise FileRefused(f"The file has more than {limit:,} rows; split it into smaller files.")
+        yield _clean_row(reader.line_num, record, width, columns)
 
 
 def _clean_row(line, record, width, columns):
