@@ -22,7 +22,12 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_i4")
-ENV = os.environ | {"DATABASE_URL": DATABASE_URL, "DJANGO_SETTINGS_MODULE": "config.settings.local", "REDIS_URL": ""}
+ENV = os.environ | {
+    "DATABASE_URL": DATABASE_URL,
+    "DJANGO_SETTINGS_MODULE": "config.settings.local",
+    "DJANGO_DEBUG": "False",
+    "REDIS_URL": "",
+}
 RATIO_GOAL = 0.5
 MEMORY_GOAL_MB = 500
 

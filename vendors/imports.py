@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.text import Truncator
 from psycopg.copy import QueuedLibpqWriter
 
-from .models import ImportJob, ImportRow
+from .models import ApprovedIdentity, ImportJob, ImportRow
 
 # How many bad rows the report lists (all are counted); keeps a five-million-line mistake small.
 REPORTED_BAD_ROWS = 1000
@@ -89,7 +89,8 @@ def _write_batch(job, rows):
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             statement = f"COPY vendors_importrow ({', '.join(STAGING_COLUMNS)}) FROM STDIN (FORMAT csv)"
-            with cursor.copy(statement, writer=QueuedLibpqWriter(cursor.cursor)) as copy:
+            raw = cursor.cursor  # psycopg's own cursor: Django's wrappers do not pass `writer` on
+            with raw.copy(statement, writer=QueuedLibpqWriter(raw)) as copy:
                 for chunk in itertools.batched(itertools.islice(rows, BATCH_ROWS), CHUNK_ROWS):
                     buffer = io.StringIO()
                     # CSV COPY reads an unquoted empty field as NULL, which is what None is written as.
@@ -161,6 +162,8 @@ def _clean_row(line, record, width, columns):
 
 def _mark_already_approved(job):
     """Set-based check: mark the staged rows whose values are already on the model's serial list."""
+    if not ApprovedIdentity.objects.filter(device_model_id=job.device_model_id).exists():
+        return  # a model's first list: nothing to compare with
     with connection.cursor() as cursor:
         for field in job.device_model.claiming_method.ordered_fields():
             column = field.column  # identifier_N, never user input
