@@ -303,6 +303,9 @@ class ImportJobAdmin(VendorScopedAdmin):
             self.message_user(request, "Cancelled: nothing was imported.", messages.INFO)
         return redirect("admin:vendors_importjob_change", job.pk)
 
+    def has_add_permission(self, request):
+        return False  # jobs start from a model's upload page or the import_identities command
+
     def has_resume_permission(self, request):
         return admin_vendor_scope(request.user) is not None
 
@@ -319,6 +322,16 @@ class VendorAuditEntryAdmin(VendorScopedAdmin):
     list_select_related = ["device_model", "actor"]
     search_fields = ["identifiers"]
     readonly_fields = ["vendor", "device_model", "identifiers", "action", "actor", "reason", "created_at"]
+
+    # The log is written by release_device() only; nobody edits history.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(VendorStaff)
