@@ -13,7 +13,6 @@ Both steps are idempotent and driven by the ImportJob row, so a worker that died
 answered by running the same step again.
 """
 
-import codecs
 import csv
 import io
 import itertools
@@ -54,7 +53,8 @@ class FileRefused(Exception):
 @dataclass
 class _Column:
     index: int  # position in the CSV row
-    field: object  # IdentifierField
+    key: str
+    clean: object  # the field's value_cleaner
     slot: int  # 0-based identifier_N slot
 
 
@@ -72,7 +72,10 @@ def _columns_for(header, device_model):
             f"The first line must name this model's identifier fields: {','.join(wanted)} "
             f"(found: {Truncator(','.join(header)).chars(120) or 'nothing'})."
         )
-    return [_Column(index=keys.index(field.key), field=field, slot=field.position - 1) for field in fields]
+    return [
+        _Column(index=keys.index(field.key), key=field.key, clean=field.value_cleaner, slot=field.position - 1)
+        for field in fields
+    ]
 
 
 def _clear_staging(job):
@@ -81,7 +84,7 @@ def _clear_staging(job):
 
 
 def _write_batch(job, rows):
-    """Stage up to BATCH_ROWS (line, id1, id2, id3, error) tuples from the iterator `rows`;
+    """Stage up to BATCH_ROWS (job id, line, id1, id2, id3, error) tuples from the iterator `rows`;
     returns how many. On PostgreSQL the batch is one COPY whose data psycopg sends from a thread
     of its own, so the database stores rows while Python goes on reading the file."""
     written = 0
@@ -94,40 +97,53 @@ def _write_batch(job, rows):
                 for chunk in itertools.batched(itertools.islice(rows, BATCH_ROWS), CHUNK_ROWS):
                     buffer = io.StringIO()
                     # CSV COPY reads an unquoted empty field as NULL, which is what None is written as.
-                    csv.writer(buffer, lineterminator="\n").writerows((job.pk, *row) for row in chunk)
+                    csv.writer(buffer, lineterminator="\n").writerows(chunk)
                     copy.write(buffer.getvalue())
                     written += len(chunk)
         else:
             for chunk in itertools.batched(itertools.islice(rows, BATCH_ROWS), CHUNK_ROWS):
                 cursor.executemany(
                     f"INSERT INTO vendors_importrow ({', '.join(STAGING_COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608
-                    [(job.pk, *row) for row in chunk],
+                    chunk,
                 )
                 written += len(chunk)
     return written
 
 
-def _decoded_lines(stream):
-    """The file's lines as text, decoded one by one so that a bad byte is reported with its line."""
-    for number, raw in enumerate(stream, start=1):
-        try:
-            yield (raw.removeprefix(codecs.BOM_UTF8) if number == 1 else raw).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise FileRefused(
-                f"Line {number} is not UTF-8 text ({exc.reason}); save the file as CSV UTF-8 and upload it again."
-            ) from exc
+def _text_lines(stream):
+    """The binary `stream` as lines of text: UTF-8, a leading BOM dropped. A bad byte refuses the
+    file, naming its line (found by reading the file again, which only a bad file pays for)."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    try:
+        yield from text
+    except UnicodeDecodeError as exc:
+        stream.seek(0)
+        line = next(number for number, raw in enumerate(stream, start=1) if not _is_utf8(raw))
+        raise FileRefused(
+            f"Line {line} is not UTF-8 text ({exc.reason}); save the file as CSV UTF-8 and upload it again."
+        ) from exc
+    finally:
+        text.detach()  # the caller closes the stream it opened
+
+
+def _is_utf8(raw):
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _stage_file(job, stream, size, progress):
     """Read the CSV stream row by row into the staging table; returns the number of data rows."""
-    reader = csv.reader(_decoded_lines(stream))
+    reader = csv.reader(_text_lines(stream))
     try:
         header = next(reader, None)
         while header is not None and not any(cell.strip() for cell in header):
             header = next(reader, None)  # blank lines before the header
         if header is None:
             raise FileRefused("The file is empty: the first line must name the identifier fields.")
-        rows = _cleaned_rows(reader, _columns_for(header, job.device_model), len(header))
+        rows = _cleaned_rows(job, reader, _columns_for(header, job.device_model), len(header))
         total = 0
         while written := _write_batch(job, rows):
             total += written
@@ -139,25 +155,26 @@ def _stage_file(job, stream, size, progress):
     return total
 
 
-def _cleaned_rows(reader, columns, width):
+def _cleaned_rows(job, reader, columns, width):
     """The staging tuple of each data row the reader yields; blank lines are skipped."""
-    limit = settings.IMPORT_MAX_ROWS
-    for count, record in enumerate(record for record in reader if record and (len(record) > 1 or record[0].strip())):
-        if count == limit:
+    limit, count, job_id = settings.IMPORT_MAX_ROWS, 0, job.pk
+    for record in reader:
+        if not record or (len(record) == 1 and not record[0].strip()):
+            continue  # a blank line
+        count += 1
+        if count > limit:
             raise FileRefused(f"The file has more than {limit:,} rows; split it into smaller files.")
-        yield _clean_row(reader.line_num, record, width, columns)
-
-
-def _clean_row(line, record, width, columns):
-    if len(record) != width:
-        return (line, None, None, None, f"Expected {width} values, found {len(record)}.")
-    values = [None, None, None]
-    try:
-        for column in columns:
-            values[column.slot] = column.field.clean_value(record[column.index])
-    except ValidationError as exc:
-        return (line, None, None, None, f"{column.field.key}: {exc.messages[0]}")
-    return (line, *values, None)
+        if len(record) != width:
+            yield (job_id, reader.line_num, None, None, None, f"Expected {width} values, found {len(record)}.")
+            continue
+        values = [None, None, None]
+        try:
+            for column in columns:
+                values[column.slot] = column.clean(record[column.index])
+        except ValidationError as exc:
+            yield (job_id, reader.line_num, None, None, None, f"{column.key}: {exc.messages[0]}")
+            continue
+        yield (job_id, reader.line_num, *values, None)
 
 
 def _mark_already_approved(job):
