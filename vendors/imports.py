@@ -2,7 +2,7 @@
 `import_identities` command all take.
 
 1. `validate_import(job, stream)` streams the CSV file once, normalizes and format-checks
-   every value with `IdentifierField.clean_value`, and writes each row (normalized, or with the
+   every value with `IdentifierField.value_cleaner` (what `clean_value` runs), and writes each row (normalized, or with the
    reason it is bad) into the ImportRow staging table: COPY on PostgreSQL, plain INSERT on
    SQLite. Set-based SQL then marks duplicates within the file and values already on the
    model's serial list. Nothing is written to the serial list yet.
