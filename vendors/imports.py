@@ -2,9 +2,9 @@
 `import_identities` command all take.
 
 1. `validate_import(job, stream)` streams the CSV file once, normalizes and format-checks
-   every value with `IdentifierField.value_cleaner` (what `clean_value` runs), and writes each row (normalized, or with the
-   reason it is bad) into the ImportRow staging table: COPY on PostgreSQL, plain INSERT on
-   SQLite. Set-based SQL then marks duplicates within the file and values already on the
+   every value with `IdentifierField.value_cleaner` (what `clean_value` runs), and writes
+   each row (normalized, or with the reason it is bad) into the ImportRow staging table: COPY
+   on PostgreSQL, plain INSERT on SQLite. Set-based SQL then marks duplicates within the file and values already on the
    model's serial list. Nothing is written to the serial list yet.
 2. `import_validated_rows(job)` copies the good rows into ApprovedIdentity with one
    INSERT ... SELECT in one transaction: all of them or, if anything fails, none.
