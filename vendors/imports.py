@@ -115,7 +115,9 @@ def _text_lines(stream):
     file, naming its line (found by reading the file again, which only a bad file pays for)."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     try:
-        yield from text
+        # Not `yield from`: closing this generator would close `text`, and with it the stream.
+        for line in text:
+            yield line
     except UnicodeDecodeError as exc:
         stream.seek(0)
         line = next(number for number, raw in enumerate(stream, start=1) if not _is_utf8(raw))
@@ -136,7 +138,8 @@ def _is_utf8(raw):
 
 def _stage_file(job, stream, size, progress):
     """Read the CSV stream row by row into the staging table; returns the number of data rows."""
-    reader = csv.reader(_text_lines(stream))
+    lines = _text_lines(stream)
+    reader = csv.reader(lines)
     try:
         header = next(reader, None)
         while header is not None and not any(cell.strip() for cell in header):
@@ -150,6 +153,8 @@ def _stage_file(job, stream, size, progress):
             progress(min(99, stream.tell() * 100 // size) if size else 0)
     except csv.Error as exc:
         raise FileRefused(f"Line {reader.line_num} cannot be read as CSV: {exc}.") from exc
+    finally:
+        lines.close()  # hands the stream back now, while it is open, not whenever it is collected
     if total == 0:
         raise FileRefused("The file has a header but no rows.")
     return total
