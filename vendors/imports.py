@@ -24,7 +24,6 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import Truncator
-from psycopg.copy import QueuedLibpqWriter
 
 from .models import ApprovedIdentity, ImportJob, ImportRow
 
@@ -85,15 +84,14 @@ def _clear_staging(job):
 
 def _write_batch(job, rows):
     """Stage up to BATCH_ROWS (job id, line, id1, id2, id3, error) tuples from the iterator `rows`;
-    returns how many. On PostgreSQL the batch is one COPY whose data psycopg sends from a thread
-    of its own, so the database stores rows while Python goes on reading the file."""
+    returns how many. On PostgreSQL the batch is one COPY fed a chunk at a time, so the database
+    stores rows while Python goes on reading the file."""
     written = 0
     # A file refused half-way aborts the COPY; a savepoint keeps a caller's transaction usable.
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             statement = f"COPY vendors_importrow ({', '.join(STAGING_COLUMNS)}) FROM STDIN (FORMAT csv)"
-            raw = cursor.cursor  # psycopg's own cursor: Django's wrappers do not pass `writer` on
-            with raw.copy(statement, writer=QueuedLibpqWriter(raw)) as copy:
+            with cursor.copy(statement) as copy:
                 for chunk in itertools.batched(itertools.islice(rows, BATCH_ROWS), CHUNK_ROWS):
                     buffer = io.StringIO()
                     # CSV COPY reads an unquoted empty field as NULL, which is what None is written as.
