@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from accounts.audit import record_audit
 from accounts.models import AuditEntry
+from vendors.models import VendorAuditEntry
 
 from .models import Device, DeviceEvent
 
@@ -75,15 +76,16 @@ def move_device(device, *, space, actor):
     return device
 
 
-def release_device(device, *, actor):
+def release_device(device, *, actor, reason=""):
     """Release a claimed device so that any organization can claim it again.
 
     Deletes the device's whole history in one transaction; the device goes back to
     registered, or to unregistered if it never connected. Its key stays valid: the unit
-    itself has not changed hands on the network, only its owner.
+    itself has not changed hands on the network, only its owner. The vendor's audit log
+    records the release, with `reason` when vendor staff force it (see VendorAuditEntry).
     """
     with transaction.atomic():
-        locked = Device.objects.select_for_update().get(pk=device.pk)
+        locked = Device.objects.select_for_update().select_related("identity", "device_model").get(pk=device.pk)
         if locked.status != Device.Status.CLAIMED:
             return locked
         # The audit log is the organization's record, not the device's history: it keeps the release.
@@ -94,6 +96,7 @@ def release_device(device, *, actor):
             target=locked.name,
             details={"space": locked.space.name, "device": str(locked.code)},
         )
+        VendorAuditEntry.record_release(locked, actor=actor, reason=reason)
         locked.events.all().delete()
         locked.status = Device.Status.REGISTERED if locked.activated_at else Device.Status.UNREGISTERED
         locked.organization = None

@@ -173,3 +173,10 @@ class ProductionBatchFactory(DjangoModelFactory):
         batch = super()._create(model_class, *args, **kwargs)
         batch.private_key = private_key
         return batch
+
+
+def serial_list_csv(rows):
+    """A serial + MAC serial list of `rows` well-formed, distinct units, as CSV bytes."""
+    lines = ["serial_number,mac_address"]
+    lines += [f"WK-{n:07d},02:40:00:{n >> 16 & 255:02X}:{n >> 8 & 255:02X}:{n & 255:02X}" for n in range(rows)]
+    return ("\n".join(lines) + "\n").encode()

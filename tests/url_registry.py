@@ -104,7 +104,7 @@ ADMIN_MODELS = {
     "accounts.organization": lambda w: w.organization,
     "accounts.invitation": lambda w: w.invitation,
     "accounts.auditentry": lambda w: w.audit_entry,
-    "vendors.claimingmethod": lambda w: w.device.device_model.claiming_method,
+    "vendors.claimingmethod": lambda w: w.other_vendor_method,
     "vendors.vendor": lambda w: w.other_vendor,
     "vendors.devicemodel": lambda w: w.device.device_model,
     "vendors.approvedidentity": lambda w: w.device.identity,
@@ -112,6 +112,10 @@ ADMIN_MODELS = {
     "spaces.space": lambda w: w.space,
     "devices.device": lambda w: w.device,
     "devices.deviceevent": lambda w: w.device_event,
+    "vendors.productionbatch": lambda w: w.production_batch,
+    "devices.activationoperation": lambda w: w.activation_operation,
+    "vendors.importjob": lambda w: w.import_job,
+    "vendors.vendorauditentry": lambda w: w.vendor_audit_entry,
 }
 
 # The admin site's own pages (not about one model). `True`: reachable without signing in.

@@ -187,3 +187,8 @@ CELERY_BEAT_SCHEDULE |= {
 # that reads before writing fails at once with "database is locked" when devices activate together.
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {})["transaction_mode"] = "IMMEDIATE"
+# Serial-list imports (issue 4, vendors/imports.py). The web process and the workers must share
+# MEDIA_ROOT: uploads wait there for the validation task.
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=5_000_000)
+IMPORT_DECISION_DAYS = env.int("IMPORT_DECISION_DAYS", default=7)
+CELERY_BEAT_SCHEDULE["vendors-sweep-imports"] = {"task": "vendors.tasks.sweep_imports", "schedule": 600.0}
