@@ -57,3 +57,18 @@ def organization_membership(user, ability=READ, **lookup):
     if not allows(membership, ability):
         raise PermissionDenied("Your role in this organization does not allow this.")
     return membership
+
+
+# Vendor staff in the admin (issue 4): a staff user linked to a vendor sees only that vendor's data.
+ALL_VENDORS = object()
+
+
+def admin_vendor_scope(user):
+    """Which vendor's data `user` may see in the admin: ALL_VENDORS for a superuser, the id of
+    the vendor a staff user works for, or None (nothing) for anyone else."""
+    if user.is_active and user.is_superuser:
+        return ALL_VENDORS
+    if not (user.is_active and user.is_staff):
+        return None
+    staff = getattr(user, "vendor_staff", None)
+    return staff.vendor_id if staff else None

@@ -6,4 +6,5 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("", include("spaces.urls")),
     path("", include("devices.urls")),
+    path("api/v1/", include("devices.api_urls")),
 ]

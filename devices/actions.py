@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from accounts.audit import record_audit
 from accounts.models import AuditEntry
+from vendors.models import VendorAuditEntry
 
 from .models import Device, DeviceEvent
 
@@ -75,15 +76,17 @@ def move_device(device, *, space, actor):
     return device
 
 
-def release_device(device, *, actor):
+def release_device(device, *, actor, reason=""):
     """Release a claimed device so that any organization can claim it again.
 
     Deletes the device's whole history (events, telemetry, commands, configuration) in one
     transaction; the device goes back to registered, or to unregistered if it never connected.
     Its key stays valid: the unit itself has not changed hands on the network, only its owner.
+    The vendor's audit log records the release, with `reason` when vendor staff force it
+    (see VendorAuditEntry).
     """
     with transaction.atomic():
-        locked = Device.objects.select_for_update().get(pk=device.pk)
+        locked = Device.objects.select_for_update().select_related("identity", "device_model").get(pk=device.pk)
         if locked.status != Device.Status.CLAIMED:
             return locked
         # The audit log is the organization's record, not the device's history: it keeps the release.
@@ -94,6 +97,7 @@ def release_device(device, *, actor):
             target=locked.name,
             details={"space": locked.space.name, "device": str(locked.code)},
         )
+        VendorAuditEntry.record_release(locked, actor=actor, reason=reason)
         # The whole history goes: events, telemetry, commands and configuration versions.
         for history in (locked.events, locked.heartbeats, locked.commands, locked.configuration_versions):
             history.all().delete()
@@ -108,23 +112,27 @@ def release_device(device, *, actor):
     return locked
 
 
-def record_activation(device, *, key_hash, at=None):
+def record_activation(device, *, key_hash, at=None, locked=False):
     """Mark `device` activated with a new key: registered, or still claimed if it was claimed.
 
-    Replaces any previous key at once. Writes an `activated` event.
+    Replaces any previous key at once. Writes an `activated` event. Pass `locked=True` when the
+    caller already holds the device's row lock in the current transaction (the activation task
+    does), which spares re-reading the row.
     """
     at = at or timezone.now()
-    with transaction.atomic():
-        locked = Device.objects.select_for_update().get(pk=device.pk)
-        locked.key_hash = key_hash
-        locked.reactivation_allowed_until = None
-        locked.activated_at = at
-        locked.last_seen_at = at
-        if locked.status == Device.Status.UNREGISTERED:
-            locked.status = Device.Status.REGISTERED
-        locked.save(update_fields=["key_hash", "reactivation_allowed_until", "activated_at", "last_seen_at", "status"])
-        DeviceEvent.objects.create(device=locked, kind=DeviceEvent.Kind.ACTIVATED, created_at=at)
-    return locked
+    with transaction.atomic(savepoint=False):
+        locked_device = device if locked else Device.objects.select_for_update().get(pk=device.pk)
+        locked_device.key_hash = key_hash
+        locked_device.reactivation_allowed_until = None
+        locked_device.activated_at = at
+        locked_device.last_seen_at = at
+        if locked_device.status == Device.Status.UNREGISTERED:
+            locked_device.status = Device.Status.REGISTERED
+        locked_device.save(
+            update_fields=["key_hash", "reactivation_allowed_until", "activated_at", "last_seen_at", "status"]
+        )
+        DeviceEvent.objects.create(device=locked_device, kind=DeviceEvent.Kind.ACTIVATED, created_at=at)
+    return locked_device
 
 
 def allow_reactivation(device, *, actor, now=None):

@@ -73,6 +73,8 @@ class Device(models.Model):
         indexes = [
             models.Index(fields=["space", "name"], name="device_space_name"),
             models.Index(fields=["organization", "status"], name="device_org_status"),
+            # Device API authentication looks the device up by the hash of the key it presents.
+            models.Index(fields=["key_hash"], name="device_key_hash", condition=~models.Q(key_hash="")),
         ]
         constraints = [
             models.CheckConstraint(
@@ -212,3 +214,67 @@ class Heartbeat(models.Model):
 
     def __str__(self):
         return f"heartbeat at {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ActivationOperation(models.Model):
+    """One activation request from a device, and its result: the row is the operation's state.
+
+    Committed (status assigning) before the task that processes it is sent, so a lost message
+    costs a delay, never a request: the sweeper re-sends what stays assigning. The server's
+    private key and the derived device key are never stored; only the server's public key is.
+    """
+
+    class Status(models.TextChoices):
+        ASSIGNING = "assigning", "Assigning"
+        ASSIGNED = "assigned", "Assigned"
+        FAILED = "failed", "Failed"
+
+    class Error(models.TextChoices):
+        NOT_APPROVED = "not_approved", "Not approved"
+        UNKNOWN_MODEL = "unknown_model", "Unknown model"
+        REVOKED = "revoked", "Revoked"
+        ALREADY_ACTIVATED = "already_activated", "Already activated"
+        ATTESTATION_FAILED = "attestation_failed", "Attestation failed"
+        INVALID_PUBLIC_KEY = "invalid_public_key", "Invalid public key"
+
+    # The operation id of the protocol; its 16 raw bytes are the HKDF salt.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ASSIGNING)
+    # The request as the device sent it (already checked for shape by the API).
+    vendor_slug = models.CharField(max_length=50)
+    model_slug = models.CharField(max_length=50)
+    identifiers = models.JSONField()
+    device_public_key = models.CharField(max_length=43)
+    attestation = models.JSONField(null=True, blank=True)
+    # The result.
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    server_public_key = models.CharField(max_length=43, blank=True)
+    error_code = models.CharField(max_length=32, choices=Error.choices, blank=True)
+    error_message = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # When the task was last sent for it: the sweeper re-sends operations left assigning too long after this.
+    sent_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["sent_at"], name="activation_assigning_sent", condition=models.Q(status="assigning")),
+            models.Index(fields=["finished_at"], name="activation_finished"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(status="assigning", finished_at__isnull=True, error_code="")
+                    | models.Q(status="assigned", finished_at__isnull=False, device__isnull=False, error_code="")
+                    | (models.Q(status="failed", finished_at__isnull=False) & ~models.Q(error_code=""))
+                ),
+                name="activation_result_matches_status",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.vendor_slug}/{self.model_slug} {self.id} ({self.status})"
+
+    @property
+    def finished(self):
+        return self.status != self.Status.ASSIGNING

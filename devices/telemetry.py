@@ -1,6 +1,5 @@
 """Heartbeats, connectivity and the monitoring data shown on the device page."""
 
-import math
 from datetime import timedelta
 
 from django.db import transaction
@@ -12,29 +11,7 @@ from .commands import has_pending_commands
 from .configuration import desired_configuration
 from .models import Device, DeviceEvent, Heartbeat
 
-MAX_METRICS = 32
-MAX_METRIC_NAME = 64
 HEARTBEAT_RETENTION = timedelta(days=30)
-
-
-class InvalidMetrics(ValueError):
-    """The metrics are not an object of at most 32 finite numbers; the message says why."""
-
-
-def validate_metrics(metrics):
-    """Return `metrics` as {name: float}; raise InvalidMetrics for anything else."""
-    if not isinstance(metrics, dict):
-        raise InvalidMetrics("metrics must be an object of numbers")
-    if len(metrics) > MAX_METRICS:
-        raise InvalidMetrics(f"at most {MAX_METRICS} metrics")
-    cleaned = {}
-    for name, value in metrics.items():
-        if not name or len(name) > MAX_METRIC_NAME or "\x00" in name:
-            raise InvalidMetrics(f"metric names are 1 to {MAX_METRIC_NAME} characters")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InvalidMetrics(f"metric {name!r} must be a finite number")
-        cleaned[name] = float(value)
-    return cleaned
 
 
 def record_heartbeat(device, *, metrics, config_version=None, now=None):

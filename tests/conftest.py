@@ -175,3 +175,41 @@ def page(browser, request):
     page.artifacts.mkdir(parents=True, exist_ok=True)
     yield page
     context.close()
+
+
+# Vendor staff in the admin (issue 4): two vendors, a staff user of the first, one model each.
+@pytest.fixture
+def acme_model(db):
+    return DeviceModelFactory(vendor__name="Acme", vendor__slug="acme", slug="hub-2", name="Acme Hub 2")
+
+
+@pytest.fixture
+def globex_model(db):
+    return DeviceModelFactory(vendor__name="Globex", vendor__slug="globex", slug="display-55", cloud_id=True)
+
+
+@pytest.fixture
+def acme_staff(acme_model):
+    from .factories import VendorStaffFactory
+
+    return VendorStaffFactory(vendor=acme_model.vendor).user
+
+
+@pytest.fixture
+def acme_admin_client(client, acme_staff):
+    client.force_login(acme_staff)
+    return client
+
+
+@pytest.fixture
+def shared_media_root(tmp_path, settings, monkeypatch):
+    """Uploads in a temporary folder that a worker process started after this fixture reads too."""
+    monkeypatch.setenv("DJANGO_MEDIA_ROOT", str(tmp_path))
+    settings.MEDIA_ROOT = tmp_path
+    return tmp_path
+
+
+def database_url_for_subprocess():
+    """The test database as a DATABASE_URL, for a `manage.py` run in a child process."""
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"

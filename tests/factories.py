@@ -1,6 +1,7 @@
 """factory-boy factories for every domain model. Identities get unique, well-formed identifiers."""
 
 import factory
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
@@ -8,8 +9,18 @@ from accounts.management.commands.seed_demo import HUB_COMMANDS, HUB_SETTINGS
 from accounts.models import Membership, Organization, Role, User
 from devices.models import Device
 from spaces.models import Space
+from vendors.attestation import public_key_text
 from vendors.claiming_methods import install_shipped_methods
-from vendors.models import ApprovedIdentity, ClaimingMethod, DeviceModel, IdentifierField, Vendor, VendorStaff
+from vendors.models import (
+    ApprovedIdentity,
+    Attestation,
+    ClaimingMethod,
+    DeviceModel,
+    IdentifierField,
+    ProductionBatch,
+    Vendor,
+    VendorStaff,
+)
 
 PASSWORD = "correct-horse-battery"
 
@@ -147,3 +158,28 @@ class VendorStaffFactory(DjangoModelFactory):
 
     user = factory.SubFactory(UserFactory, is_staff=True)
     vendor = factory.SubFactory(VendorFactory)
+
+
+# Issue 5: production batches (factory attestation). `private_key` is kept on the instance for signing.
+class ProductionBatchFactory(DjangoModelFactory):
+    class Meta:
+        model = ProductionBatch
+
+    device_model = factory.SubFactory(DeviceModelFactory, attestation=Attestation.FACTORY_SIGNATURE)
+    name = factory.Sequence(lambda n: f"batch-{n}")
+    private_key = factory.LazyFunction(Ed25519PrivateKey.generate)
+    public_key = factory.LazyAttribute(lambda o: public_key_text(o.private_key))
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        private_key = kwargs.pop("private_key", None)
+        batch = super()._create(model_class, *args, **kwargs)
+        batch.private_key = private_key
+        return batch
+
+
+def serial_list_csv(rows):
+    """A serial + MAC serial list of `rows` well-formed, distinct units, as CSV bytes."""
+    lines = ["serial_number,mac_address"]
+    lines += [f"WK-{n:07d},02:40:00:{n >> 16 & 255:02X}:{n >> 8 & 255:02X}:{n & 255:02X}" for n in range(rows)]
+    return ("\n".join(lines) + "\n").encode()

@@ -56,3 +56,26 @@ def test_seed_demo_refuses_production_settings(settings):
     settings.ALLOW_DEMO_DATA = False
     with pytest.raises(CommandError, match="production"):
         call_command("seed_demo")
+
+
+def test_seed_demo_makes_globex_require_a_factory_signature_and_lists_signatures_that_verify(capsys):
+    from vendors.attestation import attestation_message, signature_is_valid
+    from vendors.models import ProductionBatch
+
+    call_command("seed_demo", stdout=io.StringIO())
+    call_command("seed_demo", "--list")
+    units = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    globex = [unit for unit in units if unit["vendor"] == "globex"]
+    assert len(globex) == 60
+    assert all("attestation" not in unit for unit in units if unit["vendor"] == "acme")
+    assert DeviceModel.objects.get(slug="display-55").attestation == "factory_signature"
+    assert DeviceModel.objects.get(slug="hub-2").attestation == "none"
+    batch = ProductionBatch.objects.get(device_model__slug="display-55")
+    for unit in globex[:5]:
+        identity = ApprovedIdentity.objects.get(
+            device_model=batch.device_model, identifier_1=unit["identifiers"]["cloud_id"].replace("-", "")
+        )
+        message = attestation_message("globex", "display-55", [identity.identifier_1])
+        assert unit["attestation"]["batch"] == batch.name
+        assert signature_is_valid(batch.public_key, message, unit["attestation"]["signature"])
+    assert not signature_is_valid(batch.public_key, message, globex[-1]["attestation"]["signature"])

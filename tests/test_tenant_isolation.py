@@ -19,9 +19,17 @@ from accounts.audit import record_audit
 from accounts.members import invitation_token
 from accounts.models import Invitation, Membership, Role
 from devices.actions import rename_device
+from devices.models import ActivationOperation
+from vendors.models import ClaimingMethod, ImportJob, VendorAuditEntry
 
 from . import url_registry
-from .factories import ClaimedDeviceFactory, SpaceFactory, VendorFactory, VendorStaffFactory
+from .factories import (
+    ClaimedDeviceFactory,
+    ProductionBatchFactory,
+    SpaceFactory,
+    VendorFactory,
+    VendorStaffFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -111,6 +119,24 @@ def world(organization, owner, viewer, space, device_model):
         other_vendor_staff=VendorStaffFactory(vendor=device_model.vendor),
         staff_vendor=staff_vendor,
         vendor_staff=VendorStaffFactory(vendor=staff_vendor).user,
+        production_batch=ProductionBatchFactory(device_model__vendor=device_model.vendor),
+        # Shipped claiming methods are every vendor's to use; a vendor's own method is not.
+        other_vendor_method=ClaimingMethod.objects.create(
+            name="Their IMEI method", slug="their-imei", vendor=device_model.vendor
+        ),
+        import_job=ImportJob.objects.create(device_model=device_model, source_name="their-list.csv"),
+        vendor_audit_entry=VendorAuditEntry.objects.create(
+            vendor=device_model.vendor,
+            device_model=device_model,
+            identifiers=str(device.identity),
+            action=VendorAuditEntry.Action.values[0],
+        ),
+        activation_operation=ActivationOperation.objects.create(
+            vendor_slug=device_model.vendor.slug,
+            model_slug=device_model.slug,
+            identifiers={"serial_number": device.identity.identifier_1},
+            device_public_key="A" * 43,
+        ),
     )
 
 
@@ -175,6 +201,9 @@ def test_a_viewer_gets_403_on_managers_pages_and_changes_nothing(client, world, 
 def test_a_member_reaches_the_same_url(client, world, name, route):
     """The sample arguments point at real objects: otherwise the 404s above would prove nothing."""
     page = _portal_page(name)
+    if page.kind == url_registry.DEVICE_API:
+        assert client.get(reverse(name, kwargs=page.kwargs(world))).status_code in (401, 405)
+        return
     if page.kind == url_registry.PUBLIC:
         assert client.get(reverse(name, kwargs=page.kwargs(world))).status_code < 500
         return
@@ -230,10 +259,17 @@ def test_vendor_staff_get_nothing_of_another_vendors_or_a_customers_admin_object
     client.force_login(world.vendor_staff)
     before = database_state()
     response = client.get(url)
-    assert _refused(response, url) or (response.status_code == 200 and str(obj) not in response.text), (
+    never_gets = response.status_code == 405 and "GET" not in response["Allow"]  # POST-only, before any lookup
+    assert never_gets or _refused(response, url) or (response.status_code == 200 and str(obj) not in response.text), (
         f"{url} showed {obj!r} to staff of {world.staff_vendor}"
     )
-    assert _refused(client.post(url, {"name": "Hijacked", "post": "yes"}), url), f"{url} accepted a POST"
+    posted = client.post(url, {"name": "Hijacked", "post": "yes"})
+    if "object_id" in route:
+        assert _refused(posted, url), f"{url} accepted a POST"
+    else:
+        # A list or add page the staff may use for their own vendor: the POST may answer (no action
+        # chosen, or a form error) but must not show the object nor change anything (checked below).
+        assert _refused(posted, url) or str(obj) not in posted.text, f"{url} showed {obj!r} after a POST"
     assert database_state() == before
 
 
@@ -272,4 +308,15 @@ def test_customers_are_sent_to_the_admin_sign_in(client, world, name, route):
     assert response["Location"].startswith(reverse("admin:login")) or (
         name == "admin:logout" and response["Location"] == reverse("admin:index")
     )
+    assert database_state() == before
+
+
+@pytest.mark.parametrize("name", _names_of(url_registry.DEVICE_API))
+def test_a_users_session_never_opens_the_device_api(client, world, name):
+    """Even the owner of the device's organization, signed in, is not a device: 401, nothing changes."""
+    url = reverse(name, kwargs=url_registry.PORTAL_PAGES[name].kwargs(world))
+    client.force_login(world.owner)
+    before = database_state()
+    assert client.get(url).status_code in (401, 405)
+    assert client.post(url, {"metrics": {}}, content_type="application/json").status_code in (401, 405)
     assert database_state() == before

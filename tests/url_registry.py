@@ -9,7 +9,9 @@ organization (`world`, see the walk's fixture), e.g.
 
 Kinds: `public` (anyone, signed in or not), `own_account` (the signed-in user's own things,
 nobody else's), `organization_page` (shows or changes an organization's objects: an outsider
-gets 404 on GET and POST and nothing changes; with managers_only=True a viewer gets 403).
+gets 404 on GET and POST and nothing changes; with managers_only=True a viewer gets 403),
+`device_api` (the device API calls authenticated by the device key: a user's session, even
+the owner's, gets 401 and changes nothing).
 Admin URLs are covered by ADMIN_MODELS (one line per model registered in the admin: how to
 build an object of *another* vendor or organization) and ADMIN_SITE_PAGES (the admin's own pages).
 """
@@ -20,6 +22,7 @@ from typing import Any
 PUBLIC = "public"
 OWN_ACCOUNT = "own account"
 ORGANIZATION = "organization object"
+DEVICE_API = "device API"
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,11 @@ def own_account():
 
 def organization_page(kwargs, *, managers_only=False):
     return Page(ORGANIZATION, kwargs, managers_only)
+
+
+def device_api(kwargs=None):
+    """Authenticated by the device's key alone: no user's session, whoever's, opens it."""
+    return Page(DEVICE_API, kwargs or (lambda world: {}))
 
 
 # URL arguments for the sample organization `w` most pages take.
@@ -94,6 +102,15 @@ PORTAL_PAGES = {
     "device-move": organization_page(a_device, managers_only=True),
     "device-reactivation": organization_page(a_device, managers_only=True),
     "device-release": organization_page(a_device, managers_only=True),
+    # Device API (docs/device-api.md): activation is open to any unit, the rest needs the device key.
+    "device-api:activations": public(),
+    "device-api:activation": public(lambda w: {"operation_id": "7b0c9d2e-3f4a-4b5c-8d6e-9f0a1b2c3d4e"}),
+    "device-api:heartbeat": device_api(),
+    "device-api:commands": device_api(),
+    "device-api:command-result": device_api(lambda w: {"command_id": "0d8f3c1e-5b7a-4c2d-9e6f-1a2b3c4d5e6f"}),
+    "device-api:config": device_api(),
+    "device-api:health": public(),
+    "device-api:openapi": public(),
 }
 
 # One line per model registered in the admin: an object vendor staff of `w.staff_vendor` must not
@@ -104,7 +121,7 @@ ADMIN_MODELS = {
     "accounts.organization": lambda w: w.organization,
     "accounts.invitation": lambda w: w.invitation,
     "accounts.auditentry": lambda w: w.audit_entry,
-    "vendors.claimingmethod": lambda w: w.device.device_model.claiming_method,
+    "vendors.claimingmethod": lambda w: w.other_vendor_method,
     "vendors.vendor": lambda w: w.other_vendor,
     "vendors.devicemodel": lambda w: w.device.device_model,
     "vendors.approvedidentity": lambda w: w.device.identity,
@@ -112,6 +129,10 @@ ADMIN_MODELS = {
     "spaces.space": lambda w: w.space,
     "devices.device": lambda w: w.device,
     "devices.deviceevent": lambda w: w.device_event,
+    "vendors.productionbatch": lambda w: w.production_batch,
+    "devices.activationoperation": lambda w: w.activation_operation,
+    "vendors.importjob": lambda w: w.import_job,
+    "vendors.vendorauditentry": lambda w: w.vendor_audit_entry,
 }
 
 # The admin site's own pages (not about one model). `True`: reachable without signing in.

@@ -5,9 +5,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
+from django.utils.functional import cached_property
 
+from .attestation import validate_ed25519_public_key
 from .declarations import validate_declarations
-from .identifiers import MAX_IDENTIFIER_FIELDS, MAX_IDENTIFIER_LENGTH, Normalization, normalize
+from .identifiers import MAX_IDENTIFIER_FIELDS, MAX_IDENTIFIER_LENGTH, Normalization, normalize, normalizer
 
 
 class Vendor(models.Model):
@@ -45,12 +48,25 @@ class ClaimingMethod(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=50, unique=True)
+    vendor = models.ForeignKey(
+        Vendor,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="claiming_methods",
+        help_text="The vendor that defined and may change this method; empty for the methods every vendor may use.",
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self):
         return self.name
+
+    def layout_locked(self):
+        """Whether the fields' keys, order and normalization are fixed: true once any model
+        using this method has approved identities, whose stored columns follow that layout."""
+        return self.pk is not None and ApprovedIdentity.objects.filter(device_model__claiming_method=self).exists()
 
     def ordered_fields(self):
         """The identifier fields in the order they are asked for (and stored in)."""
@@ -101,16 +117,28 @@ class IdentifierField(models.Model):
         """The ApprovedIdentity column holding this field's values."""
         return f"identifier_{self.position}"
 
+    @cached_property
+    def value_cleaner(self):
+        """`clean_value` as a function of the raw value alone, set up once for the import's
+        millions of calls: the normalization and the compiled pattern are looked up here."""
+        normalize_value = normalizer(self.normalization)
+        fullmatch = re.compile(self.pattern).fullmatch
+        required = f"Enter the {self.label}."
+        invalid = f"This is not a valid {self.label}: expected {self.format_hint}."
+
+        def clean(raw):
+            value = normalize_value(raw or "")
+            if not value:
+                raise ValidationError(required, code="required")
+            if len(value) > MAX_IDENTIFIER_LENGTH or not fullmatch(value):
+                raise ValidationError(invalid, code="invalid_format")
+            return value
+
+        return clean
+
     def clean_value(self, raw):
         """Normalize `raw` and check its format; raise ValidationError saying what is expected."""
-        value = normalize(raw, self.normalization)
-        if not value:
-            raise ValidationError(f"Enter the {self.label}.", code="required")
-        if len(value) > MAX_IDENTIFIER_LENGTH or not re.fullmatch(self.pattern, value):
-            raise ValidationError(
-                f"This is not a valid {self.label}: expected {self.format_hint}.", code="invalid_format"
-            )
-        return value
+        return self.value_cleaner(raw)
 
 
 def validate_setting_declarations(value):
@@ -176,6 +204,41 @@ class DeviceModel(models.Model):
         """The declaration of the command called `name`, or None."""
         return next((c for c in self.command_declarations if c["name"] == name), None)
 
+    def clean(self):
+        # Approved identities store their values in the method's field order: another method
+        # would read them as something else.
+        if self.pk and self.approved_identities.exists():
+            previous = DeviceModel.objects.filter(pk=self.pk).values_list("claiming_method_id", flat=True).first()
+            if previous != self.claiming_method_id:
+                raise ValidationError(
+                    {"claiming_method": "This model already has approved units; its claiming method cannot change."}
+                )
+
+
+class ApprovedIdentityQuerySet(models.QuerySet):
+    def revoke(self):
+        """Revoke these units: they can no longer be claimed or activated. Returns how many changed."""
+        return self.filter(status=ApprovedIdentity.Status.APPROVED).update(
+            status=ApprovedIdentity.Status.REVOKED, revoked_at=timezone.now()
+        )
+
+    def reapprove(self):
+        """Approve revoked units again. Returns how many changed."""
+        return self.filter(status=ApprovedIdentity.Status.REVOKED).update(
+            status=ApprovedIdentity.Status.APPROVED, revoked_at=None
+        )
+
+    def matching(self, term, *, device_model_ids):
+        """Rows of those models with `term` as any of their identifiers, however it was typed
+        (every normalization is tried). The explicit model ids let the database answer from the
+        (model, identifier) unique indexes instead of scanning every unit."""
+        candidates = {normalize(term, rule) for rule in Normalization.values} - {""}
+        return self.filter(device_model_id__in=list(device_model_ids)).filter(
+            models.Q(identifier_1__in=candidates)
+            | models.Q(identifier_2__in=candidates)
+            | models.Q(identifier_3__in=candidates)
+        )
+
 
 class ApprovedIdentity(models.Model):
     """One unit a vendor approved for a model: a row of its serial list.
@@ -197,6 +260,8 @@ class ApprovedIdentity(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.APPROVED)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApprovedIdentityQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "approved identities"
@@ -230,3 +295,170 @@ class VendorStaff(models.Model):
 
     def __str__(self):
         return f"{self.user} ({self.vendor})"
+
+
+class ProductionBatch(models.Model):
+    """A factory run of one model whose units carry an Ed25519 signature of their identifiers.
+
+    Vendor staff register the batch's public key; the server holds no secret. Revoking a batch
+    (a leaked factory key) makes every signature from it fail attestation.
+    """
+
+    device_model = models.ForeignKey(DeviceModel, on_delete=models.PROTECT, related_name="production_batches")
+    name = models.CharField(max_length=64, help_text="What devices send as attestation.batch, e.g. '2026-W14'.")
+    public_key = models.CharField(
+        max_length=43,
+        validators=[validate_ed25519_public_key],
+        help_text="The batch's Ed25519 public key: 32 bytes, base64url without padding.",
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "production batches"
+        ordering = ["device_model", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["device_model", "name"], name="productionbatch_unique_name_per_model"),
+        ]
+
+    def __str__(self):
+        return f"{self.device_model}: {self.name}"
+
+    @property
+    def is_revoked(self):
+        return self.revoked_at is not None
+
+    def revoke(self, now=None):
+        """Withdraw the batch's key (leaked, or the run was faulty): its signatures no longer attest anything."""
+        if self.revoked_at is None:
+            self.revoked_at = now or timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+
+class ImportJobQuerySet(models.QuerySet):
+    def update(self, **fields):
+        # Every change to a job is a sign of life the sweeper (vendors/imports.py) relies on.
+        fields.setdefault("updated_at", timezone.now())
+        return super().update(**fields)
+
+
+class ImportJob(models.Model):
+    """One upload of a serial list for a model: validated into the staging table, then imported
+    all at once or not at all (vendors/imports.py). The database row is the source of truth for
+    where the import stands, so a task that died is simply sent again."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be validated"
+        VALIDATING = "validating", "Validating"
+        VALIDATED = "validated", "Validated: waiting for a decision"
+        IMPORTING = "importing", "Importing"
+        IMPORTED = "imported", "Imported"
+        FAILED = "failed", "Refused"
+        CANCELLED = "cancelled", "Cancelled"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    device_model = models.ForeignKey(DeviceModel, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    file = models.FileField(upload_to="imports/%Y/%m/", blank=True)
+    source_name = models.CharField(max_length=255, help_text="The uploaded file's name.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Per cent of the file validated.")
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_bad = models.PositiveIntegerField(default=0)
+    rows_imported = models.PositiveIntegerField(default=0)
+    problem = models.TextField(blank=True, help_text="Why the whole file was refused, if it was.")
+    bad_rows = models.JSONField(
+        default=list, blank=True, help_text="The first bad rows: [{line, message}], in line order."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ImportJobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "updated_at"], name="importjob_status_updated")]
+
+    def __str__(self):
+        return f"{self.source_name} → {self.device_model}"
+
+    @property
+    def rows_good(self):
+        return self.rows_total - self.rows_bad
+
+    @property
+    def in_progress(self):
+        return self.status in {self.Status.PENDING, self.Status.VALIDATING, self.Status.IMPORTING}
+
+
+class ImportRow(models.Model):
+    """Staging table: one normalized row of an import's file, or the reason it is bad.
+
+    Filled with COPY on PostgreSQL (the table is UNLOGGED there), checked with set-based SQL,
+    copied into ApprovedIdentity by one INSERT ... SELECT, then emptied.
+    """
+
+    pk = models.CompositePrimaryKey("job", "line")
+    # No database constraint: COPY would check it for each of a million rows. The import
+    # functions delete a job's rows themselves.
+    job = models.ForeignKey(ImportJob, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    line = models.PositiveIntegerField()
+    identifier_1 = models.TextField(null=True)
+    identifier_2 = models.TextField(null=True)
+    identifier_3 = models.TextField(null=True)
+    error = models.TextField(null=True, help_text="Why the row cannot be imported; empty for a good row.")
+
+    def __str__(self):
+        return f"line {self.line}"
+
+
+class VendorAuditEntry(models.Model):
+    """What happened to a vendor's units that its support staff may need to know later.
+
+    Holds no customer data: no organization, device name or customer user, only the unit's
+    identifiers, the vendor staff member who acted (if one did) and their reason.
+    """
+
+    class Action(models.TextChoices):
+        FORCE_RELEASED = "force_released", "Force-released by vendor staff"
+        RELEASED_BY_CUSTOMER = "released_by_customer", "Released by the customer"
+
+    vendor = models.ForeignKey(Vendor, on_delete=models.CASCADE, related_name="audit_entries")
+    device_model = models.ForeignKey(DeviceModel, on_delete=models.CASCADE, related_name="+")
+    identifiers = models.CharField(max_length=200, help_text="The unit's identifiers when it happened.")
+    action = models.CharField(max_length=32, choices=Action.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The vendor staff member who acted; empty when a customer did.",
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "vendor audit log"
+        indexes = [models.Index(fields=["vendor", "-created_at"], name="vendoraudit_vendor_time")]
+
+    def __str__(self):
+        return f"{self.get_action_display()}: {self.identifiers}"
+
+    @classmethod
+    def record_release(cls, device, *, actor, reason=""):
+        """Log a device's release: by the vendor's staff (or a superuser), named with their reason,
+        or by its customer, who is not named."""
+        vendor_side = actor is not None and (actor.is_superuser or hasattr(actor, "vendor_staff"))
+        return cls.objects.create(
+            vendor_id=device.device_model.vendor_id,
+            device_model_id=device.device_model_id,
+            identifiers=str(device.identity)[:200],
+            action=cls.Action.FORCE_RELEASED if vendor_side else cls.Action.RELEASED_BY_CUSTOMER,
+            actor=actor if vendor_side else None,
+            reason=reason.strip(),
+        )

@@ -175,6 +175,23 @@ SIGN_IN_FAILURE_WINDOW = env.int("SIGN_IN_FAILURE_WINDOW", default=15 * 60)
 # Reverse proxies in front of the app that append to X-Forwarded-For (0: use REMOTE_ADDR).
 TRUSTED_PROXY_COUNT = env.int("DJANGO_TRUSTED_PROXY_COUNT", default=0)
 PASSWORD_RESET_TIMEOUT = 60 * 60 * 24
+# Device activation API (devices/activation.py): rate limits per minute, and the periodic
+# sweeper (re-sends operations a lost broker message left assigning) and cleanup.
+ACTIVATION_RATE_PER_ADDRESS = env.int("ACTIVATION_RATE_PER_ADDRESS", default=30)
+ACTIVATION_RATE_PER_IDENTITY = env.int("ACTIVATION_RATE_PER_IDENTITY", default=5)
+CELERY_BEAT_SCHEDULE |= {
+    "resend-stuck-activations": {"task": "devices.tasks.resend_stuck_activations_task", "schedule": 15.0},
+    "delete-finished-activations": {"task": "devices.tasks.delete_finished_activations_task", "schedule": 3600.0},
+}
+# On the embedded SQLite default, write transactions start with BEGIN IMMEDIATE: a deferred one
+# that reads before writing fails at once with "database is locked" when devices activate together.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"].setdefault("OPTIONS", {})["transaction_mode"] = "IMMEDIATE"
+# Serial-list imports (issue 4, vendors/imports.py). The web process and the workers must share
+# MEDIA_ROOT: uploads wait there for the validation task.
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=5_000_000)
+IMPORT_DECISION_DAYS = env.int("IMPORT_DECISION_DAYS", default=7)
+CELERY_BEAT_SCHEDULE["vendors-sweep-imports"] = {"task": "vendors.tasks.sweep_imports", "schedule": 600.0}
 
 # Periodic device housekeeping (issue 6).
 CELERY_BEAT_SCHEDULE |= {

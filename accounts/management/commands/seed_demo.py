@@ -7,14 +7,26 @@ import base64
 import hashlib
 import json
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.models import Membership, Organization, Role, User
 from spaces.models import Space
-from vendors.claiming_methods import install_shipped_methods
-from vendors.models import ApprovedIdentity, ClaimingMethod, DeviceModel, IdentifierField, Vendor, VendorStaff
+from vendors.attestation import attestation_message, public_key_text, sign
+from vendors.claiming_methods import SHIPPED_METHODS, install_shipped_methods
+from vendors.identifiers import normalize
+from vendors.models import (
+    ApprovedIdentity,
+    Attestation,
+    ClaimingMethod,
+    DeviceModel,
+    IdentifierField,
+    ProductionBatch,
+    Vendor,
+    VendorStaff,
+)
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 (documented demo password)
 UNITS_PER_MODEL = 60
@@ -78,6 +90,7 @@ VENDORS = [
             "heartbeat_interval": 120,
             "command_declarations": HUB_COMMANDS[:2],
             "setting_declarations": DISPLAY_SETTINGS,
+            "attestation": Attestation.FACTORY_SIGNATURE,
         },
     },
 ]
@@ -110,15 +123,43 @@ def demo_identifiers(vendor_slug, index):
     return {"cloud_id": "-".join(cloud_id[i : i + 4] for i in range(0, 16, 4))}
 
 
+# The demo production batch of every model that requires a factory signature. Its Ed25519 key
+# pair is derived from this fixed, published seed, so that the demo (simulator, a person with
+# curl) can sign units: private key = SHA-256(DEMO_BATCH_SEED + "/" + vendor slug + "/" + model slug).
+DEMO_BATCH_NAME = "demo-batch-1"
+DEMO_BATCH_SEED = "device-portal demo factory key"
+
+
+def demo_batch_private_key(vendor_slug, model_slug):
+    """The demo batch's Ed25519 private key: public knowledge, for demo data only."""
+    seed = hashlib.sha256(f"{DEMO_BATCH_SEED}/{vendor_slug}/{model_slug}".encode()).digest()
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def demo_attestation(spec, identifiers):
+    """The attestation object a demo unit of `spec`'s model sends: the demo batch's signature of its identifiers."""
+    method = next(method for method in SHIPPED_METHODS if method["slug"] == spec["model"]["method"])
+    values = [normalize(identifiers[field["key"]], field["normalization"]) for field in method["fields"]]
+    message = attestation_message(spec["slug"], spec["model"]["slug"], values)
+    return {
+        "batch": DEMO_BATCH_NAME,
+        "signature": sign(demo_batch_private_key(spec["slug"], spec["model"]["slug"]), message),
+    }
+
+
 def demo_units():
-    """Every demo unit as {"vendor", "model", "identifiers"}: the shape of an activation request."""
+    """Every demo unit as {"vendor", "model", "identifiers"} (+ "attestation" where the model requires one):
+    the body of its activation request, less the public key."""
     for spec in VENDORS:
         for index in range(1, UNITS_PER_MODEL + 1):
-            yield {
+            unit = {
                 "vendor": spec["slug"],
                 "model": spec["model"]["slug"],
                 "identifiers": demo_identifiers(spec["slug"], index),
             }
+            if spec["model"].get("attestation") == Attestation.FACTORY_SIGNATURE:
+                unit["attestation"] = demo_attestation(spec, unit["identifiers"])
+            yield unit
 
 
 class Command(BaseCommand):
@@ -161,9 +202,16 @@ class Command(BaseCommand):
                     "heartbeat_interval": model_spec["heartbeat_interval"],
                     "command_declarations": model_spec["command_declarations"],
                     "setting_declarations": model_spec["setting_declarations"],
+                    "attestation": model_spec.get("attestation", Attestation.NONE),
                 },
             )
             self.approve_demo_units(device_model)
+            if device_model.attestation == Attestation.FACTORY_SIGNATURE:
+                ProductionBatch.objects.get_or_create(
+                    device_model=device_model,
+                    name=DEMO_BATCH_NAME,
+                    defaults={"public_key": public_key_text(demo_batch_private_key(vendor.slug, device_model.slug))},
+                )
 
         organizations = {}
         for spec in ORGANIZATIONS:

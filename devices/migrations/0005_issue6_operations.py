@@ -10,7 +10,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("devices", "0003_reactivation_window"),
+        ("devices", "0004_issue5_activation"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

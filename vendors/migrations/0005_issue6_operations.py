@@ -7,7 +7,7 @@ import vendors.models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("vendors", "0002_shipped_claiming_methods"),
+        ("vendors", "0004_issue4_imports_audit"),
     ]
 
     operations = [

@@ -1,0 +1,264 @@
+"""Benchmark: device activations end to end against real gunicorn, Celery, PostgreSQL and Redis.
+
+    .venv/bin/python bench/bench_activation.py [--units 5000] [--concurrency 64]
+
+Creates the database bench_i5 afresh, approves the units, starts gunicorn (two workers per core,
+threads for ?wait) on 127.0.0.1:13000 and one Celery worker on Redis db 5; then
+1. measures the requests/s of the trivial JSON view /api/v1/health on that gunicorn (the baseline),
+2. lets the simulator activate every unit at the given concurrency (first POST until the first
+   heartbeat with the derived key is accepted) and prints activations/s, p50 and p99,
+3. checks in the database that no activation was lost or doubled,
+and stops every process it started.
+"""
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PORT = 13000
+DATABASE = "bench_i5"
+SERVER = "postgres://postgres@127.0.0.1:5432"
+REDIS_URL = "redis://127.0.0.1:6379/5"
+URL = f"http://127.0.0.1:{PORT}"
+BASELINE_SECONDS = 10
+# The task waits on PostgreSQL (commits) about half its time: two processes per core keep the cores busy.
+CELERY_PROCESSES = 2 * os.cpu_count()
+# Threads per gunicorn worker: a device waiting with ?wait=N holds one while its task runs.
+GUNICORN_THREADS = 16
+GOALS = {"ratio": 0.05, "p99": 2.0}
+
+ENV = os.environ | {
+    "DJANGO_SETTINGS_MODULE": "config.settings.local",
+    "DJANGO_DEBUG": "False",
+    "DATABASE_URL": f"{SERVER}/{DATABASE}",
+    "REDIS_URL": REDIS_URL,
+    "CELERY_QUEUE": "bench-i5",
+    "DJANGO_LOG_LEVEL": "WARNING",
+    # One simulator address sends every activation: lift the per-address limit for the run.
+    "ACTIVATION_RATE_PER_ADDRESS": "1000000",
+}
+
+
+def fresh_database():
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {DATABASE}")
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=ENV, check=True)
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def approve_units(count, units_file):
+    """Approve `count` units of a bench model (serial + MAC) with one INSERT; write them as `seed_demo --list` does."""
+    os.environ.update(ENV)
+    import django
+
+    django.setup()
+    from tests.factories import shipped_method
+    from vendors.models import ApprovedIdentity, DeviceModel, Vendor
+
+    vendor = Vendor.objects.create(name="Bench", slug="bench")
+    model = DeviceModel.objects.create(
+        vendor=vendor, name="Bench unit", slug="unit", claiming_method=shipped_method("serial-mac")
+    )
+    rows = []
+    with open(units_file, "w") as out:
+        for index in range(count):
+            serial, mac = (
+                f"BN-{index:06d}",
+                ":".join(f"{b:02X}" for b in (2, 0xBE, 0, index >> 16, (index >> 8) & 255, index & 255)),
+            )
+            rows.append(ApprovedIdentity(device_model=model, identifier_1=serial, identifier_2=mac))
+            out.write(
+                json.dumps(
+                    {"vendor": "bench", "model": "unit", "identifiers": {"serial_number": serial, "mac_address": mac}}
+                )
+                + "\n"
+            )
+    ApprovedIdentity.objects.bulk_create(rows, batch_size=5000)
+
+
+def start_services(log_dir, stack):
+    workers = 2 * os.cpu_count()
+    gunicorn = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(GUNICORN_THREADS),
+            "--bind",
+            f"127.0.0.1:{PORT}",
+            "--log-level",
+            "warning",
+            "--keep-alive",
+            "30",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdout=stack.enter_context((log_dir / "gunicorn.log").open("w")),
+        stderr=subprocess.STDOUT,
+    )
+    celery = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "bench-i5",
+            "--concurrency",
+            str(CELERY_PROCESSES),
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdout=stack.enter_context((log_dir / "celery.log").open("w")),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{URL}/api/v1/health", timeout=1).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline or gunicorn.poll() is not None:
+                raise RuntimeError(f"gunicorn did not start; see {log_dir / 'gunicorn.log'}") from None
+            time.sleep(0.3)
+    return [gunicorn, celery]
+
+
+def _hammer(args):
+    """One client process: `threads` keep-alive connections GETting `path` until `seconds` pass; returns the count."""
+    path, seconds, threads = args
+    from devices.simulator import HttpClient
+
+    client = HttpClient(URL)
+    counts = [0] * threads
+    stop_at = time.monotonic() + seconds
+
+    def loop(slot):
+        while time.monotonic() < stop_at:
+            if client.request("GET", path).status == 200:
+                counts[slot] += 1
+
+    pool = [threading.Thread(target=loop, args=(slot,)) for slot in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return sum(counts)
+
+
+def baseline_rate(concurrency, processes=4):
+    """Requests/s of the trivial JSON view, at the same concurrency, from several client processes."""
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        started = time.monotonic()
+        total = sum(pool.map(_hammer, [("/api/v1/health", BASELINE_SECONDS, concurrency // processes)] * processes))
+        return total / (time.monotonic() - started)
+
+
+def check_database(count):
+    """Every unit activated exactly once: one key, one event, one assigned operation each."""
+    with psycopg.connect(f"{SERVER}/{DATABASE}") as connection:
+        query = lambda sql: connection.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "devices activated": query(
+                "SELECT count(*) FROM devices_device WHERE activated_at IS NOT NULL AND key_hash <> ''"
+            ),
+            "activated events": query("SELECT count(*) FROM devices_deviceevent WHERE kind = 'activated'"),
+            "devices with more than one event": query(
+                "SELECT count(*) FROM (SELECT device_id FROM devices_deviceevent"
+                " GROUP BY device_id HAVING count(*) > 1) AS doubled"
+            ),
+            "operations assigned": query("SELECT count(*) FROM devices_activationoperation WHERE status = 'assigned'"),
+            "operations not assigned": query(
+                "SELECT count(*) FROM devices_activationoperation WHERE status <> 'assigned'"
+            ),
+        }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--units", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    options = parser.parse_args()
+
+    log_dir = Path(tempfile.mkdtemp(prefix="bench_i5_"))
+    units_file = log_dir / "units.jsonl"
+    print(f"Preparing {DATABASE}: migrate, approve {options.units} units (logs in {log_dir})")
+    fresh_database()
+    approve_units(options.units, units_file)
+    stack = contextlib.ExitStack()
+    processes = start_services(log_dir, stack)
+    try:
+        from devices.simulator import simulate
+
+        workers = 2 * os.cpu_count()
+        print(f"gunicorn: {workers} workers x {GUNICORN_THREADS} threads on {URL}")
+        print(f"celery: 1 worker, {CELERY_PROCESSES} processes, on Redis db 5; PostgreSQL database {DATABASE}")
+        print("load average before the run (other work on this machine): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        baseline = baseline_rate(options.concurrency)
+        print(f"trivial JSON view /api/v1/health: {baseline:,.0f} requests/s at concurrency {options.concurrency}")
+
+        units = [json.loads(line) for line in units_file.read_text().splitlines()]
+        result = simulate(URL, units, concurrency=options.concurrency, heartbeats=1, wait=10)
+        p50, p99 = result.percentile(50), result.percentile(99)
+        ratio = result.rate / baseline
+        print(
+            f"activations: {result.activated} of {len(units)} in {result.elapsed:.1f} s = "
+            f"{result.rate:,.1f} activations/s end to end "
+            "(first POST until the first heartbeat with the derived key is accepted)"
+        )
+        print(f"latency: p50 {p50:.3f} s, p99 {p99:.3f} s; failures: {result.failures or 'none'}")
+        print(f"ratio activations/s : trivial requests/s = {ratio:.1%} (goal >= {GOALS['ratio']:.0%})")
+        checks = check_database(len(units))
+        for name, value in checks.items():
+            print(f"  database: {name}: {value}")
+        intact = (
+            checks["devices activated"] == checks["activated events"] == checks["operations assigned"] == len(units)
+            and checks["devices with more than one event"] == 0
+            and checks["operations not assigned"] == 0
+        )
+        print(f"goal ratio >= 5%: {'met' if ratio >= GOALS['ratio'] else 'NOT met'}")
+        print(f"goal p99 < 2 s: {'met' if p99 < GOALS['p99'] else 'NOT met'}")
+        print(f"goal none lost or doubled: {'met' if intact and not result.failures else 'NOT met'}")
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        stack.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,376 @@
+"""Device activation: the request, its processing by a Celery task, and device authentication.
+
+The activation rule lives in `process_activation` (the task only calls it); the API view, the
+sweeper and the tests start and re-send operations through the functions here. The operation
+row in PostgreSQL is the state and the result; the broker is only a doorbell.
+"""
+
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import redis
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+from django.utils import timezone
+
+from vendors.attestation import attestation_message, b64url_decode, b64url_encode, signature_is_valid
+from vendors.identifiers import Normalization, normalize
+from vendors.models import (
+    ApprovedIdentity,
+    Attestation,
+    ClaimingMethod,
+    DeviceModel,
+    IdentifierField,
+    ProductionBatch,
+    Vendor,
+)
+
+from . import tasks
+from .actions import record_activation
+from .claims import InvalidIdentifier, normalize_identifiers
+from .keys import InvalidPublicKey, derive_device_key, hash_device_key, key_matches, public_bytes, shared_secret
+from .models import ActivationOperation, Device
+
+logger = logging.getLogger(__name__)
+
+STUCK_AFTER = timedelta(seconds=30)
+KEEP_FINISHED = timedelta(days=7)
+SWEEP_BATCH = 1000
+MODEL_CACHE_SECONDS = 10
+_model_cache = {}
+
+Error = ActivationOperation.Error
+
+
+class ActivationRefused(Exception):
+    """The operation fails with `code` (one of ActivationOperation.Error) and a message for the device's maker."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ActivationRequest:
+    """A well-formed activation request (the API checked its shape; the task checks its meaning)."""
+
+    vendor: str
+    model: str
+    identifiers: dict
+    public_key: str
+    attestation: dict | None = None
+
+    def identity_key(self):
+        """The unit the request is about, for the per-identity rate limit; separators and case do not matter."""
+        values = "/".join(
+            f"{key}={normalize(value, Normalization.COMPACT).replace(':', '')}"
+            for key, value in sorted(self.identifiers.items())
+        )
+        return f"{self.vendor.lower()}/{self.model.lower()}/{values}"
+
+
+# Starting an operation and waking the one who waits for it.
+
+
+def start_activation(request: ActivationRequest) -> ActivationOperation:
+    """Record the activation request (status assigning) and send its task once the row is committed.
+
+    If the broker is down the request is still accepted: the sweeper re-sends the task later.
+    """
+    operation = ActivationOperation.objects.create(
+        vendor_slug=request.vendor,
+        model_slug=request.model,
+        identifiers=request.identifiers,
+        device_public_key=request.public_key,
+        attestation=request.attestation,
+    )
+    transaction.on_commit(lambda: send_activation_task(operation.pk))
+    return operation
+
+
+def send_activation_task(operation_id):
+    """Ring the doorbell for one operation; a broker failure is logged, not raised (the sweeper retries)."""
+    try:
+        tasks.process_activation_task.apply_async((str(operation_id),), retry=False)
+    except Exception:
+        logger.warning(
+            "Could not send the activation task for %s; the sweeper will re-send it", operation_id, exc_info=True
+        )
+
+
+@functools.cache
+def _redis():
+    """One Redis client (a connection pool) per process: rate-limit counters and finished-operation announcements."""
+    return redis.Redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
+
+
+def _finished_key(operation_id):
+    return f"activation-finished:{operation_id}"
+
+
+def _announce_finished(operation_id):
+    client = _redis()
+    if client is None:
+        return
+    try:
+        with client.pipeline() as pipe:
+            pipe.rpush(_finished_key(operation_id), 1).expire(_finished_key(operation_id), 60).execute()
+    except redis.RedisError:
+        logger.warning("Could not announce that activation %s finished; waiters fall back to polling", operation_id)
+
+
+def wait_for_activation(operation_id, seconds: float) -> ActivationOperation:
+    """The operation once finished, or as it is after `seconds` (the `?wait=N` of the API).
+
+    Blocks on a Redis list the task pushes to when it commits, re-reading the row at least once a
+    second, so a lost announcement costs at most that second.
+    """
+    deadline = time.monotonic() + seconds
+    client = _redis()
+    while True:
+        step = min(deadline - time.monotonic(), 1.0)
+        if step > 0:
+            try:
+                if client is None:
+                    raise redis.RedisError("no Redis configured")
+                client.blpop([_finished_key(operation_id)], timeout=step)
+            except redis.RedisError:
+                time.sleep(min(step, 0.2))
+        operation = ActivationOperation.objects.select_related("device").get(pk=operation_id)
+        if operation.finished or deadline <= time.monotonic():
+            return operation
+
+
+# Processing: the activation rule.
+
+
+def process_activation(operation_id) -> ActivationOperation | None:
+    """Process one activation operation: check the unit, exchange keys, register the device.
+
+    Checks, in order: the vendor's model exists (unknown_model), the identifiers are on its approved
+    list (not_approved) and not withdrawn (revoked), the factory signature when the model requires one
+    (attestation_failed), the device's public key (invalid_public_key), and that the unit has not
+    activated already unless its re-activation window is open (already_activated). Then derives the
+    device key, stores only its hash (record_activation) and the server's public key.
+
+    Idempotent: the operation row is locked and only an operation still assigning is processed, all
+    in one transaction, so running twice, or being killed and re-run, leaves one key and one event.
+    Returns the operation, or None if it no longer exists.
+    """
+    with transaction.atomic():
+        operation = ActivationOperation.objects.select_for_update().filter(pk=operation_id).first()
+        if operation is None:
+            logger.info("Activation %s is gone; nothing to do", operation_id)
+            return None
+        if operation.finished:
+            return operation
+        try:
+            device, server_public_key = _activate(operation)
+        except ActivationRefused as refusal:
+            operation.status = ActivationOperation.Status.FAILED
+            operation.error_code = refusal.code
+            operation.error_message = refusal.message[:300]
+        else:
+            operation.status = ActivationOperation.Status.ASSIGNED
+            operation.device = device
+            operation.server_public_key = b64url_encode(server_public_key)
+        operation.finished_at = timezone.now()
+        operation.save()
+        transaction.on_commit(lambda: _announce_finished(operation.pk))
+    return operation
+
+
+def _device_model(vendor_slug, model_slug):
+    """The model with its vendor and identifier fields, remembered by this process for a few seconds.
+
+    Every activation of a burst asks for the same few models; an admin change (attestation,
+    identifier fields) applies within MODEL_CACHE_SECONDS.
+    """
+    key = (vendor_slug, model_slug)
+    cached = _model_cache.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    device_model = (
+        DeviceModel.objects.select_related("vendor", "claiming_method")
+        .prefetch_related("claiming_method__fields")
+        .filter(vendor__slug=vendor_slug, slug=model_slug)
+        .first()
+    )
+    _model_cache[key] = (time.monotonic() + MODEL_CACHE_SECONDS, device_model)
+    return device_model
+
+
+@receiver([post_save, post_delete], sender=DeviceModel)
+@receiver([post_save, post_delete], sender=Vendor)
+@receiver([post_save, post_delete], sender=ClaimingMethod)
+@receiver([post_save, post_delete], sender=IdentifierField)
+def _forget_models(**kwargs):
+    """A model definition changed in this process: do not wait for the cache to expire."""
+    _model_cache.clear()
+
+
+def _activate(operation):
+    device_model = _device_model(operation.vendor_slug, operation.model_slug)
+    if device_model is None:
+        raise ActivationRefused(
+            Error.UNKNOWN_MODEL, f"There is no model {operation.model_slug!r} of vendor {operation.vendor_slug!r}."
+        )
+    identity, columns = _approved_identity(device_model, operation.identifiers)
+    if identity.status == ApprovedIdentity.Status.REVOKED:
+        raise ActivationRefused(Error.REVOKED, f"{device_model.vendor.name} has withdrawn this unit.")
+    if device_model.attestation == Attestation.FACTORY_SIGNATURE:
+        _check_attestation(device_model, columns, operation.attestation)
+
+    server_private_key = X25519PrivateKey.generate()
+    try:
+        secret = shared_secret(server_private_key, b64url_decode(operation.device_public_key))
+    except (InvalidPublicKey, ValueError) as exc:
+        raise ActivationRefused(Error.INVALID_PUBLIC_KEY, "The public key is not a usable X25519 public key.") from exc
+
+    # The device row appears on first claim or activation; create it if needed, then lock it.
+    Device.objects.bulk_create([Device(identity=identity, device_model=device_model)], ignore_conflicts=True)
+    device = Device.objects.select_for_update().get(identity=identity)
+    now = timezone.now()
+    window_open = device.reactivation_allowed_until is not None and device.reactivation_allowed_until > now
+    if device.activated_at is not None and not window_open:
+        raise ActivationRefused(
+            Error.ALREADY_ACTIVATED,
+            "This unit has activated already. After a factory reset its owner (or, unclaimed, the vendor) "
+            "must allow re-activation.",
+        )
+    device_key = derive_device_key(secret, operation.pk, device.code)
+    device = record_activation(device, key_hash=hash_device_key(device_key), at=now, locked=True)
+    return device, public_bytes(server_private_key)
+
+
+def _approved_identity(device_model, identifiers):
+    expected = {field.key for field in device_model.claiming_method.ordered_fields()}
+    not_approved = f"This unit is not on {device_model.vendor.name}'s approved list for {device_model.name}."
+    if set(identifiers) != expected:
+        raise ActivationRefused(
+            Error.NOT_APPROVED, f"{device_model.name} is identified by {', '.join(sorted(expected))}. {not_approved}"
+        )
+    try:
+        columns = normalize_identifiers(device_model, identifiers)
+    except InvalidIdentifier as exc:
+        raise ActivationRefused(Error.NOT_APPROVED, f"{exc.message} {not_approved}") from exc
+    identity = ApprovedIdentity.objects.filter(device_model=device_model, **columns).first()
+    if identity is None:
+        raise ActivationRefused(Error.NOT_APPROVED, not_approved)
+    return identity, columns
+
+
+def _check_attestation(device_model, columns, attestation):
+    failed = ActivationRefused(
+        Error.ATTESTATION_FAILED,
+        f"{device_model.name} must present a valid factory signature from a production batch that is not revoked.",
+    )
+    if not attestation:
+        raise failed
+    batch = ProductionBatch.objects.filter(device_model=device_model, name=attestation["batch"]).first()
+    if batch is None or batch.is_revoked:
+        raise failed
+    values = [columns[field.column] for field in device_model.claiming_method.ordered_fields()]
+    message = attestation_message(device_model.vendor.slug, device_model.slug, values)
+    if not signature_is_valid(batch.public_key, message, attestation["signature"]):
+        raise failed
+
+
+# Housekeeping, run by Celery beat.
+
+
+def resend_stuck_activations(now=None) -> int:
+    """Re-send the task of every operation left assigning for more than 30 s since it was last sent.
+
+    Covers a broker that was down when the request came, or a message lost with a worker. Returns how many.
+    """
+    now = now or timezone.now()
+    stuck = list(
+        ActivationOperation.objects.filter(
+            status=ActivationOperation.Status.ASSIGNING, sent_at__lt=now - STUCK_AFTER
+        ).values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    ActivationOperation.objects.filter(pk__in=stuck, status=ActivationOperation.Status.ASSIGNING).update(sent_at=now)
+    for operation_id in stuck:
+        send_activation_task(operation_id)
+    return len(stuck)
+
+
+def delete_finished_activations(now=None) -> int:
+    """Delete operations that finished more than 7 days ago (their result has long been fetched)."""
+    now = now or timezone.now()
+    deleted, _ = ActivationOperation.objects.filter(finished_at__lt=now - KEEP_FINISHED).delete()
+    return deleted
+
+
+# Rate limits and device authentication.
+
+
+def rate_limit_retry_after(scope: str, subject: str, limit: int, window: int = 60) -> int | None:
+    """Count one request of `subject` in the current fixed window, in the shared cache.
+
+    Returns None while within `limit`, else the seconds until the window ends (for Retry-After).
+    """
+    now = time.time()
+    window_start = int(now // window) * window
+    count = _count(f"ratelimit:{scope}:{subject}:{window_start}", ttl=window + 1)
+    if count <= limit:
+        return None
+    return max(1, int(window_start + window - now + 0.999))
+
+
+def _count(key, ttl):
+    """Increment a shared counter that expires `ttl` seconds after it starts; returns the new value.
+
+    On Redis (the shared cache in production) one pipelined round trip; without Redis the
+    embedded setup's database cache, which every process shares too.
+    """
+    client = _redis()
+    if client is not None:
+        try:
+            count, _ = client.pipeline(transaction=False).incr(key).expire(key, ttl, nx=True).execute()
+        except redis.RedisError:
+            # Redis (also the broker) is down: accept the request rather than lose it; the sweeper sends it later.
+            logger.warning("Rate limits are not counted: Redis is unreachable", exc_info=True)
+            return 0
+        return count
+    if cache.add(key, 1, timeout=ttl):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr: a new window
+        cache.set(key, 1, timeout=ttl)
+        return 1
+
+
+def authenticate_device(token: str) -> Device | None:
+    """The device whose current key is `token` (base64url), or None.
+
+    Missing, malformed, wrong and replaced keys and withdrawn units all answer None alike, so the
+    API's 401 gives no hint of which it was.
+    """
+    try:
+        device_key = b64url_decode(token)
+    except ValueError:
+        return None
+    if len(device_key) != 32:
+        return None
+    device = (
+        Device.objects.select_related("identity")
+        .only("id", "code", "status", "key_hash", "identity__status")
+        .filter(key_hash=hash_device_key(device_key))
+        .first()
+    )
+    if device is None or not key_matches(device_key, device.key_hash):
+        return None
+    if device.identity.status != ApprovedIdentity.Status.APPROVED:
+        return None
+    return device

@@ -1,0 +1,418 @@
+"""The device API (docs/device-api.md; OpenAPI at /api/v1/openapi.json): sessionless, CSRF-exempt JSON.
+
+Views parse and check the request's shape, call the rules in activation.py / actions.py, and answer.
+Every error is `{"error": {"code", "message", ...}}`; no input gives a 500.
+"""
+
+import json
+import math
+import re
+import uuid
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+
+from vendors.attestation import b64url_decode, is_b64url
+
+from .activation import (
+    ActivationRequest,
+    authenticate_device,
+    rate_limit_retry_after,
+    start_activation,
+    wait_for_activation,
+)
+from .commands import MAX_OUTPUT as MAX_COMMAND_OUTPUT
+from .commands import CommandError, deliver_pending_commands, report_command_result
+from .configuration import desired_configuration
+from .models import ActivationOperation, Command
+from .openapi import OPENAPI
+from .telemetry import record_heartbeat
+
+MAX_BODY = 16 * 1024
+MAX_WAIT = 10
+MAX_METRICS = 32
+SLUG = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
+IDENTIFIER_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+METRIC_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+ACTIVATION_FIELDS = {"vendor", "model", "identifiers", "public_key", "attestation"}
+
+
+class InvalidRequest(Exception):
+    """A malformed request: `fields` maps each offending field (dotted path) to what is wrong."""
+
+    def __init__(self, message, fields=None):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+
+
+def error_response(status, code, message, **extra):
+    return JsonResponse({"error": {"code": code, "message": message, **extra}}, status=status)
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not a number")
+
+
+def parse_json_object(body: bytes) -> dict:
+    """The request body as a JSON object; InvalidRequest otherwise (NaN and Infinity are not JSON)."""
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest("The body is not valid JSON.") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    return data
+
+
+def _string(data, name, errors, *, pattern=None, max_length=None):
+    value = data.get(name)
+    if not isinstance(value, str):
+        errors[name] = "Required: a string." if value is None else "Must be a string."
+        return None
+    if (max_length and len(value) > max_length) or (pattern and not pattern.fullmatch(value)):
+        errors[name] = "Not in the expected format."
+        return None
+    return value
+
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _plain_text(value, max_length):
+    """A string of 1 to `max_length` characters that PostgreSQL can store: no control characters
+    (NUL cannot be stored at all) and no lone surrogates."""
+    if not isinstance(value, str) or not 1 <= len(value) <= max_length or CONTROL_CHARACTERS.search(value):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _base64url(value, name, errors, *, length=None):
+    try:
+        raw = b64url_decode(value) if is_b64url(value) else None
+    except ValueError:
+        raw = None
+    if raw is None:
+        errors[name] = "Must be base64url without padding."
+    elif length is not None and len(raw) != length:
+        errors[name] = f"Must encode exactly {length} bytes."
+
+
+def parse_activation(data: dict) -> ActivationRequest:
+    """Check the shape of an activation request (docs/device-api.md); InvalidRequest names each bad field."""
+    errors = {}
+    for name in sorted(set(data) - ACTIVATION_FIELDS):
+        errors[name] = "Unknown field."
+    vendor = _string(data, "vendor", errors, pattern=SLUG)
+    model = _string(data, "model", errors, pattern=SLUG)
+    public_key = _string(data, "public_key", errors, max_length=64)
+    if public_key is not None:
+        _base64url(public_key, "public_key", errors, length=32)
+
+    identifiers = data.get("identifiers")
+    if not isinstance(identifiers, dict) or not 1 <= len(identifiers) <= 3:
+        errors["identifiers"] = "Required: an object of 1 to 3 identifiers, each a string."
+    else:
+        for key, value in identifiers.items():
+            if not IDENTIFIER_KEY.fullmatch(key):
+                errors[f"identifiers.{key}"] = "Unknown identifier name."
+            elif not _plain_text(value, 128):
+                errors[f"identifiers.{key}"] = "Must be a string of 1 to 128 characters, without control characters."
+
+    attestation = data.get("attestation")
+    if "attestation" in data and attestation is not None:
+        if not isinstance(attestation, dict):
+            errors["attestation"] = "Must be an object with batch and signature."
+        else:
+            for name in sorted(set(attestation) - {"batch", "signature"}):
+                errors[f"attestation.{name}"] = "Unknown field."
+            if not _plain_text(attestation.get("batch"), 64):
+                errors["attestation.batch"] = "Required: a string of 1 to 64 characters, without control characters."
+            signature = attestation.get("signature")
+            if not isinstance(signature, str) or len(signature) > 128:
+                errors["attestation.signature"] = "Required: a base64url string."
+            else:
+                _base64url(signature, "attestation.signature", errors)
+    if errors:
+        raise InvalidRequest("The activation request is malformed.", errors)
+    return ActivationRequest(vendor, model, identifiers, public_key, attestation)
+
+
+def parse_wait(raw) -> float | None:
+    """The `?wait=N` seconds (0 < N <= 10), None when absent; InvalidRequest otherwise."""
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (0 < seconds <= MAX_WAIT):
+        raise InvalidRequest("wait must be a number of seconds, more than 0 and at most 10.", {"wait": "Out of range."})
+    return seconds
+
+
+def parse_heartbeat(data: dict) -> tuple[dict, int | None]:
+    """Check a heartbeat: {"metrics": {name: finite number}} with at most 32 metrics, and the
+    optional "config_version" the device has applied. Returns (metrics, config_version)."""
+    errors = dict.fromkeys(sorted(set(data) - {"metrics", "config_version"}), "Unknown field.")
+    config_version = data.get("config_version")
+    if config_version is not None and (
+        isinstance(config_version, bool) or not isinstance(config_version, int) or not 0 <= config_version < 2**31
+    ):
+        errors["config_version"] = "Must be a whole number, 0 or more."
+    metrics = data.get("metrics")
+    if not isinstance(metrics, dict):
+        errors["metrics"] = "Required: an object of name: number."
+    elif len(metrics) > MAX_METRICS:
+        errors["metrics"] = f"At most {MAX_METRICS} metrics."
+    else:
+        for name, value in metrics.items():
+            if not METRIC_NAME.fullmatch(name):
+                errors[f"metrics.{name[:64]}"] = "Metric names are 1 to 64 letters, digits or _ . : -."
+            elif isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+                errors[f"metrics.{name}"] = "Must be a finite number."
+    if errors:
+        raise InvalidRequest("The heartbeat is malformed.", errors)
+    return metrics, config_version
+
+
+def _finite(number):
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def client_address(request):
+    """The address rate limits count by: the peer address, as the WSGI server gives it."""
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def body_too_large(request):
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    return declared > MAX_BODY or len(request.body) > MAX_BODY
+
+
+def too_many_requests(retry_after):
+    response = error_response(429, "rate_limited", "Too many activation requests; retry later.")
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def operation_body(operation):
+    body = {"operation_id": str(operation.pk), "status": operation.status}
+    if operation.status == ActivationOperation.Status.ASSIGNED:
+        body["device"] = {"id": str(operation.device.code), "status": operation.device.status}
+        body["server_public_key"] = operation.server_public_key
+    elif operation.status == ActivationOperation.Status.FAILED:
+        body["error"] = {"code": operation.error_code, "message": operation.error_message}
+    return body
+
+
+def operation_response(operation, status):
+    response = JsonResponse(operation_body(operation), status=status)
+    if not operation.finished:
+        response["Retry-After"] = "1"
+    return response
+
+
+def unauthorized():
+    response = error_response(401, "unauthorized", "Authentication failed.")
+    response["WWW-Authenticate"] = 'Bearer realm="device"'
+    return response
+
+
+def device_from_bearer(request):
+    """The device whose key the request presents (Authorization: Bearer <key>), or None."""
+    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    return authenticate_device(token.strip()) if scheme.lower() == "bearer" else None
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class DeviceAPIView(View):
+    """Base of the device API views: no CSRF (devices hold no cookies) and JSON errors for other methods."""
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        response = error_response(405, "method_not_allowed", f"{request.method} is not allowed here.")
+        response["Allow"] = ", ".join(method.upper() for method in self._allowed_methods())
+        return response
+
+
+class ActivationsView(DeviceAPIView):
+    """POST /api/v1/activations: accept an activation request (202), or answer it finished with ?wait=N (200)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request):
+        retry_after = rate_limit_retry_after("address", client_address(request), settings.ACTIVATION_RATE_PER_ADDRESS)
+        if retry_after:
+            return too_many_requests(retry_after)
+        if body_too_large(request):
+            return error_response(413, "too_large", f"The body must be at most {MAX_BODY} bytes.")
+        try:
+            wait = parse_wait(request.GET.get("wait"))
+            activation_request = parse_activation(parse_json_object(request.body))
+        except InvalidRequest as invalid:
+            return error_response(400, "invalid_request", invalid.message, fields=invalid.fields)
+        retry_after = rate_limit_retry_after(
+            "identity", activation_request.identity_key(), settings.ACTIVATION_RATE_PER_IDENTITY
+        )
+        if retry_after:
+            return too_many_requests(retry_after)
+
+        operation = start_activation(activation_request)
+        if wait is not None:
+            operation = wait_for_activation(operation.pk, wait)
+            if operation.finished:
+                return operation_response(operation, 200)
+        response = operation_response(operation, 202)
+        response["Location"] = reverse("device-api:activation", args=[operation.pk])
+        return response
+
+
+class ActivationView(DeviceAPIView):
+    """GET /api/v1/activations/<operation_id>: the operation's state and, once assigned, the server's key."""
+
+    http_method_names = ["get"]
+
+    def get(self, request, operation_id):
+        try:
+            operation = ActivationOperation.objects.select_related("device").filter(pk=uuid.UUID(operation_id)).first()
+        except ValueError:  # not a UUID: no such operation either
+            operation = None
+        if operation is None:
+            return error_response(404, "not_found", "There is no activation operation with this id.")
+        return operation_response(operation, 200)
+
+
+class HeartbeatView(DeviceAPIView):
+    """POST /api/v1/device/heartbeat, authenticated by the device key: marks the device seen, keeps
+    its metrics, and says whether commands or a newer configuration wait for it."""
+
+    http_method_names = ["post"]
+
+    def post(self, request):
+        if body_too_large(request):
+            return error_response(413, "too_large", f"The body must be at most {MAX_BODY} bytes.")
+        device = device_from_bearer(request)
+        if device is None:
+            return unauthorized()
+        try:
+            metrics, config_version = parse_heartbeat(parse_json_object(request.body))
+        except InvalidRequest as invalid:
+            return error_response(400, "invalid_request", invalid.message, fields=invalid.fields)
+        waiting = record_heartbeat(device, metrics=metrics, config_version=config_version)
+        return JsonResponse(
+            {
+                "device": {"id": str(device.code), "status": device.status},
+                "server_time": timezone.now().isoformat(),
+                "commands_pending": waiting["commands_pending"],
+                "config_version": waiting["config_version"],
+            }
+        )
+
+
+def command_json(command):
+    return {
+        "id": str(command.code),
+        "name": command.name,
+        "arguments": command.arguments,
+        "status": command.status,
+        "created_at": command.created_at.isoformat(),
+    }
+
+
+class CommandsView(DeviceAPIView):
+    """GET /api/v1/device/commands: the commands the device should run now, oldest first."""
+
+    http_method_names = ["get"]
+
+    def get(self, request):
+        device = device_from_bearer(request)
+        if device is None:
+            return unauthorized()
+        return JsonResponse({"commands": [command_json(c) for c in deliver_pending_commands(device)]})
+
+
+class CommandResultView(DeviceAPIView):
+    """POST /api/v1/device/commands/<id>/result: the device reports how a command went."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, command_id):
+        if body_too_large(request):
+            return error_response(413, "too_large", f"The body must be at most {MAX_BODY} bytes.")
+        device = device_from_bearer(request)
+        if device is None:
+            return unauthorized()
+        try:
+            succeeded, output = parse_command_result(parse_json_object(request.body))
+            code = uuid.UUID(command_id)
+        except InvalidRequest as invalid:
+            return error_response(400, "invalid_request", invalid.message, fields=invalid.fields)
+        except ValueError:
+            return error_response(404, "not_found", "This device has no such command.")
+        try:
+            command = report_command_result(device, command_code=code, succeeded=succeeded, output=output)
+        except Command.DoesNotExist:
+            return error_response(404, "not_found", "This device has no such command.")
+        except CommandError as refusal:
+            return error_response(409, "already_final", str(refusal))
+        return JsonResponse({"command": command_json(command)})
+
+
+def parse_command_result(data):
+    """{"status": "succeeded" | "failed", "output": str (optional, at most 4000 characters)}."""
+    errors = dict.fromkeys(sorted(set(data) - {"status", "output"}), "Unknown field.")
+    status = data.get("status")
+    if status not in ("succeeded", "failed"):
+        errors["status"] = 'Required: "succeeded" or "failed".'
+    output = data.get("output", "")
+    if not isinstance(output, str) or len(output) > MAX_COMMAND_OUTPUT or "\x00" in output:
+        errors["output"] = f"Text of at most {MAX_COMMAND_OUTPUT} characters, without NUL."
+    if errors:
+        raise InvalidRequest("The command result is malformed.", errors)
+    return status == "succeeded", output
+
+
+class ConfigurationView(DeviceAPIView):
+    """GET /api/v1/device/config: the configuration the device should run, with its version."""
+
+    http_method_names = ["get"]
+
+    def get(self, request):
+        device = device_from_bearer(request)
+        if device is None:
+            return unauthorized()
+        version, values = desired_configuration(device)
+        return JsonResponse({"version": version, "config": values})
+
+
+class HealthView(DeviceAPIView):
+    """GET /api/v1/health: a trivial JSON answer (load balancers; the benchmark's baseline)."""
+
+    http_method_names = ["get"]
+
+    def get(self, request):
+        return JsonResponse({"status": "ok"})
+
+
+class OpenAPIView(DeviceAPIView):
+    """GET /api/v1/openapi.json: the OpenAPI description of the device API."""
+
+    http_method_names = ["get"]
+
+    def get(self, request):
+        return JsonResponse(OPENAPI)

@@ -1,0 +1,128 @@
+"""Activation through a real Celery worker process on Redis, and recovery when the broker was down."""
+
+import contextlib
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+from django.utils import timezone
+
+from config.celery_app import app as celery_app
+from devices import activation
+from devices.activation import resend_stuck_activations
+from devices.models import ActivationOperation, Device, DeviceEvent
+from devices.simulator import SimulatedDevice, simulate
+
+from .conftest import wait_for
+from .factories import ApprovedIdentityFactory
+
+pytestmark = pytest.mark.worker
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    cache.clear()
+
+
+def unit_of(identity):
+    return {
+        "vendor": identity.device_model.vendor.slug,
+        "model": identity.device_model.slug,
+        "identifiers": identity.identifiers,
+    }
+
+
+@contextlib.contextmanager
+def redis_down():
+    """Point the web side's broker and Redis client at a port where nothing listens, as when Redis is down."""
+
+    def reconnect(url):
+        celery_app.conf.broker_url = url
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+        activation._redis.cache_clear()
+
+    saved = celery_app.conf.broker_url
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
+        reconnect("redis://127.0.0.1:1/0")
+        try:
+            yield
+        finally:
+            reconnect(saved)
+
+
+@pytest.mark.parametrize("wait", [10, None], ids=["holding the request", "polling"])
+def test_the_simulator_activates_units_over_http_through_a_real_worker(celery_worker_process, live_server, wait):
+    identities = ApprovedIdentityFactory.create_batch(4)
+    units = [unit_of(identity) for identity in identities]
+    result = simulate(live_server.url, units, concurrency=4, heartbeats=2, wait=wait)
+    assert result.failures == {}
+    assert result.activated == 4
+    devices = Device.objects.filter(identity__in=identities)
+    assert devices.filter(status="registered").exclude(key_hash="").count() == 4
+    assert DeviceEvent.objects.filter(kind=DeviceEvent.Kind.ACTIVATED, device__in=devices).count() == 4
+    assert set(ActivationOperation.objects.values_list("status", flat=True)) == {"assigned"}
+
+
+def test_a_device_that_polls_gets_its_key_from_a_real_worker(celery_worker_process, client):
+    device = SimulatedDevice(unit_of(ApprovedIdentityFactory()))
+    accepted = client.post("/api/v1/activations", device.activation_request(), content_type="application/json")
+    assert accepted.status_code == 202
+    operation = wait_for(lambda: (body := client.get(accepted["Location"]).json())["status"] != "assigning" and body)
+    device.finish_activation(operation)
+    response = client.post(
+        "/api/v1/device/heartbeat", {"metrics": {}}, content_type="application/json", headers=device.authorization
+    )
+    assert response.status_code == 200
+
+
+def test_with_redis_down_the_device_gets_202_and_the_sweeper_recovers_the_operation(
+    celery_worker_process, client, caplog
+):
+    device = SimulatedDevice(unit_of(ApprovedIdentityFactory()))
+    with redis_down():
+        accepted = client.post("/api/v1/activations", device.activation_request(), content_type="application/json")
+    assert accepted.status_code == 202
+    assert "Could not send the activation task" in caplog.text
+    assert "Rate limits are not counted" in caplog.text
+    operation = ActivationOperation.objects.get()
+    assert operation.status == "assigning"
+
+    assert resend_stuck_activations() == 0, "not stuck yet: sent less than 30 s ago"
+    later = timezone.now() + timedelta(seconds=31)
+    assert resend_stuck_activations(now=later) == 1
+    assert resend_stuck_activations(now=later) == 0, "re-sent once, not on every sweep"
+
+    wait_for(lambda: ActivationOperation.objects.get(pk=operation.pk).status == "assigned")
+    device.finish_activation(client.get(accepted["Location"]).json())
+    assert Device.objects.get(code=device.device_id).events.count() == 1
+
+
+def test_simulate_devices_activates_demo_units_including_signed_globex_ones(
+    celery_worker_process, live_server, tmp_path
+):
+    call_command("seed_demo", stdout=io.StringIO())
+    listing = io.StringIO()
+    call_command("seed_demo", "--list", stdout=listing)
+    globex = [line for line in listing.getvalue().splitlines() if '"globex"' in line][:2]
+    units_file = tmp_path / "units.jsonl"
+    units_file.write_text("\n".join(globex) + "\n")
+
+    acme_out, globex_out = io.StringIO(), io.StringIO()
+    call_command("simulate_devices", url=live_server.url, count=3, stdout=acme_out)
+    call_command("simulate_devices", url=live_server.url, count=2, units=str(units_file), stdout=globex_out)
+    assert acme_out.getvalue().startswith("activated 3 of 3")
+    assert globex_out.getvalue().startswith("activated 2 of 2")
+    assert Device.objects.filter(device_model__slug="display-55", activated_at__isnull=False).count() == 2
+
+
+def test_simulate_devices_reports_units_that_cannot_activate(celery_worker_process, live_server):
+    call_command("seed_demo", stdout=io.StringIO())
+    call_command("simulate_devices", url=live_server.url, count=1, stdout=io.StringIO())
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="failed"):
+        call_command("simulate_devices", url=live_server.url, count=1, stdout=out)
+    assert "already_activated" in out.getvalue()

@@ -1,0 +1,307 @@
+"""Importing a serial list: validation report, bad input, all-or-nothing, and the CLI."""
+
+import io
+import os
+import pty
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from django.db.utils import DatabaseError
+
+from vendors.imports import import_validated_rows, validate_import
+from vendors.models import ApprovedIdentity, ImportJob, ImportRow
+
+from .conftest import database_url_for_subprocess
+from .factories import ApprovedIdentityFactory, DeviceModelFactory, shipped_method
+
+HEADER = "serial_number,mac_address\n"
+
+
+def rows(count, start=0):
+    return "".join(f"SN-{n:06d},02:00:00:00:{n >> 8 & 255:02X}:{n & 255:02X}\n" for n in range(start, start + count))
+
+
+def validate(device_model, content):
+    data = content.encode() if isinstance(content, str) else content
+    job = ImportJob.objects.create(device_model=device_model, source_name="list.csv")
+    return validate_import(job, io.BytesIO(data), size=len(data))
+
+
+def test_good_file_is_validated_without_writing_to_the_serial_list(acme_model):
+    job = validate(acme_model, HEADER + rows(3))
+    assert (job.status, job.rows_total, job.rows_bad) == ("validated", 3, 0)
+    assert not ApprovedIdentity.objects.exists()
+
+
+def test_import_adds_the_normalized_rows(acme_model):
+    job = validate(acme_model, HEADER + "ah2-0001 , aa-bb-cc-dd-ee-ff\n")
+    job = import_validated_rows(job)
+    assert (job.status, job.rows_imported) == ("imported", 1)
+    identity = ApprovedIdentity.objects.get()
+    assert (identity.identifier_1, identity.identifier_2) == ("AH2-0001", "AA:BB:CC:DD:EE:FF")
+    assert not ImportRow.objects.filter(job=job).exists()
+
+
+def test_report_lists_bad_rows_with_line_numbers_and_reasons(acme_model):
+    ApprovedIdentityFactory(device_model=acme_model, identifier_1="SN-APPROVED", identifier_2="02:00:00:00:99:99")
+    content = (
+        HEADER
+        + "SN-1,02:00:00:00:00:01\n"  # line 2: good
+        + "SN-1,02:00:00:00:00:02\n"  # line 3: serial repeats line 2
+        + "SN-3,not-a-mac\n"  # line 4: format
+        + "SN-APPROVED,02:00:00:00:00:04\n"  # line 5: already approved
+        + "SN-5\n"  # line 6: too few values
+    )
+    job = validate(acme_model, content)
+    assert (job.rows_total, job.rows_bad) == (5, 4)
+    report = {row["line"]: row["message"] for row in job.bad_rows}
+    assert report[3] == "serial_number: SN-1 is also on line 2."
+    assert report[4].startswith("mac_address: This is not a valid MAC address")
+    assert report[5] == "serial_number: SN-APPROVED is already on this model's serial list."
+    assert report[6] == "Expected 2 values, found 1."
+
+
+def test_importing_after_a_report_adds_only_the_good_rows(acme_model):
+    job = validate(acme_model, HEADER + "SN-1,02:00:00:00:00:01\nSN-1,02:00:00:00:00:02\n")
+    job = import_validated_rows(job)
+    assert job.rows_imported == 1
+    assert list(ApprovedIdentity.objects.values_list("identifier_2", flat=True)) == ["02:00:00:00:00:01"]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "The file is empty"),
+        (b"\n\n", "The file is empty"),
+        (HEADER.encode(), "The file has a header but no rows."),
+        (b"serial,mac\nSN-1,02:00:00:00:00:01\n", "The first line must name this model's identifier fields"),
+        (b"cloud_id\nABCDEFGHJKMNPQRT\n", "(found: cloud_id)"),
+        (HEADER.encode() + b"SN-\xe9,02:00:00:00:00:01\n", "Line 2 is not UTF-8 text"),
+        (b"serial_number,mac_address," + b"x" * 10_000_000 + b"\n", "Line 1 cannot be read as CSV: field larger"),
+    ],
+    ids=["empty", "blank-lines-only", "header-only", "wrong-header", "another-models-columns", "not-utf8", "10mb-line"],
+)
+def test_unreadable_files_are_refused_with_a_clear_message(acme_model, content, problem):
+    job = validate(acme_model, content)
+    assert job.status == "failed"
+    assert problem in job.problem
+    assert not ImportRow.objects.filter(job=job).exists()
+    assert import_validated_rows(job).status == "failed"
+    assert not ApprovedIdentity.objects.exists()
+
+
+def test_bom_blank_lines_quoted_commas_and_trailing_spaces_are_handled(acme_model):
+    content = '\ufeffmac_address,serial_number\r\n\r\n"02:00:00:00:00:01","SN-1 "\r\n\r\n02-00-00-00-00-02 ,"SN-2"\r\n'
+    job = validate(acme_model, content)
+    assert (job.status, job.rows_total, job.rows_bad) == ("validated", 2, 0)
+    import_validated_rows(job)
+    assert set(ApprovedIdentity.objects.values_list("identifier_1", "identifier_2")) == {
+        ("SN-1", "02:00:00:00:00:01"),
+        ("SN-2", "02:00:00:00:00:02"),
+    }
+
+
+def test_a_quoted_value_with_a_comma_is_one_value_and_fails_the_format_check(acme_model):
+    job = validate(acme_model, HEADER + '"SN,1",02:00:00:00:00:01\n')
+    assert job.bad_rows == [
+        {
+            "line": 2,
+            "message": "serial_number: This is not a valid Serial number: expected "
+            "3 to 32 letters, digits or dashes, e.g. AH2-260001.",
+        }
+    ]
+
+
+def test_too_many_rows_are_refused(acme_model, settings):
+    settings.IMPORT_MAX_ROWS = 3
+    job = validate(acme_model, HEADER + rows(4))
+    assert job.status == "failed"
+    assert "more than 3 rows" in job.problem
+
+
+def test_validating_again_starts_from_scratch(acme_model):
+    job = validate(acme_model, HEADER + rows(5))
+    job.refresh_from_db()
+    validate_import(job, io.BytesIO((HEADER + rows(2)).encode()))
+    assert ImportRow.objects.filter(job=job).count() == 2
+    assert job.rows_total == 2
+
+
+def test_importing_twice_imports_once(acme_model):
+    job = validate(acme_model, HEADER + rows(3))
+    import_validated_rows(job)
+    assert import_validated_rows(job).rows_imported == 3
+    assert ApprovedIdentity.objects.count() == 3
+
+
+def test_a_value_approved_meanwhile_is_skipped_not_duplicated(acme_model):
+    job = validate(acme_model, HEADER + rows(3))
+    ApprovedIdentityFactory(device_model=acme_model, identifier_1="SN-000001", identifier_2="02:00:00:00:99:01")
+    job = import_validated_rows(job)
+    assert job.rows_imported == 2
+    assert ApprovedIdentity.objects.filter(identifier_1="SN-000001").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_half_way_through_the_import_leaves_nothing_written(acme_model):
+    job = validate(acme_model, HEADER + rows(1000))
+    with connection.cursor() as cursor:
+        # A database failure at the 500th row, raised from inside the INSERT ... SELECT.
+        cursor.execute(
+            """
+            CREATE FUNCTION fail_half_way() RETURNS trigger AS $$
+            BEGIN
+              IF NEW.identifier_1 = 'SN-000500' THEN RAISE EXCEPTION 'injected failure at row 500'; END IF;
+              RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER fail_half_way BEFORE INSERT ON vendors_approvedidentity
+              FOR EACH ROW EXECUTE FUNCTION fail_half_way();
+            """
+        )
+    try:
+        with pytest.raises(DatabaseError, match="injected failure"):
+            import_validated_rows(job)
+        assert ApprovedIdentity.objects.count() == 0
+        job.refresh_from_db()
+        assert job.status == "validated"  # so it can be retried
+        assert ImportRow.objects.filter(job=job).count() == 1000
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER fail_half_way ON vendors_approvedidentity; DROP FUNCTION fail_half_way();")
+    assert import_validated_rows(job).rows_imported == 1000
+
+
+def run_cli(device_model, path, *args):
+    out, err = io.StringIO(), io.StringIO()
+    call_command(
+        "import_identities",
+        "--vendor",
+        device_model.vendor.slug,
+        "--model",
+        device_model.slug,
+        str(path),
+        *args,
+        stdout=out,
+        stderr=err,
+    )
+    return out.getvalue(), err.getvalue()
+
+
+def test_cli_imports_a_good_file_and_prints_a_one_line_summary(acme_model, tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text(HEADER + rows(4))
+    out, _ = run_cli(acme_model, path)
+    assert out.count("\n") == 1
+    assert out.startswith(f"{path}: imported 4 of 4 rows into acme/hub-2 in ")
+    assert ApprovedIdentity.objects.count() == 4
+
+
+def test_cli_dry_run_validates_only(acme_model, tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text(HEADER + rows(4))
+    out, _ = run_cli(acme_model, path, "--dry-run")
+    assert out == f"{path}: all 4 rows are good (dry run, nothing imported).\n"
+    assert not ApprovedIdentity.objects.exists()
+    assert not ImportRow.objects.exists()
+
+
+def test_cli_exits_1_with_the_reasons_when_rows_are_bad_and_imports_nothing(acme_model, tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text(HEADER + rows(2) + "SN-9,zz\n")
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="1 of 3 rows are bad; nothing imported") as raised:
+        call_command("import_identities", "--vendor", "acme", "--model", "hub-2", str(path), stderr=err)
+    assert raised.value.returncode == 1
+    assert "line 4: mac_address: This is not a valid MAC address" in err.getvalue()
+    assert not ApprovedIdentity.objects.exists()
+
+
+def test_cli_exits_1_when_the_file_is_refused(acme_model, tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text("cloud_id\nX\n")
+    with pytest.raises(CommandError, match="refused, nothing imported. The first line must name") as raised:
+        run_cli(acme_model, path)
+    assert raised.value.returncode == 1
+
+
+def test_cli_exits_2_for_an_unknown_model_or_a_missing_file(acme_model, tmp_path):
+    with pytest.raises(CommandError, match="No model 'nope' of vendor 'acme'") as raised:
+        call_command("import_identities", "--vendor", "acme", "--model", "nope", str(tmp_path / "x.csv"))
+    assert raised.value.returncode == 2
+    with pytest.raises(CommandError, match="Cannot read") as raised:
+        run_cli(acme_model, tmp_path / "missing.csv")
+    assert raised.value.returncode == 2
+
+
+def test_cli_cannot_import_into_another_vendors_model_by_slug_mix(acme_model, globex_model, tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text(HEADER + rows(1))
+    with pytest.raises(CommandError) as raised:
+        call_command("import_identities", "--vendor", "acme", "--model", globex_model.slug, str(path))
+    assert raised.value.returncode == 2
+
+
+def test_cli_works_on_the_embedded_sqlite_database(tmp_path):
+    """The default, nothing-running setup: staging by plain INSERT instead of COPY."""
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}",
+        "REDIS_URL": "",
+    }
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True)
+    subprocess.run([*manage, "seed_demo"], env=env, check=True, capture_output=True)
+    path = tmp_path / "list.csv"
+    path.write_text(HEADER + rows(3) + "SN-000001,02:00:00:00:09:09\n")
+    refused = subprocess.run(
+        [*manage, "import_identities", "--vendor", "acme", "--model", "hub-2", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 1
+    assert "line 5: serial_number: SN-000001 is also on line 3." in refused.stderr
+    path.write_text(HEADER + rows(3))
+    done = subprocess.run(
+        [*manage, "import_identities", "--vendor", "acme", "--model", "hub-2", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "imported 3 of 3 rows into acme/hub-2" in done.stdout
+
+
+def test_a_models_claiming_method_is_fixed_once_it_has_approved_units(acme_model):
+    acme_model.claiming_method = shipped_method("cloud-id")
+    acme_model.full_clean()  # no units yet: allowed
+    acme_model.save()
+    ApprovedIdentityFactory(device_model=acme_model)
+    acme_model.claiming_method = shipped_method("serial-mac")
+    with pytest.raises(ValidationError, match="its claiming method cannot change"):
+        acme_model.full_clean()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cli_draws_a_progress_bar_on_a_terminal(tmp_path):
+    """Run as a user would, with stderr on a pseudo-terminal, against the (committed) test database."""
+    device_model = DeviceModelFactory()
+    path = tmp_path / "list.csv"
+    path.write_text(HEADER + rows(3))
+    env = os.environ | {"DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": database_url_for_subprocess()}
+    controller, terminal = pty.openpty()
+    command = ["import_identities", "--vendor", device_model.vendor.slug, "--model", device_model.slug, str(path)]
+    done = subprocess.run(
+        [sys.executable, "manage.py", *command], env=env, stdout=subprocess.PIPE, stderr=terminal, text=True
+    )
+    os.close(terminal)
+    drawn = os.read(controller, 65536).decode()
+    os.close(controller)
+    assert done.returncode == 0
+    assert "\rValidating [########################################] 100%" in drawn
+    assert done.stdout.count("\n") == 1

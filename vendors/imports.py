@@ -1,0 +1,392 @@
+"""Importing a serial list: the one path the admin upload page, its Celery tasks and the
+`import_identities` command all take.
+
+1. `validate_import(job, stream)` streams the CSV file once, normalizes and format-checks
+   every value with `IdentifierField.value_cleaner` (what `clean_value` runs), and writes
+   each row (normalized, or with the reason it is bad) into the ImportRow staging table: COPY
+   on PostgreSQL, plain INSERT on SQLite. Set-based SQL then marks duplicates within the file and values already on the
+   model's serial list. Nothing is written to the serial list yet.
+2. `import_validated_rows(job)` copies the good rows into ApprovedIdentity with one
+   INSERT ... SELECT in one transaction: all of them or, if anything fails, none.
+
+Both steps are idempotent and driven by the ImportJob row, so a worker that died mid-way is
+answered by running the same step again.
+"""
+
+import csv
+import io
+import itertools
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.text import Truncator
+
+from .models import ApprovedIdentity, ImportJob, ImportRow
+
+# How many bad rows the report lists (all are counted); keeps a five-million-line mistake small.
+REPORTED_BAD_ROWS = 1000
+# Rows staged per COPY / INSERT batch; the job's progress is saved between batches.
+BATCH_ROWS = 50_000
+# Rows handed to the database at a time within a batch.
+CHUNK_ROWS = 5_000
+# A validation saves its progress every batch (about a second); silence this long means it died.
+RESUME_AFTER = timedelta(minutes=5)
+# The import tasks' hard time limit, in seconds; a job quiet for longer has no live worker.
+TASK_TIME_LIMIT = 3700
+STALE_AFTER = timedelta(seconds=TASK_TIME_LIMIT + 300)
+STAGING_COLUMNS = ("job_id", "line", "identifier_1", "identifier_2", "identifier_3", "error")
+
+
+class FileRefused(Exception):
+    """The file as a whole cannot be read as this model's serial list; `message` says why."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class _Column:
+    index: int  # position in the CSV row
+    key: str
+    clean: object  # the field's value_cleaner
+    slot: int  # 0-based identifier_N slot
+
+
+def expected_header(device_model):
+    """The CSV header a model's serial list must have: its identifier fields' keys, in order."""
+    return [field.key for field in device_model.claiming_method.ordered_fields()]
+
+
+def _columns_for(header, device_model):
+    fields = device_model.claiming_method.ordered_fields()
+    keys = [name.strip().lower() for name in header]
+    wanted = [field.key for field in fields]
+    if sorted(keys) != sorted(wanted):
+        raise FileRefused(
+            f"The first line must name this model's identifier fields: {','.join(wanted)} "
+            f"(found: {Truncator(','.join(header)).chars(120) or 'nothing'})."
+        )
+    return [
+        _Column(index=keys.index(field.key), key=field.key, clean=field.value_cleaner, slot=field.position - 1)
+        for field in fields
+    ]
+
+
+def _clear_staging(job):
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM vendors_importrow WHERE job_id = %s", [job.pk])
+
+
+def _write_batch(job, rows):
+    """Stage up to BATCH_ROWS (job id, line, id1, id2, id3, error) tuples from the iterator `rows`;
+    returns how many. On PostgreSQL the batch is one COPY fed a chunk at a time, so the database
+    stores rows while Python goes on reading the file."""
+    written = 0
+    # A file refused half-way aborts the COPY; a savepoint keeps a caller's transaction usable.
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            statement = f"COPY vendors_importrow ({', '.join(STAGING_COLUMNS)}) FROM STDIN (FORMAT csv)"
+            with cursor.copy(statement) as copy:
+                for chunk in itertools.batched(itertools.islice(rows, BATCH_ROWS), CHUNK_ROWS):
+                    buffer = io.StringIO()
+                    # CSV COPY reads an unquoted empty field as NULL, which is what None is written as.
+                    csv.writer(buffer, lineterminator="\n").writerows(chunk)
+                    copy.write(buffer.getvalue())
+                    written += len(chunk)
+        else:
+            for chunk in itertools.batched(itertools.islice(rows, BATCH_ROWS), CHUNK_ROWS):
+                cursor.executemany(
+                    f"INSERT INTO vendors_importrow ({', '.join(STAGING_COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608
+                    chunk,
+                )
+                written += len(chunk)
+    return written
+
+
+def _text_lines(stream):
+    """The binary `stream` as lines of text: UTF-8, a leading BOM dropped. A bad byte refuses the
+    file, naming its line (found by reading the file again, which only a bad file pays for)."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    try:
+        # Not `yield from`: closing this generator would close `text`, and with it the stream.
+        for line in text:
+            yield line
+    except UnicodeDecodeError as exc:
+        stream.seek(0)
+        line = next(number for number, raw in enumerate(stream, start=1) if not _is_utf8(raw))
+        raise FileRefused(
+            f"Line {line} is not UTF-8 text ({exc.reason}); save the file as CSV UTF-8 and upload it again."
+        ) from exc
+    finally:
+        text.detach()  # the caller closes the stream it opened
+
+
+def _is_utf8(raw):
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _stage_file(job, stream, size, progress):
+    """Read the CSV stream row by row into the staging table; returns the number of data rows."""
+    lines = _text_lines(stream)
+    reader = csv.reader(lines)
+    try:
+        header = next(reader, None)
+        while header is not None and not any(cell.strip() for cell in header):
+            header = next(reader, None)  # blank lines before the header
+        if header is None:
+            raise FileRefused("The file is empty: the first line must name the identifier fields.")
+        rows = _cleaned_rows(job, reader, _columns_for(header, job.device_model), len(header))
+        total = 0
+        while written := _write_batch(job, rows):
+            total += written
+            progress(min(99, stream.tell() * 100 // size) if size else 0)
+    except csv.Error as exc:
+        raise FileRefused(f"Line {reader.line_num} cannot be read as CSV: {exc}.") from exc
+    finally:
+        lines.close()  # hands the stream back now, while it is open, not whenever it is collected
+    if total == 0:
+        raise FileRefused("The file has a header but no rows.")
+    return total
+
+
+def _cleaned_rows(job, reader, columns, width):
+    """The staging tuple of each data row the reader yields; blank lines are skipped."""
+    limit, count, job_id = settings.IMPORT_MAX_ROWS, 0, job.pk
+    for record in reader:
+        if not record or (len(record) == 1 and not record[0].strip()):
+            continue  # a blank line
+        count += 1
+        if count > limit:
+            raise FileRefused(f"The file has more than {limit:,} rows; split it into smaller files.")
+        if len(record) != width:
+            yield (job_id, reader.line_num, None, None, None, f"Expected {width} values, found {len(record)}.")
+            continue
+        values = [None, None, None]
+        try:
+            for column in columns:
+                values[column.slot] = column.clean(record[column.index])
+        except ValidationError as exc:
+            yield (job_id, reader.line_num, None, None, None, f"{column.key}: {exc.messages[0]}")
+            continue
+        yield (job_id, reader.line_num, *values, None)
+
+
+def _mark_already_approved(job):
+    """Set-based check: mark the staged rows whose values are already on the model's serial list."""
+    if not ApprovedIdentity.objects.filter(device_model_id=job.device_model_id).exists():
+        return  # a model's first list: nothing to compare with
+    with connection.cursor() as cursor:
+        for field in job.device_model.claiming_method.ordered_fields():
+            column = field.column  # identifier_N, never user input
+            cursor.execute(
+                f"""
+                UPDATE vendors_importrow SET error = %s || vendors_importrow.{column} || %s
+                FROM vendors_approvedidentity approved
+                WHERE vendors_importrow.job_id = %s AND vendors_importrow.error IS NULL
+                  AND approved.device_model_id = %s AND approved.{column} = vendors_importrow.{column}
+                """,  # noqa: S608 (no user input in the SQL text)
+                [f"{field.key}: ", " is already on this model's serial list.", job.pk, job.device_model_id],
+            )
+
+
+def _mark_repeats(job):
+    """Set-based check: mark the staged rows repeating a value of an earlier line of the file."""
+    with connection.cursor() as cursor:
+        for field in job.device_model.claiming_method.ordered_fields():
+            column = field.column  # identifier_N, never user input
+            cursor.execute(
+                f"""
+                UPDATE vendors_importrow
+                SET error = %s || vendors_importrow.{column} || %s || CAST(repeats.first_line AS TEXT) || '.'
+                FROM (
+                    SELECT line, MIN(line) OVER (PARTITION BY {column}) AS first_line
+                    FROM vendors_importrow
+                    WHERE job_id = %s AND error IS NULL AND {column} IN (
+                        SELECT {column} FROM vendors_importrow WHERE job_id = %s AND error IS NULL
+                        GROUP BY {column} HAVING COUNT(*) > 1
+                    )
+                ) repeats
+                WHERE vendors_importrow.job_id = %s AND vendors_importrow.line = repeats.line
+                  AND repeats.line > repeats.first_line
+                """,  # noqa: S608 (no user input in the SQL text)
+                [f"{field.key}: ", " is also on line ", job.pk, job.pk, job.pk],
+            )
+
+
+def validate_import(job, stream, *, size=None, progress=None):
+    """Check every row of `stream` (a binary CSV file) for `job`'s model and stage the result.
+
+    Whole-file problems (empty, wrong header, not UTF-8, not CSV, too many rows) refuse the
+    file (status `failed`, `problem` says why); row problems are listed with line numbers in
+    `bad_rows` (status `validated`). Writes nothing to the serial list. Safe to run again:
+    it starts from an empty staging table for the job.
+    """
+
+    def report_progress(percent):
+        ImportJob.objects.filter(pk=job.pk).update(progress=percent)
+        if progress:
+            progress(percent)
+
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.VALIDATING, progress=0)
+    _clear_staging(job)
+    try:
+        total = _stage_file(job, stream, size, report_progress)
+    except FileRefused as exc:
+        _refuse(job, exc.message)
+        return job
+    _mark_already_approved(job)
+    _mark_repeats(job)
+    bad = ImportRow.objects.filter(job=job, error__isnull=False)
+    _finish(
+        job,
+        status=ImportJob.Status.VALIDATED,
+        finished=False,
+        problem="",
+        rows_total=total,
+        rows_bad=bad.count(),
+        bad_rows=[
+            {"line": line, "message": error}
+            for line, error in bad.order_by("line").values_list("line", "error")[:REPORTED_BAD_ROWS]
+        ],
+    )
+    if progress:
+        progress(100)
+    return job
+
+
+def validate_upload(job):
+    """`validate_import` for a job's uploaded file (the admin's path); refuses a job whose file is gone."""
+    try:
+        stream = job.file.open("rb")
+    except (FileNotFoundError, ValueError):  # ValueError: no file at all (a CLI job left behind)
+        _refuse(job, "The uploaded file is no longer there; upload it again.")
+        return job
+    with stream:
+        return validate_import(job, stream, size=job.file.size)
+
+
+def _refuse(job, problem):
+    _clear_staging(job)
+    _finish(job, status=ImportJob.Status.FAILED, problem=problem, rows_total=0, rows_bad=0, bad_rows=[])
+    _discard_upload(job)
+
+
+def _finish(job, *, status, finished=True, **fields):
+    fields |= {"status": status, "progress": 100, "finished_at": timezone.now() if finished else None}
+    ImportJob.objects.filter(pk=job.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(job, name, value)
+
+
+_NEW_CODE_SQL = {"postgresql": "gen_random_uuid()", "sqlite": "lower(hex(randomblob(16)))"}
+
+
+def import_validated_rows(job):
+    """Add the good rows of a validated job to the model's serial list: all in one transaction, or none.
+
+    A value approved by someone else since validation is skipped, never duplicated. Returns the
+    job; does nothing unless the job is validated or importing, so a task delivered twice imports once.
+    """
+    with transaction.atomic():
+        locked = ImportJob.objects.select_for_update().select_related("device_model__claiming_method").get(pk=job.pk)
+        if locked.status not in {ImportJob.Status.VALIDATED, ImportJob.Status.IMPORTING}:
+            return locked
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # Keeps other writers out until commit, so the re-check below stays true and the
+                # INSERT needs no ON CONFLICT clause (which would double its cost); readers, and
+                # so claims, are not blocked.
+                cursor.execute("LOCK TABLE vendors_approvedidentity IN SHARE ROW EXCLUSIVE MODE")
+            _mark_already_approved(locked)
+            cursor.execute(
+                f"""
+                INSERT INTO vendors_approvedidentity
+                    (code, device_model_id, identifier_1, identifier_2, identifier_3, status, created_at)
+                SELECT {_NEW_CODE_SQL[connection.vendor]}, %s, identifier_1, identifier_2, identifier_3, %s, %s
+                FROM vendors_importrow WHERE job_id = %s AND error IS NULL
+                """,  # noqa: S608 (no user input in the SQL text)
+                [locked.device_model_id, "approved", timezone.now(), locked.pk],
+            )
+            imported = cursor.rowcount
+        _clear_staging(locked)
+        _finish(locked, status=ImportJob.Status.IMPORTED, rows_imported=imported)
+    transaction.on_commit(lambda: _discard_upload(locked))
+    return locked
+
+
+def _discard_upload(job):
+    """Delete a finished job's uploaded file; the job keeps its name and report."""
+    if job.file:
+        job.file.delete(save=False)
+        ImportJob.objects.filter(pk=job.pk).update(file="")
+
+
+def request_import(job):
+    """Queue the import of a validated job's good rows (the admin's "Import" button); False if not validated."""
+    from .tasks import import_job_rows
+
+    with transaction.atomic():
+        changed = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.VALIDATED).update(
+            status=ImportJob.Status.IMPORTING
+        )
+        if changed:
+            import_job_rows.delay_on_commit(job.pk)
+    return bool(changed)
+
+
+def cancel_import(job):
+    """Drop a validated job's staged rows without importing anything; False if it is not waiting."""
+    changed = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.VALIDATED).update(
+        status=ImportJob.Status.CANCELLED, finished_at=timezone.now()
+    )
+    if changed:
+        _clear_staging(job)
+        _discard_upload(job)
+    return bool(changed)
+
+
+def resume_import(job, *, now=None):
+    """Send again the task for the step a job is in, after its worker died; False if there is none.
+
+    A validation that reported progress in the last RESUME_AFTER is still running and is left
+    alone (two validations of one job would write the same staging rows); an import may be sent
+    twice, as the second waits for the first's lock and then finds the job imported.
+    """
+    from .tasks import import_job_rows, validate_job_file
+
+    now = now or timezone.now()
+    if job.status in {ImportJob.Status.PENDING, ImportJob.Status.VALIDATING}:
+        if job.status == ImportJob.Status.VALIDATING and job.updated_at > now - RESUME_AFTER:
+            return False
+        transaction.on_commit(lambda: validate_job_file.delay(job.pk))
+        return True
+    if job.status == ImportJob.Status.IMPORTING:
+        transaction.on_commit(lambda: import_job_rows.delay(job.pk))
+        return True
+    return False
+
+
+def sweep_import_jobs(*, now=None):
+    """The periodic clean-up: resume jobs whose worker died (no sign of life for longer than a
+    task may run) and cancel validated jobs nobody decided on for IMPORT_DECISION_DAYS, freeing
+    their staging rows. Returns (resumed, cancelled)."""
+    now = now or timezone.now()
+    stale = ImportJob.objects.filter(
+        status__in=[ImportJob.Status.PENDING, ImportJob.Status.VALIDATING, ImportJob.Status.IMPORTING],
+        updated_at__lt=now - STALE_AFTER,
+    )
+    resumed = sum(resume_import(job, now=now) for job in stale)
+    abandoned = ImportJob.objects.filter(
+        status=ImportJob.Status.VALIDATED, updated_at__lt=now - timedelta(days=settings.IMPORT_DECISION_DAYS)
+    )
+    cancelled = sum(cancel_import(job) for job in abandoned)
+    return resumed, cancelled
