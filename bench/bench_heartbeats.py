@@ -68,9 +68,9 @@ def load_fleet(count):
     """Tenants with the ORM; the identities and claimed, activated devices with INSERT ... SELECT."""
     from django.db import connection
 
+    from accounts.management.commands.seed_demo import HUB_COMMANDS, HUB_SETTINGS
     from accounts.models import Membership, Organization, Role, User
     from spaces.models import Space
-    from tests.factories import HUB_COMMANDS, HUB_SETTINGS  # the demo hub's declarations
     from vendors.models import ClaimingMethod, DeviceModel, Vendor
 
     vendor = Vendor.objects.create(name="Bench Devices", slug="bench")
