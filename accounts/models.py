@@ -197,6 +197,8 @@ class AuditEntry(models.Model):
         DEVICE_MOVED = "device_moved", "Device moved"
         DEVICE_RENAMED = "device_renamed", "Device renamed"
         DEVICE_RELEASED = "device_released", "Device released"
+        COMMAND_SENT = "command_sent", "Command sent"
+        CONFIGURATION_CHANGED = "configuration_changed", "Configuration changed"
         SPACE_CREATED = "space_created", "Space created"
         SPACE_RENAMED = "space_renamed", "Space renamed"
         SPACE_DELETED = "space_deleted", "Space deleted"

@@ -79,10 +79,11 @@ def move_device(device, *, space, actor):
 def release_device(device, *, actor, reason=""):
     """Release a claimed device so that any organization can claim it again.
 
-    Deletes the device's whole history in one transaction; the device goes back to
-    registered, or to unregistered if it never connected. Its key stays valid: the unit
-    itself has not changed hands on the network, only its owner. The vendor's audit log
-    records the release, with `reason` when vendor staff force it (see VendorAuditEntry).
+    Deletes the device's whole history (events, telemetry, commands, configuration) in one
+    transaction; the device goes back to registered, or to unregistered if it never connected.
+    Its key stays valid: the unit itself has not changed hands on the network, only its owner.
+    The vendor's audit log records the release, with `reason` when vendor staff force it
+    (see VendorAuditEntry).
     """
     with transaction.atomic():
         locked = Device.objects.select_for_update().select_related("identity", "device_model").get(pk=device.pk)
@@ -97,7 +98,10 @@ def release_device(device, *, actor, reason=""):
             details={"space": locked.space.name, "device": str(locked.code)},
         )
         VendorAuditEntry.record_release(locked, actor=actor, reason=reason)
-        locked.events.all().delete()
+        # The whole history goes: events, telemetry, commands and configuration versions.
+        for history in (locked.events, locked.heartbeats, locked.commands, locked.configuration_versions):
+            history.all().delete()
+        locked.applied_config_version = None
         locked.status = Device.Status.REGISTERED if locked.activated_at else Device.Status.UNREGISTERED
         locked.organization = None
         locked.space = None
@@ -149,10 +153,9 @@ def allow_reactivation(device, *, actor, now=None):
     return locked
 
 
-def record_heartbeat(device, *, metrics, at=None):
-    """Note that `device` is alive. The metrics (already checked) are not stored yet: the
-    device-operations work adds their storage here."""
-    at = at or timezone.now()
-    Device.objects.filter(pk=device.pk).update(last_seen_at=at)
-    device.last_seen_at = at
-    return device
+def move_devices(devices, *, space, actor):
+    """Move several devices of one organization to `space`, all or none; returns how many moved."""
+    with transaction.atomic():
+        for device in devices:
+            move_device(device, space=space, actor=actor)
+    return len(devices)

@@ -19,7 +19,6 @@ from django.views.decorators.csrf import csrf_exempt
 
 from vendors.attestation import b64url_decode, is_b64url
 
-from .actions import record_heartbeat
 from .activation import (
     ActivationRequest,
     authenticate_device,
@@ -27,8 +26,12 @@ from .activation import (
     start_activation,
     wait_for_activation,
 )
-from .models import ActivationOperation
+from .commands import MAX_OUTPUT as MAX_COMMAND_OUTPUT
+from .commands import CommandError, deliver_pending_commands, report_command_result
+from .configuration import desired_configuration
+from .models import ActivationOperation, Command
 from .openapi import OPENAPI
+from .telemetry import record_heartbeat
 
 MAX_BODY = 16 * 1024
 MAX_WAIT = 10
@@ -157,9 +160,15 @@ def parse_wait(raw) -> float | None:
     return seconds
 
 
-def parse_metrics(data: dict) -> dict:
-    """Check a heartbeat: {"metrics": {name: finite number}} with at most 32 metrics."""
-    errors = dict.fromkeys(sorted(set(data) - {"metrics"}), "Unknown field.")
+def parse_heartbeat(data: dict) -> tuple[dict, int | None]:
+    """Check a heartbeat: {"metrics": {name: finite number}} with at most 32 metrics, and the
+    optional "config_version" the device has applied. Returns (metrics, config_version)."""
+    errors = dict.fromkeys(sorted(set(data) - {"metrics", "config_version"}), "Unknown field.")
+    config_version = data.get("config_version")
+    if config_version is not None and (
+        isinstance(config_version, bool) or not isinstance(config_version, int) or not 0 <= config_version < 2**31
+    ):
+        errors["config_version"] = "Must be a whole number, 0 or more."
     metrics = data.get("metrics")
     if not isinstance(metrics, dict):
         errors["metrics"] = "Required: an object of name: number."
@@ -173,7 +182,7 @@ def parse_metrics(data: dict) -> dict:
                 errors[f"metrics.{name}"] = "Must be a finite number."
     if errors:
         raise InvalidRequest("The heartbeat is malformed.", errors)
-    return metrics
+    return metrics, config_version
 
 
 def _finite(number):
@@ -217,6 +226,18 @@ def operation_response(operation, status):
     if not operation.finished:
         response["Retry-After"] = "1"
     return response
+
+
+def unauthorized():
+    response = error_response(401, "unauthorized", "Authentication failed.")
+    response["WWW-Authenticate"] = 'Bearer realm="device"'
+    return response
+
+
+def device_from_bearer(request):
+    """The device whose key the request presents (Authorization: Bearer <key>), or None."""
+    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    return authenticate_device(token.strip()) if scheme.lower() == "bearer" else None
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -277,27 +298,106 @@ class ActivationView(DeviceAPIView):
 
 
 class HeartbeatView(DeviceAPIView):
-    """POST /api/v1/device/heartbeat, authenticated by the device key: marks the device seen."""
+    """POST /api/v1/device/heartbeat, authenticated by the device key: marks the device seen, keeps
+    its metrics, and says whether commands or a newer configuration wait for it."""
 
     http_method_names = ["post"]
 
     def post(self, request):
         if body_too_large(request):
             return error_response(413, "too_large", f"The body must be at most {MAX_BODY} bytes.")
-        scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-        device = authenticate_device(token.strip()) if scheme.lower() == "bearer" else None
+        device = device_from_bearer(request)
         if device is None:
-            response = error_response(401, "unauthorized", "Authentication failed.")
-            response["WWW-Authenticate"] = 'Bearer realm="device"'
-            return response
+            return unauthorized()
         try:
-            metrics = parse_metrics(parse_json_object(request.body))
+            metrics, config_version = parse_heartbeat(parse_json_object(request.body))
         except InvalidRequest as invalid:
             return error_response(400, "invalid_request", invalid.message, fields=invalid.fields)
-        device = record_heartbeat(device, metrics=metrics)
+        waiting = record_heartbeat(device, metrics=metrics, config_version=config_version)
         return JsonResponse(
-            {"device": {"id": str(device.code), "status": device.status}, "server_time": timezone.now().isoformat()}
+            {
+                "device": {"id": str(device.code), "status": device.status},
+                "server_time": timezone.now().isoformat(),
+                "commands_pending": waiting["commands_pending"],
+                "config_version": waiting["config_version"],
+            }
         )
+
+
+def command_json(command):
+    return {
+        "id": str(command.code),
+        "name": command.name,
+        "arguments": command.arguments,
+        "status": command.status,
+        "created_at": command.created_at.isoformat(),
+    }
+
+
+class CommandsView(DeviceAPIView):
+    """GET /api/v1/device/commands: the commands the device should run now, oldest first."""
+
+    http_method_names = ["get"]
+
+    def get(self, request):
+        device = device_from_bearer(request)
+        if device is None:
+            return unauthorized()
+        return JsonResponse({"commands": [command_json(c) for c in deliver_pending_commands(device)]})
+
+
+class CommandResultView(DeviceAPIView):
+    """POST /api/v1/device/commands/<id>/result: the device reports how a command went."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, command_id):
+        if body_too_large(request):
+            return error_response(413, "too_large", f"The body must be at most {MAX_BODY} bytes.")
+        device = device_from_bearer(request)
+        if device is None:
+            return unauthorized()
+        try:
+            succeeded, output = parse_command_result(parse_json_object(request.body))
+            code = uuid.UUID(command_id)
+        except InvalidRequest as invalid:
+            return error_response(400, "invalid_request", invalid.message, fields=invalid.fields)
+        except ValueError:
+            return error_response(404, "not_found", "This device has no such command.")
+        try:
+            command = report_command_result(device, command_code=code, succeeded=succeeded, output=output)
+        except Command.DoesNotExist:
+            return error_response(404, "not_found", "This device has no such command.")
+        except CommandError as refusal:
+            return error_response(409, "already_final", str(refusal))
+        return JsonResponse({"command": command_json(command)})
+
+
+def parse_command_result(data):
+    """{"status": "succeeded" | "failed", "output": str (optional, at most 4000 characters)}."""
+    errors = dict.fromkeys(sorted(set(data) - {"status", "output"}), "Unknown field.")
+    status = data.get("status")
+    if status not in ("succeeded", "failed"):
+        errors["status"] = 'Required: "succeeded" or "failed".'
+    output = data.get("output", "")
+    if not isinstance(output, str) or len(output) > MAX_COMMAND_OUTPUT or "\x00" in output:
+        errors["output"] = f"Text of at most {MAX_COMMAND_OUTPUT} characters, without NUL."
+    if errors:
+        raise InvalidRequest("The command result is malformed.", errors)
+    return status == "succeeded", output
+
+
+class ConfigurationView(DeviceAPIView):
+    """GET /api/v1/device/config: the configuration the device should run, with its version."""
+
+    http_method_names = ["get"]
+
+    def get(self, request):
+        device = device_from_bearer(request)
+        if device is None:
+            return unauthorized()
+        version, values = desired_configuration(device)
+        return JsonResponse({"version": version, "config": values})
 
 
 class HealthView(DeviceAPIView):

@@ -1,13 +1,15 @@
-"""The forms of the claim wizard's steps: vendor, model, identifiers, name.
+"""The forms of the claim wizard's steps (vendor, model, identifiers, name) and of the device
+page and the dashboard's bulk actions.
 
-Each step form renders through crispy-forms without its own <form> tag: the wizard template
-wraps the step in one form with the wizard's management form and its navigation buttons.
+Each wizard step form renders through crispy-forms without its own <form> tag: the wizard
+template wraps the step in one form with the wizard's management form and its navigation buttons.
 """
 
 from crispy_forms.helper import FormHelper
 from django import forms
 from django.core.exceptions import ValidationError
 
+from vendors.declarations import form_field
 from vendors.models import DeviceModel, Vendor
 
 
@@ -100,3 +102,74 @@ class DeviceNameForm(WizardStepForm):
         help_text="A descriptive name, e.g. “Screen on auditorium wall”.",
         error_messages={"required": "Give the device a name."},
     )
+
+
+class ConfirmForm(forms.Form):
+    """A button that needs no input (the CSRF token is checked by the middleware)."""
+
+
+class RenameDeviceForm(forms.Form):
+    name = forms.CharField(max_length=100, label="Name")
+
+
+class MoveDeviceForm(forms.Form):
+    space = forms.ModelChoiceField(queryset=None, label="Move to space", empty_label=None)
+
+    def __init__(self, *args, spaces, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["space"].queryset = spaces
+        self.fields["space"].to_field_name = "code"
+
+
+class DeclaredValuesForm(forms.Form):
+    """A form whose fields come from a model's declarations (settings or a command's arguments)."""
+
+    def __init__(self, *args, declarations, **kwargs):
+        super().__init__(*args, **kwargs)
+        for decl in declarations:
+            self.fields[decl["key"]] = form_field(decl)
+            if "default" in decl and decl["key"] not in self.initial:
+                self.initial[decl["key"]] = decl["default"]
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+
+
+class ReleaseDeviceForm(forms.Form):
+    confirm_name = forms.CharField(label="Type the device name to confirm", max_length=100)
+
+    def __init__(self, *args, device, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.device = device
+
+    def clean_confirm_name(self):
+        typed = self.cleaned_data["confirm_name"]
+        if typed.strip() != self.device.name:
+            raise forms.ValidationError(f"Type the device name exactly: {self.device.name}")
+        return typed
+
+
+class BulkActionForm(forms.Form):
+    """The dashboard's bulk bar: selected devices of one space, moved or sent one command."""
+
+    MOVE, COMMAND = "move", "command"
+
+    devices = forms.ModelMultipleChoiceField(
+        queryset=None, to_field_name="code", error_messages={"required": "Select at least one device."}
+    )
+    action = forms.ChoiceField(choices=[(MOVE, "Move to space"), (COMMAND, "Send command")])
+    space = forms.ModelChoiceField(queryset=None, to_field_name="code", required=False, label="Space")
+    command = forms.ChoiceField(choices=[], required=False, label="Command")
+
+    def __init__(self, *args, devices, spaces, commands, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["devices"].queryset = devices
+        self.fields["space"].queryset = spaces
+        self.fields["command"].choices = [(name, label) for name, label in commands]
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("action") == self.MOVE and not cleaned.get("space"):
+            self.add_error("space", "Choose the space to move the devices to.")
+        if cleaned.get("action") == self.COMMAND and not cleaned.get("command"):
+            self.add_error("command", "Choose the command to send.")
+        return cleaned

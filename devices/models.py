@@ -60,6 +60,10 @@ class Device(models.Model):
     key_hash = models.CharField(max_length=64, blank=True)
     # Set by "Allow re-activation" (after a factory reset): until then the unit may activate again.
     reactivation_allowed_until = models.DateTimeField(null=True, blank=True)
+    # Kept by heartbeats and the connectivity sweep, so that went-offline / back-online
+    # events are written once per change.
+    online = models.BooleanField(default=False)
+    applied_config_version = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = DeviceQuerySet.as_manager()
@@ -111,6 +115,10 @@ class DeviceEvent(models.Model):
         MOVED = "moved", "Moved"
         RENAMED = "renamed", "Renamed"
         REACTIVATION_ALLOWED = "reactivation_allowed", "Re-activation allowed"
+        COMMAND_SENT = "command_sent", "Command sent"
+        CONFIGURATION_CHANGED = "configuration_changed", "Configuration changed"
+        WENT_OFFLINE = "went_offline", "Went offline"
+        BACK_ONLINE = "back_online", "Back online"
 
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -127,6 +135,85 @@ class DeviceEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Command(models.Model):
+    """A command sent to a device, from queued to a final state reported by the device (or expired)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        DELIVERED = "delivered", "Delivered"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+
+    PENDING = (Status.QUEUED, Status.DELIVERED)
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="commands")
+    name = models.CharField(max_length=32)
+    arguments = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    output = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["device", "-created_at"], name="command_device_time"),
+            models.Index(
+                fields=["expires_at"], condition=models.Q(status__in=["queued", "delivered"]), name="command_pending"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.get_status_display()})"
+
+    @property
+    def is_pending(self):
+        return self.status in self.PENDING
+
+
+class ConfigurationVersion(models.Model):
+    """One saved configuration of a device; each save makes the next numbered version."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="configuration_versions")
+    version = models.PositiveIntegerField()
+    values = models.JSONField(default=dict)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [models.UniqueConstraint(fields=["device", "version"], name="configversion_unique_per_device")]
+
+    def __str__(self):
+        return f"v{self.version}"
+
+
+class Heartbeat(models.Model):
+    """One heartbeat's metrics (at most 32 finite numbers), kept 30 days for the monitoring chart."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="heartbeats")
+    received_at = models.DateTimeField(default=timezone.now)
+    metrics = models.JSONField(default=dict)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["device", "received_at"], name="heartbeat_device_time"),
+            models.Index(fields=["received_at"], name="heartbeat_time"),
+        ]
+
+    def __str__(self):
+        return f"heartbeat at {self.received_at:%Y-%m-%d %H:%M:%S}"
 
 
 class ActivationOperation(models.Model):

@@ -145,9 +145,44 @@ _heartbeat_request = {
             "propertyNames": {"pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
             "additionalProperties": {"type": "number"},
             "example": {"temperature": 21.5, "uptime": 3600},
-        }
+        },
+        "config_version": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 2147483647,
+            "description": "The configuration version the device has applied.",
+        },
     },
 }
+
+_command = {
+    "type": "object",
+    "required": ["id", "name", "arguments", "status", "created_at"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "name": {"type": "string"},
+        "arguments": {"type": "object"},
+        "status": {"type": "string", "enum": ["queued", "delivered", "succeeded", "failed", "expired"]},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+_command_result = {
+    "type": "object",
+    "required": ["status"],
+    "additionalProperties": False,
+    "properties": {
+        "status": {"type": "string", "enum": ["succeeded", "failed"]},
+        "output": {"type": "string", "maxLength": 4000, "pattern": "^[^\\u0000]*$"},
+    },
+}
+
+_unauthorized = _error_response("Missing, wrong or revoked key (no hint which).")
+
+
+def _json(schema, description):
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
 
 OPENAPI = {
     "openapi": "3.1.0",
@@ -228,10 +263,19 @@ OPENAPI = {
                             "application/json": {
                                 "schema": {
                                     "type": "object",
-                                    "required": ["device", "server_time"],
+                                    "required": ["device", "server_time", "commands_pending", "config_version"],
                                     "properties": {
                                         "device": {"$ref": "#/components/schemas/Device"},
                                         "server_time": {"type": "string", "format": "date-time"},
+                                        "commands_pending": {
+                                            "type": "boolean",
+                                            "description": "Commands wait: GET /api/v1/device/commands.",
+                                        },
+                                        "config_version": {
+                                            "type": "integer",
+                                            "description": "The desired configuration version; fetch "
+                                            "/api/v1/device/config when it differs from the one applied.",
+                                        },
                                     },
                                 }
                             }
@@ -240,6 +284,75 @@ OPENAPI = {
                     "400": _error_response("Malformed heartbeat."),
                     "401": _error_response("Missing, wrong or revoked key (no hint which)."),
                     "413": _error_response("Body over 16 KB."),
+                },
+            }
+        },
+        "/api/v1/device/commands": {
+            "get": {
+                "operationId": "pendingCommands",
+                "security": [{"deviceKey": []}],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["commands"],
+                            "properties": {
+                                "commands": {"type": "array", "items": {"$ref": "#/components/schemas/Command"}}
+                            },
+                        },
+                        "The commands to run now, oldest first (queued ones become delivered).",
+                    ),
+                    "401": _unauthorized,
+                },
+            }
+        },
+        "/api/v1/device/commands/{command_id}/result": {
+            "post": {
+                "operationId": "reportCommandResult",
+                "security": [{"deviceKey": []}],
+                "parameters": [
+                    {
+                        "name": "command_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uuid"},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CommandResult"}}},
+                },
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["command"],
+                            "properties": {"command": {"$ref": "#/components/schemas/Command"}},
+                        },
+                        "Recorded.",
+                    ),
+                    "400": _error_response("Malformed result (code invalid_request, with fields)."),
+                    "401": _unauthorized,
+                    "404": _error_response("This device has no such command."),
+                    "409": _error_response("The command already has a result, or expired."),
+                    "413": _error_response("Body over 16 KB."),
+                },
+            }
+        },
+        "/api/v1/device/config": {
+            "get": {
+                "operationId": "desiredConfiguration",
+                "security": [{"deviceKey": []}],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["version", "config"],
+                            "properties": {"version": {"type": "integer", "minimum": 0}, "config": {"type": "object"}},
+                        },
+                        "The configuration to run and its version (0: the model's defaults).",
+                    ),
+                    "401": _unauthorized,
                 },
             }
         },
@@ -267,6 +380,8 @@ OPENAPI = {
         "schemas": {
             "ActivationRequest": _activation_request,
             "HeartbeatRequest": _heartbeat_request,
+            "Command": _command,
+            "CommandResult": _command_result,
             "Operation": _operation,
             "Device": _device,
             "Error": _error,

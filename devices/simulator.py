@@ -118,8 +118,25 @@ class SimulatedDevice:
     def authorization(self):
         return {"Authorization": f"Bearer {b64url_encode(self.device_key)}"}
 
-    def heartbeat(self, client: HttpClient, metrics=None) -> Response:
-        return client.request("POST", "/api/v1/device/heartbeat", {"metrics": metrics or {}}, self.authorization)
+    def heartbeat(self, client: HttpClient, metrics=None, config_version=None) -> Response:
+        body = {"metrics": metrics or {}}
+        if config_version is not None:
+            body["config_version"] = config_version
+        return client.request("POST", "/api/v1/device/heartbeat", body, self.authorization)
+
+    def run_commands(self, client: HttpClient, outcome="succeeded", output="done") -> list:
+        """Fetch the pending commands and report each one's result; returns the commands run."""
+        commands = client.request("GET", "/api/v1/device/commands", headers=self.authorization).body["commands"]
+        for command in commands:
+            result = {"status": outcome, "output": f"{command['name']}: {output}"}
+            client.request("POST", f"/api/v1/device/commands/{command['id']}/result", result, self.authorization)
+        return commands
+
+    def apply_configuration(self, client: HttpClient) -> int:
+        """Fetch the desired configuration, 'apply' it, and report its version in a heartbeat."""
+        desired = client.request("GET", "/api/v1/device/config", headers=self.authorization).body
+        self.heartbeat(client, config_version=desired["version"])
+        return desired["version"]
 
     @staticmethod
     def _pause(response, deadline):

@@ -1,8 +1,13 @@
-"""Celery tasks of the device lifecycle: small, idempotent, given ids; the rules live in activation.py."""
+"""Celery tasks of the device lifecycle: small, idempotent, given ids. The rules live in
+activation.py, commands.py and telemetry.py; each task is one call to one of them."""
+
+import logging
 
 from celery import shared_task
 
-from devices import activation
+from devices import activation, commands, telemetry
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=30, time_limit=60)
@@ -21,3 +26,24 @@ def resend_stuck_activations_task():
 def delete_finished_activations_task():
     """Celery beat, hourly: delete operations finished more than 7 days ago."""
     return activation.delete_finished_activations()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def expire_commands():
+    expired = commands.expire_commands()
+    if expired:
+        logger.info("expired %d commands", expired)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def record_connectivity_changes():
+    marked = telemetry.record_connectivity_changes()
+    if marked:
+        logger.info("marked %d devices offline", marked)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def purge_old_heartbeats():
+    deleted = telemetry.purge_old_heartbeats()
+    if deleted:
+        logger.info("purged %d heartbeats older than the retention", deleted)

@@ -3,5 +3,14 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
+    path("spaces/<uuid:code>/bulk/", views.SpaceBulkActionView.as_view(), name="space-bulk-action"),
     path("spaces/<uuid:code>/claim/", views.ClaimDeviceWizardView.as_view(), name="claim-device"),
+    path("devices/<uuid:code>/", views.DeviceDetailView.as_view(), name="device-detail"),
+    path("devices/<uuid:code>/commands/", views.DeviceCommandsView.as_view(), name="device-commands"),
+    path("devices/<uuid:code>/commands/send/", views.SendCommandView.as_view(), name="device-send-command"),
+    path("devices/<uuid:code>/configuration/", views.SaveConfigurationView.as_view(), name="device-configuration"),
+    path("devices/<uuid:code>/rename/", views.RenameDeviceView.as_view(), name="device-rename"),
+    path("devices/<uuid:code>/move/", views.MoveDeviceView.as_view(), name="device-move"),
+    path("devices/<uuid:code>/reactivation/", views.AllowReactivationView.as_view(), name="device-reactivation"),
+    path("devices/<uuid:code>/release/", views.ReleaseDeviceView.as_view(), name="device-release"),
 ]

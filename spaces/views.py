@@ -4,9 +4,10 @@ from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.views.generic import ListView, TemplateView, View
 
-from accounts.access import MANAGE, allows, get_for_user, membership_for
+from accounts.access import MANAGE, OPERATE, allows, get_for_user, membership_for
 from accounts.models import Organization
 from devices.models import online_condition
+from devices.views import bulk_action_form
 
 from .models import Space
 
@@ -76,5 +77,7 @@ class SpaceDashboardView(LoginRequiredMixin, ListView):
             organization=self.space.organization,
             membership=self.membership,
             can_claim=allows(self.membership, MANAGE),
+            can_operate=allows(self.membership, OPERATE),
+            bulk_form=bulk_action_form(self.space) if allows(self.membership, OPERATE) else None,
             **kwargs,
         )

@@ -5,6 +5,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
+from accounts.management.commands.seed_demo import HUB_COMMANDS, HUB_SETTINGS
 from accounts.models import Membership, Organization, Role, User
 from devices.models import Device
 from spaces.models import Space
@@ -97,6 +98,8 @@ class DeviceModelFactory(DjangoModelFactory):
     slug = factory.Sequence(lambda n: f"model-{n}")
     claiming_method = factory.LazyFunction(lambda: shipped_method("serial-mac"))
     heartbeat_interval = 60
+    command_declarations = factory.LazyFunction(lambda: [dict(c) for c in HUB_COMMANDS])
+    setting_declarations = factory.LazyFunction(lambda: [dict(d) for d in HUB_SETTINGS])
 
     class Params:
         cloud_id = factory.Trait(claiming_method=factory.LazyFunction(lambda: shipped_method("cloud-id")))

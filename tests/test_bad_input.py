@@ -36,7 +36,7 @@ BAD_VALUES = {
 def portal(client, organization, owner, space):
     """One signed-in owner and, per form, where it posts and a valid submission to spoil one field of."""
     cache.clear()  # sign-in failures of earlier cases must not throttle later ones
-    ClaimedDeviceFactory(space=space)
+    device = ClaimedDeviceFactory(space=space, name="Screen")
     SpaceFactory(organization=organization, name="Other")
     invitation = Invitation.objects.create(organization=organization, email="invitee@example.test", role=Role.VIEWER)
     reset_user = UserFactory()
@@ -69,6 +69,18 @@ def portal(client, organization, owner, space):
         "create space": (reverse("space-create", args=[organization.code]), owner, {"name": "Lobby"}),
         "rename space": (reverse("space-settings", args=[space.code]), owner, {"name": "Renamed"}),
         "delete space": (reverse("space-delete", args=[space.code]), owner, {"move_devices_to": "1"}),
+        "rename device": (reverse("device-rename", args=[device.code]), owner, {"name": "Renamed"}),
+        "configure device": (
+            reverse("device-configuration", args=[device.code]),
+            owner,
+            {"volume": "10", "display_name": "Hall", "time_zone": "UTC"},
+        ),
+        "send command": (
+            reverse("device-send-command", args=[device.code]),
+            owner,
+            {"command": "firmware_update", "firmware_update-url": "https://example.test/fw.bin"},
+        ),
+        "release device": (reverse("device-release", args=[device.code]), owner, {"confirm_name": "Screen"}),
     }
     return SimpleNamespace(client=client, forms=forms, organization=organization, owner=owner)
 
@@ -88,6 +100,13 @@ FORM_FIELDS = [
     ("create space", "name"),
     ("rename space", "name"),
     ("delete space", "move_devices_to"),
+    ("rename device", "name"),
+    ("configure device", "volume"),
+    ("configure device", "display_name"),
+    ("configure device", "time_zone"),
+    ("send command", "command"),
+    ("send command", "firmware_update-url"),
+    ("release device", "confirm_name"),
 ]
 
 

@@ -82,7 +82,7 @@ def test_an_owner_claims_a_device_from_the_overview_to_the_dashboard(page, live_
     page.get_by_role("button", name="Claim a device").click()
 
     expect(page.get_by_role("alert")).to_contain_text("“Screen on auditorium wall” is claimed and now in Auditorium")
-    expect(page.get_by_role("cell", name="Screen on auditorium wall")).to_be_visible()
+    expect(page.get_by_role("link", name="Screen on auditorium wall", exact=True)).to_be_visible()
     _shoot(page, "08-dashboard-with-the-device")
     assert Device.objects.get(identity=shop["identity"]).space == shop["space"]
 

@@ -9,7 +9,7 @@ from django.core.cache import cache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devices.api import InvalidRequest, parse_activation, parse_json_object, parse_metrics, parse_wait
+from devices.api import InvalidRequest, parse_activation, parse_heartbeat, parse_json_object, parse_wait
 from vendors.attestation import b64url_encode
 
 json_values = st.recursive(
@@ -99,7 +99,7 @@ def test_any_json_value_is_either_an_activation_request_or_refused(value):
 @given(st.dictionaries(st.from_regex(r"[a-z_]{1,20}", fullmatch=True), st.floats(), max_size=40))
 def test_metrics_are_accepted_only_when_finite_and_at_most_32(metrics):
     finite = all(math.isfinite(value) for value in metrics.values())
-    accepted = refusal(parse_metrics, {"metrics": metrics}) is None
+    accepted = refusal(parse_heartbeat, {"metrics": metrics}) is None
     assert accepted == (finite and len(metrics) <= 32)
 
 
@@ -122,3 +122,10 @@ def test_no_body_posted_to_the_device_api_gives_a_500(client, settings, body):
         response = client.post(path, body, content_type="application/json")
         assert response.status_code in {202, 400, 401}
         assert "error" in response.json() or response.status_code == 202
+
+
+@given(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5)))
+def test_config_version_is_accepted_only_as_a_whole_number_from_zero(version):
+    accepted = refusal(parse_heartbeat, {"metrics": {}, "config_version": version}) is None
+    whole = version is None or (type(version) is int and 0 <= version < 2**31)
+    assert accepted == whole

@@ -59,6 +59,10 @@ def a_space(w):
     return {"code": w.space.code}
 
 
+def a_device(w):
+    return {"code": w.device.code}
+
+
 def a_member(w):
     return {"code": w.organization.code, "pk": w.viewer_membership.pk}
 
@@ -88,10 +92,23 @@ PORTAL_PAGES = {
     "space-settings": organization_page(a_space, managers_only=True),
     "space-delete": organization_page(a_space, managers_only=True),
     "claim-device": organization_page(a_space, managers_only=True),
+    "space-bulk-action": organization_page(a_space, managers_only=True),
+    # Devices
+    "device-detail": organization_page(a_device),
+    "device-commands": organization_page(a_device),
+    "device-send-command": organization_page(a_device, managers_only=True),
+    "device-configuration": organization_page(a_device, managers_only=True),
+    "device-rename": organization_page(a_device, managers_only=True),
+    "device-move": organization_page(a_device, managers_only=True),
+    "device-reactivation": organization_page(a_device, managers_only=True),
+    "device-release": organization_page(a_device, managers_only=True),
     # Device API (docs/device-api.md): activation is open to any unit, the rest needs the device key.
     "device-api:activations": public(),
     "device-api:activation": public(lambda w: {"operation_id": "7b0c9d2e-3f4a-4b5c-8d6e-9f0a1b2c3d4e"}),
     "device-api:heartbeat": device_api(),
+    "device-api:commands": device_api(),
+    "device-api:command-result": device_api(lambda w: {"command_id": "0d8f3c1e-5b7a-4c2d-9e6f-1a2b3c4d5e6f"}),
+    "device-api:config": device_api(),
     "device-api:health": public(),
     "device-api:openapi": public(),
 }

@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from .attestation import validate_ed25519_public_key
+from .declarations import validate_declarations
 from .identifiers import MAX_IDENTIFIER_FIELDS, MAX_IDENTIFIER_LENGTH, Normalization, normalize, normalizer
 
 
@@ -140,6 +141,25 @@ class IdentifierField(models.Model):
         return self.value_cleaner(raw)
 
 
+def validate_setting_declarations(value):
+    validate_declarations(value, what="setting")
+
+
+def validate_command_declarations(value):
+    """A list of {"name", "label", "arguments": [declarations]}; see vendors/declarations.py."""
+    if not isinstance(value, list):
+        raise ValidationError("The commands must be a list.")
+    names = set()
+    for index, command in enumerate(value, start=1):
+        name = command.get("name") if isinstance(command, dict) else None
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name):
+            raise ValidationError(f"Command {index}: name must be lower-case letters, digits and underscores.")
+        if name in names:
+            raise ValidationError(f"Command {index}: the name {name!r} is used twice.")
+        names.add(name)
+        validate_declarations(command.get("arguments", []), what=f"argument of {name}")
+
+
 class Attestation(models.TextChoices):
     NONE = "none", "None: the identifiers alone"
     FACTORY_SIGNATURE = "factory_signature", "Factory signature (Ed25519, per production batch)"
@@ -156,6 +176,18 @@ class DeviceModel(models.Model):
         default=60, help_text="Seconds between heartbeats; a device is offline after twice this."
     )
     attestation = models.CharField(max_length=32, choices=Attestation.choices, default=Attestation.NONE)
+    command_declarations = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_command_declarations],
+        help_text='Commands the device accepts, e.g. [{"name": "reboot", "label": "Reboot", "arguments": []}].',
+    )
+    setting_declarations = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_setting_declarations],
+        help_text='Configuration settings, e.g. [{"key": "volume", "type": "integer", "min": 0, "max": 100}].',
+    )
 
     class Meta:
         ordering = ["vendor__name", "name"]
@@ -167,6 +199,10 @@ class DeviceModel(models.Model):
 
     def __str__(self):
         return self.name
+
+    def command_declaration(self, name):
+        """The declaration of the command called `name`, or None."""
+        return next((c for c in self.command_declarations if c["name"] == name), None)
 
     def clean(self):
         # Approved identities store their values in the method's field order: another method

@@ -192,3 +192,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=5_000_000)
 IMPORT_DECISION_DAYS = env.int("IMPORT_DECISION_DAYS", default=7)
 CELERY_BEAT_SCHEDULE["vendors-sweep-imports"] = {"task": "vendors.tasks.sweep_imports", "schedule": 600.0}
+
+# Periodic device housekeeping (issue 6).
+CELERY_BEAT_SCHEDULE |= {
+    "expire-commands": {"task": "devices.tasks.expire_commands", "schedule": 60.0},
+    "record-connectivity-changes": {"task": "devices.tasks.record_connectivity_changes", "schedule": 60.0},
+    "purge-old-heartbeats": {"task": "devices.tasks.purge_old_heartbeats", "schedule": 3600.0},
+}

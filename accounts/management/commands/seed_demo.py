@@ -31,13 +31,52 @@ from vendors.models import (
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 (documented demo password)
 UNITS_PER_MODEL = 60
 
+# What the demo models accept, declared as data (vendors/declarations.py).
+HUB_COMMANDS = [
+    {"name": "reboot", "label": "Reboot", "arguments": []},
+    {
+        "name": "identify",
+        "label": "Identify (blink the LED)",
+        "arguments": [{"key": "seconds", "label": "Seconds", "type": "integer", "min": 1, "max": 300, "default": 30}],
+    },
+    {
+        "name": "firmware_update",
+        "label": "Firmware update",
+        "arguments": [{"key": "url", "label": "Firmware URL", "type": "url", "help": "An https:// link to the image."}],
+    },
+]
+TIME_ZONES = ["UTC", "Europe/London", "Europe/Paris", "America/New_York", "America/Los_Angeles", "Asia/Tokyo"]
+HUB_SETTINGS = [
+    {"key": "volume", "label": "Volume", "type": "integer", "min": 0, "max": 100, "default": 50},
+    {"key": "display_name", "label": "Display name", "type": "string", "max_length": 64, "default": "Acme Hub"},
+    {"key": "time_zone", "label": "Time zone", "type": "choice", "choices": TIME_ZONES, "default": "UTC"},
+]
+DISPLAY_SETTINGS = [
+    {"key": "brightness", "label": "Brightness", "type": "integer", "min": 0, "max": 100, "default": 80},
+    {
+        "key": "orientation",
+        "label": "Orientation",
+        "type": "choice",
+        "choices": ["landscape", "portrait"],
+        "default": "landscape",
+    },
+    {"key": "time_zone", "label": "Time zone", "type": "choice", "choices": TIME_ZONES, "default": "UTC"},
+]
+
 VENDORS = [
     {
         "slug": "acme",
         "name": "Acme Devices",
         "support_email": "support@acme.example",
         "support_url": "https://support.acme.example",
-        "model": {"slug": "hub-2", "name": "Acme Hub 2", "method": "serial-mac", "heartbeat_interval": 60},
+        "model": {
+            "slug": "hub-2",
+            "name": "Acme Hub 2",
+            "method": "serial-mac",
+            "heartbeat_interval": 60,
+            "command_declarations": HUB_COMMANDS,
+            "setting_declarations": HUB_SETTINGS,
+        },
     },
     {
         "slug": "globex",
@@ -49,6 +88,8 @@ VENDORS = [
             "name": "Globex Display 55",
             "method": "cloud-id",
             "heartbeat_interval": 120,
+            "command_declarations": HUB_COMMANDS[:2],
+            "setting_declarations": DISPLAY_SETTINGS,
             "attestation": Attestation.FACTORY_SIGNATURE,
         },
     },
@@ -159,6 +200,8 @@ class Command(BaseCommand):
                     "name": model_spec["name"],
                     "claiming_method": ClaimingMethod.objects.get(slug=model_spec["method"]),
                     "heartbeat_interval": model_spec["heartbeat_interval"],
+                    "command_declarations": model_spec["command_declarations"],
+                    "setting_declarations": model_spec["setting_declarations"],
                     "attestation": model_spec.get("attestation", Attestation.NONE),
                 },
             )

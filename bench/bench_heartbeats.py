@@ -1,0 +1,211 @@
+"""Heartbeat intake from a fleet, and the device page of a device with a month of telemetry.
+
+    .venv/bin/python bench/bench_heartbeats.py [--devices 2000] [--seconds 30]
+
+Recreates the PostgreSQL database `bench_i6` (BENCH_DATABASE_URL overrides it) and loads, with
+set-based SQL, a space of N claimed, activated devices whose device keys are known to the bench
+(only their SHA-256 is stored, as after a real activation; the activation itself is measured by
+bench_activation.py). Starts gunicorn (two workers per core) on 127.0.0.1:14000-14099 and, in the
+same run, measures with wrk at the same concurrency:
+
+- the trivial JSON view /api/v1/health (the baseline);
+- heartbeats from all N devices for S seconds, each with two metrics and its config version:
+  accepted heartbeats per second (rows really stored), p99 latency, and the ratio to the baseline
+  (goal >= 12%);
+- the device page of one device holding 30 days of minute-by-minute heartbeats (43,200 rows):
+  median and p95 over 50 requests (goal p95 < 200 ms).
+"""
+
+import argparse
+import base64
+import hashlib
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from common import (
+    Browser,
+    django_env,
+    ensure_wrk,
+    free_port,
+    load_average,
+    p95,
+    recreate_database,
+    run_wrk,
+    setup_django,
+    start_gunicorn,
+)
+
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_i6")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/6")
+PORTS = range(14000, 14100)
+CONNECTIONS = 64
+PASSWORD = "bench-pass-2026"  # noqa: S105 (a throw-away bench account)
+RATIO_GOAL, PAGE_GOAL_MS = 0.12, 200
+ENV = django_env(DATABASE_URL, REDIS_URL)
+
+HEARTBEAT_SCRIPT = """
+local tokens = {}
+for line in io.lines("%(tokens)s") do tokens[#tokens + 1] = line end
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{"metrics": {"temperature": 21.5, "cpu": ' .. (n %% 100) .. '}, "config_version": 0}'
+  local headers = {["Authorization"] = "Bearer " .. tokens[(n %% #tokens) + 1], ["Content-Type"] = "application/json"}
+  return wrk.format("POST", "/api/v1/device/heartbeat", headers, body)
+end
+"""
+
+
+def device_key(serial):
+    """The bench's stand-in for the key a real activation derives (32 bytes)."""
+    return hashlib.sha256(f"bench-key-{serial}".encode()).digest()
+
+
+def load_fleet(count):
+    """Tenants with the ORM; the identities and claimed, activated devices with INSERT ... SELECT."""
+    from django.db import connection
+
+    from accounts.management.commands.seed_demo import HUB_COMMANDS, HUB_SETTINGS
+    from accounts.models import Membership, Organization, Role, User
+    from spaces.models import Space
+    from vendors.models import ClaimingMethod, DeviceModel, Vendor
+
+    vendor = Vendor.objects.create(name="Bench Devices", slug="bench")
+    model = DeviceModel.objects.create(
+        vendor=vendor,
+        name="Bench Hub",
+        slug="bench-hub",
+        claiming_method=ClaimingMethod.objects.get(slug="serial-mac"),
+        command_declarations=HUB_COMMANDS,
+        setting_declarations=HUB_SETTINGS,
+    )
+    organization = Organization.objects.create(name="Bench Org")
+    organization.connected_vendors.add(vendor)
+    space = Space.objects.create(organization=organization, name="Fleet")
+    owner = User.objects.create_user("owner@bench.example", PASSWORD)
+    Membership.objects.create(user=owner, organization=organization, role=Role.OWNER)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO vendors_approvedidentity (code, device_model_id, identifier_1, identifier_2, status, created_at)
+            SELECT gen_random_uuid(), %s, 'HB-' || lpad(n::text, 7, '0'),
+                   '02:60:' || upper(substr(lpad(to_hex(n), 8, '0'), 1, 2)) || ':'
+                            || upper(substr(lpad(to_hex(n), 8, '0'), 3, 2)) || ':'
+                            || upper(substr(lpad(to_hex(n), 8, '0'), 5, 2)) || ':'
+                            || upper(substr(lpad(to_hex(n), 8, '0'), 7, 2)),
+                   'approved', now()
+            FROM generate_series(1, %s) AS n
+            """,
+            [model.pk, count],
+        )
+        cursor.execute(
+            """
+            INSERT INTO devices_device (code, identity_id, device_model_id, status, organization_id, space_id, name,
+                                        claimed_at, activated_at, last_seen_at, key_hash, online, created_at)
+            SELECT gen_random_uuid(), i.id, i.device_model_id, 'claimed', %s, %s, 'Unit ' || i.identifier_1,
+                   now(), now(), now(),
+                   encode(sha256(sha256(convert_to('bench-key-' || i.identifier_1, 'UTF8'))), 'hex'),
+                   true, now()
+            FROM vendors_approvedidentity i WHERE i.device_model_id = %s
+            """,
+            [organization.pk, space.pk, model.pk],
+        )
+        cursor.execute("SELECT identifier_1 FROM vendors_approvedidentity WHERE device_model_id = %s", [model.pk])
+        serials = [row[0] for row in cursor.fetchall()]
+    return model, [base64.urlsafe_b64encode(device_key(s)).rstrip(b"=").decode() for s in serials]
+
+
+def load_month_of_heartbeats(device):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO devices_heartbeat (device_id, received_at, metrics)
+            SELECT %s, now() - make_interval(mins => n),
+                   jsonb_build_object('temperature', 20 + 3 * sin(n / 90.0), 'cpu', 30 + 20 * sin(n / 30.0),
+                                      'memory', 40 + (n %% 17))
+            FROM generate_series(1, 30 * 24 * 60) AS n
+            """,
+            [device.pk],
+        )
+        cursor.execute("VACUUM ANALYZE devices_heartbeat")
+    return 30 * 24 * 60
+
+
+def heartbeat_rows():
+    from devices.models import Heartbeat
+
+    return Heartbeat.objects.count()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument("--seconds", type=int, default=30)
+    args = parser.parse_args()
+    ensure_wrk()
+
+    print(f"Loading {args.devices:,} claimed, activated devices into {DATABASE_URL} ...", flush=True)
+    recreate_database(DATABASE_URL, ENV)
+    setup_django(ENV)
+    model, tokens = load_fleet(args.devices)
+    port = free_port(PORTS)
+    server = start_gunicorn(port, ENV)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            token_file = Path(scratch) / "tokens.txt"
+            token_file.write_text("\n".join(tokens) + "\n")
+            script = Path(scratch) / "heartbeat.lua"
+            script.write_text(HEARTBEAT_SCRIPT % {"tokens": token_file})
+            print(f"gunicorn: {2 * os.cpu_count()} workers on {base}; load average before: {load_average()}")
+            run_wrk(f"{base}/api/v1/health", seconds=3, connections=CONNECTIONS)  # warm-up
+            baseline = run_wrk(f"{base}/api/v1/health", seconds=10, connections=CONNECTIONS)
+            before = heartbeat_rows()
+            started = time.monotonic()
+            beats = run_wrk(base, seconds=args.seconds, connections=CONNECTIONS, script=script)
+            elapsed = time.monotonic() - started
+            accepted = heartbeat_rows() - before
+
+        from devices.models import Device
+
+        device = Device.objects.filter(device_model=model).order_by("pk").first()
+        month = load_month_of_heartbeats(device)
+        browser = Browser(port)
+        browser.sign_in("owner@bench.example", PASSWORD)
+        timings = []
+        for n in range(55):
+            status, _, body, elapsed_ms = browser.request("GET", f"/devices/{device.code}/")
+            if status != 200 or b"Monitoring" not in body:
+                raise SystemExit(f"device page answered HTTP {status}")
+            if n >= 5:  # the first five warm the server up
+                timings.append(elapsed_ms)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    rate = accepted / elapsed
+    ratio = rate / baseline["rate"]
+    print()
+    print(f"trivial JSON view /api/v1/health: {baseline['rate']:,.0f} requests/s at {CONNECTIONS} connections")
+    print(
+        f"heartbeats from {args.devices:,} devices for {args.seconds} s: {beats['requests']:,} sent, "
+        f"{accepted:,} accepted and stored = {rate:,.0f} heartbeats/s; p99 {beats['p99'] * 1000:.0f} ms; "
+        f"errors {beats['errors']}"
+    )
+    print(f"ratio heartbeats/s : trivial requests/s = {ratio:.1%} (goal >= {RATIO_GOAL:.0%})")
+    print(
+        f"device page with {month:,} heartbeats (30 days, one a minute): median {statistics.median(timings):.1f} ms, "
+        f"p95 {p95(timings):.1f} ms over {len(timings)} requests (goal p95 < {PAGE_GOAL_MS} ms)"
+    )
+    print(f"load average after: {load_average()}")
+    print(f"goal ratio >= {RATIO_GOAL:.0%}: {'met' if ratio >= RATIO_GOAL else 'NOT met'}")
+    print(f"goal device page p95 < {PAGE_GOAL_MS} ms: {'met' if p95(timings) < PAGE_GOAL_MS else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

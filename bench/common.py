@@ -1,0 +1,154 @@
+"""Pieces the bench scripts share: a scratch PostgreSQL database, Django set-up, gunicorn on a
+free port, a cookie-keeping HTTP client, wrk runs and percentiles."""
+
+import http.client
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from http.cookies import SimpleCookie
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def django_env(database_url, redis_url, settings_module="config.settings.local"):
+    """The environment a bench's Django processes run with: real services, DEBUG off."""
+    return os.environ | {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "DJANGO_SETTINGS_MODULE": settings_module,
+        "DJANGO_DEBUG": "false",
+        "DJANGO_LOG_LEVEL": "WARNING",
+    }
+
+
+def recreate_database(database_url, env):
+    """Drop and create the bench database, then apply the migrations."""
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+
+
+def setup_django(env):
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def free_port(ports):
+    for port in ports:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise SystemExit(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
+def start_gunicorn(port, env, *, workers=None, extra=()):
+    """gunicorn serving the portal on 127.0.0.1:`port` (two workers per core unless told)."""
+    workers = workers or 2 * os.cpu_count()
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "config.wsgi:application",
+        f"--bind=127.0.0.1:{port}",
+        f"--workers={workers}",
+        "--log-level=warning",
+        *extra,
+    ]
+    server = subprocess.Popen(command, cwd=ROOT, env=env)
+    deadline = time.monotonic() + 30
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return server
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise SystemExit("gunicorn did not start")
+        time.sleep(0.2)
+
+
+class Browser:
+    """A cookie-keeping HTTP client; each request returns (status, headers, body, milliseconds)."""
+
+    def __init__(self, port):
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.cookies = {}
+
+    def request(self, method, path, form=None):
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        body = None
+        if form is not None:
+            body = urlencode(form | {"csrfmiddlewaretoken": self.cookies.get("csrftoken", "")})
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        started = time.perf_counter()
+        self.connection.request(method, path, body=body, headers=headers)
+        response = self.connection.getresponse()
+        content = response.read()
+        elapsed = (time.perf_counter() - started) * 1000
+        for header in response.headers.get_all("Set-Cookie") or []:
+            for name, morsel in SimpleCookie(header).items():
+                self.cookies[name] = morsel.value
+        if response.getheader("Connection", "").lower() == "close":
+            self.connection.close()
+        return response.status, response.headers, content, elapsed
+
+    def sign_in(self, email, password):
+        self.request("GET", "/accounts/login/")
+        status, *_ = self.request("POST", "/accounts/login/", {"username": email, "password": password})
+        if status != 302:
+            raise SystemExit(f"sign-in failed with HTTP {status}")
+
+
+def p95(values):
+    return statistics.quantiles(values, n=20, method="inclusive")[-1]
+
+
+def ensure_wrk():
+    """wrk (Debian's package) generates the HTTP load; install it when missing."""
+    if shutil.which("wrk"):
+        return
+    print("Installing Debian's wrk for the load ...", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
+    if not shutil.which("wrk"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
+
+
+def _seconds(text):
+    value, unit = float(re.match(r"[\d.]+", text).group()), re.sub(r"[\d.]", "", text)
+    return value * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def run_wrk(url, *, seconds, connections, threads=2, script=None):
+    """Run wrk against `url`; returns {"rate": requests/s, "p99": seconds, "requests", "errors"}."""
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    if script:
+        command += ["-s", str(script)]
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    errors += sum(map(int, socket_errors.groups())) if socket_errors else 0
+    return {
+        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p99": _seconds(re.search(r"99%\s+(\S+)", output).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
+        "errors": (int(non_2xx.group(1)) if non_2xx else 0)
+        + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
+    }
+
+
+def load_average():
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())

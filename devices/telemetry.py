@@ -1,0 +1,108 @@
+"""Heartbeats, connectivity and the monitoring data shown on the device page."""
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from vendors.models import DeviceModel
+
+from .commands import has_pending_commands
+from .configuration import desired_configuration
+from .models import Device, DeviceEvent, Heartbeat
+
+HEARTBEAT_RETENTION = timedelta(days=30)
+
+
+def record_heartbeat(device, *, metrics, config_version=None, now=None):
+    """Record a heartbeat of an authenticated device and say what waits for it.
+
+    Updates last_seen_at (and the applied configuration version it reports), keeps the metrics
+    of a claimed device for the monitoring chart (an unclaimed device's show nowhere, so they are
+    not kept), and writes a back-online event when the device had been marked offline.
+    Returns {"commands_pending": bool, "config_version": desired version}.
+    """
+    now = now or timezone.now()
+    updates = {"last_seen_at": now}
+    if config_version is not None:
+        updates["applied_config_version"] = config_version
+    came_back = not device.online
+    if came_back:
+        updates["online"] = True
+    with transaction.atomic():
+        Device.objects.filter(pk=device.pk).update(**updates)
+        if device.status == Device.Status.CLAIMED:
+            Heartbeat.objects.create(device=device, received_at=now, metrics=metrics)
+            if came_back:
+                DeviceEvent.objects.create(device=device, kind=DeviceEvent.Kind.BACK_ONLINE, created_at=now)
+    for field, value in updates.items():
+        setattr(device, field, value)
+    desired_version, _ = desired_configuration(device)
+    return {"commands_pending": has_pending_commands(device, now), "config_version": desired_version}
+
+
+def record_connectivity_changes(now=None):
+    """Mark devices offline whose last heartbeat is older than twice their model's interval,
+    with a went-offline event for claimed ones. Set-based, one pass per device model."""
+    now = now or timezone.now()
+    marked = 0
+    for model_id, interval in DeviceModel.objects.values_list("pk", "heartbeat_interval"):
+        stale = Device.objects.filter(
+            device_model_id=model_id, online=True, last_seen_at__lt=now - timedelta(seconds=2 * interval)
+        )
+        with transaction.atomic():
+            rows = list(stale.select_for_update(skip_locked=True).values_list("pk", "status"))
+            if not rows:
+                continue
+            Device.objects.filter(pk__in=[pk for pk, _ in rows]).update(online=False)
+            DeviceEvent.objects.bulk_create(
+                DeviceEvent(device_id=pk, kind=DeviceEvent.Kind.WENT_OFFLINE, created_at=now)
+                for pk, status in rows
+                if status == Device.Status.CLAIMED
+            )
+            marked += len(rows)
+    return marked
+
+
+def purge_old_heartbeats(now=None):
+    """Delete heartbeats older than the 30-day retention; returns how many."""
+    now = now or timezone.now()
+    deleted, _ = Heartbeat.objects.filter(received_at__lt=now - HEARTBEAT_RETENTION).delete()
+    return deleted
+
+
+def uptime_fraction(timestamps, *, interval, start, end):
+    """Share of [start, end] covered by heartbeats, each counting for twice the interval
+    (the same rule that decides online/offline). `timestamps` sorted ascending."""
+    if end <= start:
+        return 0.0
+    grace = timedelta(seconds=2 * interval)
+    covered = timedelta()
+    for index, at in enumerate(timestamps):
+        segment_end = at + grace
+        if index + 1 < len(timestamps):
+            segment_end = min(segment_end, timestamps[index + 1])
+        segment_start, segment_end = max(at, start), min(segment_end, end)
+        if segment_end > segment_start:
+            covered += segment_end - segment_start
+    return covered / (end - start)
+
+
+def monitoring(device, *, hours=24, now=None):
+    """What the device page shows for the last `hours`: per-metric series and the uptime.
+
+    One indexed query over the period; series are returned as {name: [(time, value), ...]}.
+    """
+    now = now or timezone.now()
+    start = now - timedelta(hours=hours)
+    rows = list(
+        device.heartbeats.filter(received_at__gte=start).order_by("received_at").values_list("received_at", "metrics")
+    )
+    series = {}
+    for at, metrics in rows:
+        for name, value in metrics.items():
+            series.setdefault(name, []).append((at, value))
+    uptime = uptime_fraction(
+        [at for at, _ in rows], interval=device.device_model.heartbeat_interval, start=start, end=now
+    )
+    return {"start": start, "end": now, "series": dict(sorted(series.items())), "uptime": uptime}

@@ -1,0 +1,110 @@
+"""Settings and command arguments that a device model declares as data.
+
+A declaration is a dict such as
+    {"key": "volume", "label": "Volume", "type": "integer", "min": 0, "max": 100, "default": 50}
+Types: integer, number, boolean, string (max_length), url, choice (choices: [value, ...]).
+The same declarations build the portal's forms and validate what the API and bulk actions
+receive, so a value is checked the same way wherever it comes from.
+"""
+
+import math
+import re
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+TYPES = ("integer", "number", "boolean", "string", "url", "choice")
+KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+MAX_STRING = 1000
+
+
+def validate_declarations(declarations, what="setting"):
+    """Raise ValidationError naming the first malformed declaration in the list."""
+    if not isinstance(declarations, list):
+        raise ValidationError(f"The {what}s must be a list.")
+    seen = set()
+    for index, decl in enumerate(declarations, start=1):
+        where = f"{what} {index}"
+        if not isinstance(decl, dict):
+            raise ValidationError(f"{where.capitalize()} must be an object.")
+        key = decl.get("key")
+        if not isinstance(key, str) or not KEY.match(key):
+            raise ValidationError(f"{where.capitalize()}: key must be lower-case letters, digits and underscores.")
+        if key in seen:
+            raise ValidationError(f"{where.capitalize()}: the key {key!r} is used twice.")
+        seen.add(key)
+        if decl.get("type") not in TYPES:
+            raise ValidationError(f"{where.capitalize()} ({key}): type must be one of {', '.join(TYPES)}.")
+        if decl["type"] == "choice" and not (isinstance(decl.get("choices"), list) and decl["choices"]):
+            raise ValidationError(f"{where.capitalize()} ({key}): a choice needs a non-empty list of choices.")
+        if "default" in decl:
+            try:
+                clean_value(decl, decl["default"])
+            except ValidationError as exc:
+                raise ValidationError(
+                    f"{where.capitalize()} ({key}): the default is invalid: {exc.messages[0]}"
+                ) from exc
+
+
+def form_field(decl, *, required=True):
+    """A Django form field for one declaration."""
+    common = {"label": decl.get("label") or decl["key"], "help_text": decl.get("help", ""), "required": required}
+    kind = decl["type"]
+    if kind == "integer":
+        return forms.IntegerField(min_value=decl.get("min"), max_value=decl.get("max"), **common)
+    if kind == "number":
+        return forms.FloatField(min_value=decl.get("min"), max_value=decl.get("max"), **common)
+    if kind == "boolean":
+        return forms.BooleanField(**{**common, "required": False})
+    if kind == "url":
+        return forms.URLField(max_length=decl.get("max_length", 500), assume_scheme="https", **common)
+    if kind == "choice":
+        return forms.ChoiceField(choices=[(c, c) for c in decl["choices"]], **common)
+    return forms.CharField(max_length=min(decl.get("max_length", 200), MAX_STRING), **common)
+
+
+def clean_value(decl, value):
+    """Validate one value against its declaration and return it in its JSON form."""
+    if decl["type"] == "boolean" and not isinstance(value, bool):
+        raise ValidationError(f"{decl.get('label', decl['key'])}: expected true or false.")
+    if decl["type"] in ("integer", "number") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValidationError(f"{decl.get('label', decl['key'])}: expected a number.")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(f"{decl.get('label', decl['key'])}: expected a finite number.")
+    if decl["type"] in ("string", "url", "choice") and not isinstance(value, str):
+        raise ValidationError(f"{decl.get('label', decl['key'])}: expected text.")
+    return form_field(decl).clean(value)
+
+
+def clean_values(declarations, values):
+    """Validate a {key: value} dict against the declarations: every declared key (required unless
+    boolean or defaulted), no unknown key. Returns the cleaned dict; raises ValidationError
+    with a dict of messages per key."""
+    if not isinstance(values, dict):
+        raise ValidationError("Expected an object of values.")
+    errors, cleaned = {}, {}
+    known = {decl["key"] for decl in declarations}
+    for key in values.keys() - known:
+        errors[key] = ["Unknown field."]
+    for decl in declarations:
+        key = decl["key"]
+        if key not in values:
+            if decl["type"] == "boolean":
+                cleaned[key] = bool(decl.get("default", False))
+            elif "default" in decl:
+                cleaned[key] = decl["default"]
+            else:
+                errors[key] = ["This field is required."]
+            continue
+        try:
+            cleaned[key] = clean_value(decl, values[key])
+        except ValidationError as exc:
+            errors[key] = exc.messages
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def defaults(declarations):
+    """The declared defaults, for a device that has no configuration saved yet."""
+    return {decl["key"]: decl["default"] for decl in declarations if "default" in decl}
