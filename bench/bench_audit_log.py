@@ -12,15 +12,10 @@ must not grow with the log), the number of SQL queries per page, and the CSV exp
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
-from urllib.parse import urlsplit
 
-import psycopg
+from common import recreate_database, setup_django
 
-ROOT = Path(__file__).resolve().parent.parent
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_i7")
 ENV = os.environ | {
     "DATABASE_URL": DATABASE_URL,
@@ -31,23 +26,6 @@ ENV = os.environ | {
 BASELINE_ROWS = 10_000
 RATIO_GOAL = 2.0
 ACTORS = 5
-
-
-def recreate_database():
-    parts = urlsplit(DATABASE_URL)
-    name = parts.path.lstrip("/")
-    with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=ENV, cwd=ROOT, check=True)
-
-
-def setup_django():
-    os.environ.update(ENV)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
 
 
 def organization_with_log(name, rows):
@@ -122,8 +100,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
 
-    recreate_database()
-    setup_django()
+    recreate_database(DATABASE_URL, ENV)
+    setup_django(ENV)
     from django.test import Client
     from django.urls import reverse
 

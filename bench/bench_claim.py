@@ -16,21 +16,14 @@ counts that do not grow with the number of devices.
 """
 
 import argparse
-import http.client
 import os
 import random
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from http.cookies import SimpleCookie
-from pathlib import Path
-from urllib.parse import urlencode, urlsplit
 
 import psycopg
+from common import Browser, django_env, free_port, p95, recreate_database, setup_django, start_gunicorn
 
-ROOT = Path(__file__).resolve().parent.parent
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_i3")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
 PORTS = range(11000, 11100)
@@ -41,29 +34,7 @@ OTHER_ORGANIZATIONS = 9
 PASSWORD = "bench-pass-2026"  # noqa: S105 (a throw-away bench account)
 CLAIM_GOAL_MS, DASHBOARD_GOAL_MS = 50, 150
 
-ENV = os.environ | {
-    "DATABASE_URL": DATABASE_URL,
-    "REDIS_URL": REDIS_URL,
-    "DJANGO_SETTINGS_MODULE": "config.settings.local",
-    "DJANGO_LOG_LEVEL": "WARNING",
-}
-
-
-def recreate_database():
-    parts = urlsplit(DATABASE_URL)
-    name = parts.path.lstrip("/")
-    with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=ENV, cwd=ROOT, check=True)
-
-
-def setup_django():
-    os.environ.update(ENV)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+ENV = django_env(DATABASE_URL, REDIS_URL)
 
 
 def create_tenants():
@@ -138,67 +109,6 @@ def load_rows(model, small, big, others):
         return conn.execute("SELECT count(*) FROM devices_device WHERE space_id = %s", [big.pk]).fetchone()[0]
 
 
-def free_port():
-    for port in PORTS:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise SystemExit(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
-
-
-def start_server(port):
-    command = [
-        str(Path(sys.executable).with_name("gunicorn")),
-        "config.wsgi:application",
-        f"--bind=127.0.0.1:{port}",
-        "--workers=2",
-        "--pythonpath=bench",
-        "--log-level=warning",
-    ]
-    server = subprocess.Popen(command, cwd=ROOT, env=ENV | {"DJANGO_SETTINGS_MODULE": "claim_bench_settings"})
-    deadline = time.monotonic() + 30
-    while True:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return server
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            raise SystemExit("gunicorn did not start")
-        time.sleep(0.2)
-
-
-class Browser:
-    """A cookie-keeping HTTP client; each request returns (status, headers, body, milliseconds)."""
-
-    def __init__(self, port):
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.cookies = {}
-
-    def request(self, method, path, form=None):
-        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
-        body = None
-        if form is not None:
-            body = urlencode(form | {"csrfmiddlewaretoken": self.cookies.get("csrftoken", "")})
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        started = time.perf_counter()
-        self.connection.request(method, path, body=body, headers=headers)
-        response = self.connection.getresponse()
-        content = response.read()
-        elapsed = (time.perf_counter() - started) * 1000
-        for header in response.headers.get_all("Set-Cookie") or []:
-            for name, morsel in SimpleCookie(header).items():
-                self.cookies[name] = morsel.value
-        if response.getheader("Connection", "").lower() == "close":
-            self.connection.close()
-        return response.status, response.headers, content, elapsed
-
-    def sign_in(self):
-        self.request("GET", "/accounts/login/")
-        status, *_ = self.request("POST", "/accounts/login/", {"username": "owner@bench.example", "password": PASSWORD})
-        if status != 302:
-            raise SystemExit(f"sign-in failed with HTTP {status}")
-
-
 def measure_dashboard(browser, space, requests):
     timings, queries = [], set()
     for n in range(requests + 10):
@@ -235,10 +145,6 @@ def measure_claims(browser, space, model, unit_numbers):
     return timings, queries
 
 
-def p95(values):
-    return statistics.quantiles(values, n=20, method="inclusive")[-1]
-
-
 def row(label, timings, queries):
     count = "-".join(str(q) for q in sorted(queries)) if len(queries) > 1 else str(next(iter(queries)))
     print(f"{label:<48} {len(timings):>5} {statistics.median(timings):>10.1f} {p95(timings):>8.1f} {count:>8}")
@@ -251,19 +157,22 @@ def main():
 
     print(f"Loading {IDENTITIES:,} approved identities and {CLAIMED:,} claimed devices into {DATABASE_URL} ...")
     started = time.perf_counter()
-    recreate_database()
-    setup_django()
+    recreate_database(DATABASE_URL, ENV)
+    setup_django(ENV)
     model, small, big, others = create_tenants()
     in_big = load_rows(model, small, big, others)
     print(f"Loaded in {time.perf_counter() - started:.1f} s; the big space holds {in_big:,} devices.")
 
     # Other processes on the machine slow every figure: the load average is printed to judge them by.
     load_before = f"{os.getloadavg()[0]:.1f}"
-    port = free_port()
-    server = start_server(port)
+    port = free_port(PORTS)
+    # claim_bench_settings adds the middleware that reports each request's query count.
+    server = start_gunicorn(
+        port, ENV | {"DJANGO_SETTINGS_MODULE": "claim_bench_settings"}, workers=2, extra=["--pythonpath=bench"]
+    )
     try:
         browser = Browser(port)
-        browser.sign_in()
+        browser.sign_in("owner@bench.example", PASSWORD)
         dashboard_small = measure_dashboard(browser, small, args.requests)
         dashboard_big = measure_dashboard(browser, big, args.requests)
         units = random.Random(3).sample(range(CLAIMED + 1, IDENTITIES + 1), 2 * (args.requests + 5))

@@ -10,6 +10,7 @@ from accounts.audit import record_audit
 from accounts.models import AuditEntry
 from vendors.models import VendorAuditEntry
 
+from .history import record_change
 from .models import Device, DeviceEvent
 
 REACTIVATION_WINDOW = timedelta(hours=24)
@@ -30,15 +31,12 @@ def rename_device(device, *, name, actor):
         old = device.name
         device.name = name
         device.save(update_fields=["name"])
-        DeviceEvent.objects.create(
-            device=device, kind=DeviceEvent.Kind.RENAMED, actor=actor, details={"from": old, "to": name}
-        )
-        record_audit(
-            organization_id=device.organization_id,
+        record_change(
+            device,
+            DeviceEvent.Kind.RENAMED,
             actor=actor,
-            action=AuditEntry.Action.DEVICE_RENAMED,
-            target=name,
-            details={"from": old, "to": name, "device": str(device.code)},
+            audit_action=AuditEntry.Action.DEVICE_RENAMED,
+            details={"from": old, "to": name},
         )
     return device
 
@@ -58,19 +56,13 @@ def move_device(device, *, space, actor):
         previous = locked.space
         locked.space = space
         locked.save(update_fields=["space"])
-        DeviceEvent.objects.create(
-            device=locked,
-            kind=DeviceEvent.Kind.MOVED,
+        record_change(
+            locked,
+            DeviceEvent.Kind.MOVED,
             actor=actor,
-            space=space,
+            audit_action=AuditEntry.Action.DEVICE_MOVED,
             details={"from": previous.name, "to": space.name},
-        )
-        record_audit(
-            organization_id=locked.organization_id,
-            actor=actor,
-            action=AuditEntry.Action.DEVICE_MOVED,
-            target=locked.name,
-            details={"from": previous.name, "to": space.name, "device": str(locked.code)},
+            space=space,
         )
     device.space = space
     return device

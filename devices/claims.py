@@ -8,12 +8,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.audit import record_audit
 from accounts.models import AuditEntry
 from accounts.throttle import FailureThrottle
 from vendors.identifiers import confusable_characters
 from vendors.models import ApprovedIdentity
 
+from .history import record_change
 from .models import Device, DeviceEvent
 
 
@@ -228,19 +228,13 @@ def _claim(*, space, device_model, identifiers, name, actor):
         device.claimed_at = now
         device.claimed_by = actor
         device.save()
-        DeviceEvent.objects.create(
-            device=device,
-            kind=DeviceEvent.Kind.CLAIMED,
+        record_change(
+            device,
+            DeviceEvent.Kind.CLAIMED,
             actor=actor,
-            space=space,
+            audit_action=AuditEntry.Action.DEVICE_CLAIMED,
             details={"space": space.name, "name": device.name},
-            created_at=now,
-        )
-        record_audit(
-            organization_id=space.organization_id,
-            actor=actor,
-            action=AuditEntry.Action.DEVICE_CLAIMED,
-            target=device.name,
-            details={"space": space.name, "device": str(device.code)},
+            space=space,
+            at=now,
         )
     return device

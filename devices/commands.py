@@ -6,10 +6,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.audit import record_audit
 from accounts.models import AuditEntry
 from vendors.declarations import clean_values
 
+from .history import record_change
 from .models import Command, Device, DeviceEvent
 
 # A command the device has not completed by then is marked expired by the periodic sweep.
@@ -43,19 +43,13 @@ def send_command(device, *, name, arguments, actor, now=None):
             created_at=now,
             expires_at=now + COMMAND_TIMEOUT,
         )
-        record_audit(
-            organization_id=device.organization_id,
+        record_change(
+            device,
+            DeviceEvent.Kind.COMMAND_SENT,
             actor=actor,
-            action=AuditEntry.Action.COMMAND_SENT,
-            target=device.name,
-            details={"command": name, "arguments": arguments, "device": str(device.code)},
-        )
-        DeviceEvent.objects.create(
-            device=device,
-            kind=DeviceEvent.Kind.COMMAND_SENT,
-            actor=actor,
+            audit_action=AuditEntry.Action.COMMAND_SENT,
             details={"command": name, "arguments": arguments},
-            created_at=now,
+            at=now,
         )
     return command
 

@@ -5,10 +5,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from accounts.audit import record_audit
 from accounts.models import AuditEntry
 from vendors.declarations import clean_values, defaults
 
+from .history import record_change
 from .models import ConfigurationVersion, Device, DeviceEvent
 
 
@@ -36,17 +36,11 @@ def save_configuration(device, *, values, actor):
             return current
         version = (device.configuration_versions.aggregate(n=Max("version"))["n"] or 0) + 1
         saved = ConfigurationVersion.objects.create(device=device, version=version, values=values, created_by=actor)
-        record_audit(
-            organization_id=device.organization_id,
+        record_change(
+            device,
+            DeviceEvent.Kind.CONFIGURATION_CHANGED,
             actor=actor,
-            action=AuditEntry.Action.CONFIGURATION_CHANGED,
-            target=device.name,
-            details={"version": version, "values": values, "device": str(device.code)},
-        )
-        DeviceEvent.objects.create(
-            device=device,
-            kind=DeviceEvent.Kind.CONFIGURATION_CHANGED,
-            actor=actor,
+            audit_action=AuditEntry.Action.CONFIGURATION_CHANGED,
             details={"version": version, "values": values},
         )
     return saved
