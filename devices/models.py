@@ -62,7 +62,7 @@ class Device(models.Model):
     reactivation_allowed_until = models.DateTimeField(null=True, blank=True)
     # Kept by heartbeats and the connectivity sweep, so that went-offline / back-online
     # events are written once per change.
-    online = models.BooleanField(default=False)
+    online = models.BooleanField(default=False, db_default=False)
     applied_config_version = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
