@@ -215,6 +215,10 @@ def render_device_page(request, device, membership, bound=None, status=200):
     return render(request, "devices/device_detail.html", context, status=status)
 
 
+def _uuids(values):
+    return [value for value in values if _is_uuid(value)]
+
+
 def _is_uuid(value):
     try:
         uuid.UUID(value)
@@ -420,10 +424,14 @@ class SpaceBulkActionView(LoginRequiredMixin, View):
         return dashboard
 
 
-def bulk_action_form(space, data=None):
+def bulk_action_form(space, data=None, *, shown_devices=()):
     """The bulk bar of `space`'s dashboard: its devices, the organization's other spaces, and the
-    commands every model in the space accepts without arguments."""
-    models = DeviceModel.objects.filter(devices__space=space).distinct()
+    commands that every model among the devices accepts without arguments: the devices shown on
+    the page (already loaded with their models), or on a POST the selected ones."""
+    if data is None:
+        models = {device.device_model for device in shown_devices}
+    else:
+        models = DeviceModel.objects.filter(devices__space=space, devices__code__in=_uuids(data.getlist("devices")))
     return BulkActionForm(
         data,
         devices=space.devices.all(),

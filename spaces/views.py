@@ -72,12 +72,16 @@ class SpaceDashboardView(LoginRequiredMixin, ListView):
         return self.space.devices.with_related().order_by("name", "pk")
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(
-            space=self.space,
-            organization=self.space.organization,
-            membership=self.membership,
-            can_claim=allows(self.membership, MANAGE),
-            can_operate=allows(self.membership, OPERATE),
-            bulk_form=bulk_action_form(self.space) if allows(self.membership, OPERATE) else None,
-            **kwargs,
-        )
+        context = super().get_context_data(**kwargs)
+        return context | {
+            "space": self.space,
+            "organization": self.space.organization,
+            "membership": self.membership,
+            "can_claim": allows(self.membership, MANAGE),
+            "can_operate": allows(self.membership, OPERATE),
+            "bulk_form": (
+                bulk_action_form(self.space, shown_devices=context["devices"])
+                if allows(self.membership, OPERATE)
+                else None
+            ),
+        }
