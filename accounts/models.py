@@ -165,17 +165,17 @@ class Invitation(models.Model):
 class AuditEntryQuerySet(models.QuerySet):
     def actor_emails(self, organization_id):
         """The distinct actors' e-mail addresses of an organization's log, in order, including former
-        members'. A loose index scan (one index probe per actor) so it costs the same at any log size."""
+        members'. A loose index scan (one index probe per actor) so it costs the same at any log size;
+        MIN() rather than ORDER BY ... LIMIT 1 so that SQLite, the embedded default, runs it too."""
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
                 WITH RECURSIVE actors(email) AS (
-                    (SELECT actor_email FROM {self.model._meta.db_table}
-                     WHERE organization_id = %s AND actor_email > '' ORDER BY actor_email LIMIT 1)
+                    SELECT MIN(actor_email) FROM {self.model._meta.db_table}
+                    WHERE organization_id = %s AND actor_email > ''
                     UNION ALL
-                    SELECT (SELECT actor_email FROM {self.model._meta.db_table}
-                            WHERE organization_id = %s AND actor_email > actors.email
-                            ORDER BY actor_email LIMIT 1)
+                    SELECT (SELECT MIN(actor_email) FROM {self.model._meta.db_table}
+                            WHERE organization_id = %s AND actor_email > actors.email)
                     FROM actors WHERE actors.email IS NOT NULL
                 )
                 SELECT email FROM actors WHERE email IS NOT NULL

@@ -1,6 +1,7 @@
 import uuid
 from datetime import timedelta
 
+from django.apps import apps
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -8,12 +9,21 @@ from django.utils import timezone
 
 def online_condition(now, prefix=""):
     """Device.is_online() as a query condition (for counting in SQL); `prefix` reaches devices
-    through a relation, e.g. "devices__" from a space."""
-    heartbeat = models.ExpressionWrapper(
-        models.F(f"{prefix}device_model__heartbeat_interval") * timedelta(seconds=2),
-        output_field=models.DurationField(),
-    )
-    return models.Q(**{f"{prefix}last_seen_at__gte": models.Value(now) - heartbeat})
+    through a relation, e.g. "devices__" from a space.
+
+    One threshold per device model, computed here rather than with interval arithmetic in SQL,
+    which SQLite (the embedded default) cannot do.
+    """
+    device_model = apps.get_model("vendors", "DeviceModel")
+    condition = models.Q(**{f"{prefix}pk__in": []})
+    for model_id, interval in device_model.objects.values_list("pk", "heartbeat_interval"):
+        condition |= models.Q(
+            **{
+                f"{prefix}device_model_id": model_id,
+                f"{prefix}last_seen_at__gte": now - timedelta(seconds=2 * interval),
+            }
+        )
+    return condition
 
 
 class DeviceQuerySet(models.QuerySet):
