@@ -12,9 +12,11 @@ from django.utils.http import urlsafe_base64_encode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accounts.forms import AuditFilterForm, InvitationForm, RoleForm, SignUpForm
+from accounts.forms import AuditFilterForm, RoleForm, SignUpForm
+from accounts.management.commands.seed_demo import HUB_SETTINGS
 from accounts.members import invitation_token
 from accounts.models import Invitation, Role
+from devices.forms import DeclaredValuesForm, DeviceNameForm, IdentifiersForm, ReleaseDeviceForm, RenameDeviceForm
 from spaces.forms import SpaceNameForm
 from spaces.models import Space
 
@@ -156,10 +158,30 @@ def test_bad_audit_log_filters_are_field_errors(portal):
         assert SCRIPT not in response.text
 
 
+def test_bad_identifiers_in_the_claim_wizard_are_field_errors_and_kept(client, organization, owner, space):
+    """The wizard's identifier and name steps, walked with each bad value; never a 500."""
+    cache.clear()
+    model = organization.connected_vendors.get().device_models.get()
+    client.force_login(owner)
+    url = reverse("claim-device", args=[space.code])
+    step = f"claim_{space.code.hex}-current_step"
+    for kind, value in BAD_VALUES.items():
+        client.get(url)
+        client.post(url, {step: "model", "model-device_model": model.pk})
+        response = client.post(
+            url, {step: "identifiers", "identifiers-serial_number": value, "identifiers-mac_address": value}
+        )
+        assert response.status_code == 200, kind
+        assert SCRIPT not in response.text
+        assert _shows_an_error(response.text), f"identifiers with {kind} input: no error shown"
+
+
 # Property-based: arbitrary text in every field of every portal form is either valid (and then
 # free of NUL characters, which PostgreSQL cannot store) or a field error, never an exception.
 PORTAL_FORMS = [
-    (InvitationForm, {}),
+    (RenameDeviceForm, {}),
+    (ReleaseDeviceForm, {"device": SimpleNamespace(name="Screen")}),
+    (DeviceNameForm, {}),
     (RoleForm, {}),
     (SignUpForm, {"email": "someone@example.test"}),
     (SpaceNameForm, {}),
@@ -189,3 +211,18 @@ def test_any_space_name_is_created_or_refused_with_a_message(portal, name):
         assert space.name == name.strip()
     else:
         assert response.context["form"].errors["name"]
+
+
+@pytest.mark.django_db
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=400))
+def test_any_text_in_declared_settings_or_identifiers_is_valid_or_a_field_error(device_model, text):
+    """The forms built from data: a model's settings and its claiming method's identifiers."""
+    for form in (
+        DeclaredValuesForm(dict.fromkeys(["volume", "display_name", "time_zone"], text), declarations=HUB_SETTINGS),
+        IdentifiersForm(dict.fromkeys(["serial_number", "mac_address"], text), device_model=device_model),
+    ):
+        if form.is_valid():
+            assert all("\x00" not in str(value) for value in form.cleaned_data.values())
+        else:
+            assert set(form.errors) <= set(form.fields) | {"__all__"}
