@@ -137,6 +137,8 @@ def run_wrk(url, *, seconds, connections, threads=2, script=None):
     if script:
         command += ["-s", str(script)]
     output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    if not re.search(r"99%\s+[\d.]+", output):
+        raise SystemExit(f"wrk gave no latency distribution:\n{output}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     errors = int(non_2xx.group(1)) if non_2xx else 0

@@ -365,7 +365,8 @@ def authenticate_device(token: str) -> Device | None:
         return None
     device = (
         Device.objects.select_related("identity")
-        .only("id", "code", "status", "key_hash", "identity__status")
+        # What the device API's views read (the heartbeat also reads `online`).
+        .only("id", "code", "status", "online", "key_hash", "identity__status")
         .filter(key_hash=hash_device_key(device_key))
         .first()
     )

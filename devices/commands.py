@@ -95,11 +95,6 @@ def expire_commands(now=None):
     )
 
 
-def has_pending_commands(device, now=None):
-    now = now or timezone.now()
-    return device.commands.filter(status__in=Command.PENDING, expires_at__gt=now).exists()
-
-
 def bulk_command_choices(device_models):
     """(name, label) of the commands that every one of `device_models` declares and that need no
     argument without a default: the ones the dashboard can send to a selection at once."""

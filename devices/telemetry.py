@@ -3,13 +3,13 @@
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from vendors.models import DeviceModel
 
-from .commands import has_pending_commands
-from .configuration import desired_configuration
-from .models import Device, DeviceEvent, Heartbeat
+from .models import Command, ConfigurationVersion, Device, DeviceEvent, Heartbeat
 
 HEARTBEAT_RETENTION = timedelta(days=30)
 
@@ -37,8 +37,21 @@ def record_heartbeat(device, *, metrics, config_version=None, now=None):
                 DeviceEvent.objects.create(device=device, kind=DeviceEvent.Kind.BACK_ONLINE, created_at=now)
     for field, value in updates.items():
         setattr(device, field, value)
-    desired_version, _ = desired_configuration(device)
-    return {"commands_pending": has_pending_commands(device, now), "config_version": desired_version}
+    return waiting_for(device, now)
+
+
+def waiting_for(device, now):
+    """{"commands_pending": bool, "config_version": desired version} in one query: what a
+    heartbeat's answer tells the device to fetch."""
+    pending = Command.objects.filter(device=OuterRef("pk"), status__in=Command.PENDING, expires_at__gt=now)
+    newest = ConfigurationVersion.objects.filter(device=OuterRef("pk")).order_by("-version").values("version")[:1]
+    commands_pending, config_version = (
+        Device.objects.filter(pk=device.pk)
+        .annotate(pending=Exists(pending), desired=Coalesce(Subquery(newest), 0))
+        .values_list("pending", "desired")
+        .get()
+    )
+    return {"commands_pending": commands_pending, "config_version": config_version}
 
 
 def record_connectivity_changes(now=None):

@@ -139,3 +139,14 @@ def test_release_leaves_the_new_owner_none_of_the_old_owners_commands_or_configu
     assert call(client, "GET", "/api/v1/device/config", device).json()["version"] == 0
     assert not claimed.heartbeats.exists()
     assert list(claimed.events.values_list("kind", flat=True)) == ["claimed"]
+
+
+def test_a_heartbeat_costs_the_same_few_queries_whatever_waits(client, unit, owner, django_assert_max_num_queries):
+    device, stored = unit
+    for _ in range(5):
+        send_command(stored, name="reboot", arguments={}, actor=owner)
+    call(client, "POST", "/api/v1/device/heartbeat", device, {"metrics": {"cpu": 1}})  # back online: one event more
+    # Authentication, the update, the metrics row and one query for what waits (plus savepoints).
+    with django_assert_max_num_queries(6):
+        answer = call(client, "POST", "/api/v1/device/heartbeat", device, {"metrics": {"cpu": 2}, "config_version": 0})
+    assert answer.json()["commands_pending"] is True
