@@ -7,7 +7,9 @@ MAX_POINTS = 288  # one point per 5 minutes over 24 hours is plenty for a 600-px
 
 @dataclass(frozen=True)
 class LineChart:
-    points: str  # the SVG polyline "x,y x,y ..." in a width x height box
+    # One SVG polyline "x,y x,y ..." per run of buckets with data, in a width x height box: the
+    # line breaks where the device sent nothing, rather than drawing across the outage.
+    segments: list
     width: int
     height: int
     minimum: float
@@ -35,8 +37,20 @@ def line_chart(series, *, start, end, width=600, height=120, buckets=MAX_POINTS)
     low, high = min(values), max(values)
     spread = (high - low) or 1.0
     pad = 4
-    points = " ".join(
-        f"{bucket / max(buckets - 1, 1) * width:.1f},{pad + (1 - (value - low) / spread) * (height - 2 * pad):.1f}"
-        for bucket, value in averaged
+    segments, previous = [], None
+    for bucket, value in averaged:
+        point = (
+            f"{bucket / max(buckets - 1, 1) * width:.1f},{pad + (1 - (value - low) / spread) * (height - 2 * pad):.1f}"
+        )
+        if previous is None or bucket - previous > 1:
+            segments.append([])
+        segments[-1].append(point)
+        previous = bucket
+    return LineChart(
+        segments=[" ".join(points) for points in segments],
+        width=width,
+        height=height,
+        minimum=low,
+        maximum=high,
+        latest=series[-1][1],
     )
-    return LineChart(points=points, width=width, height=height, minimum=low, maximum=high, latest=series[-1][1])

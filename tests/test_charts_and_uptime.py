@@ -26,7 +26,8 @@ def test_uptime_without_heartbeats_is_zero():
 def test_line_chart_scales_values_into_the_box_and_keeps_min_max_latest():
     series = [(START + timedelta(minutes=i), float(i)) for i in range(10)]
     chart = line_chart(series, start=START, end=START + timedelta(minutes=10), width=100, height=50, buckets=10)
-    xs_ys = [tuple(map(float, p.split(","))) for p in chart.points.split()]
+    [points] = chart.segments
+    xs_ys = [tuple(map(float, p.split(","))) for p in points.split()]
     assert len(xs_ys) == 10
     assert xs_ys[0] == (0.0, 46.0)
     assert xs_ys[-1] == (100.0, 4.0)
@@ -35,3 +36,9 @@ def test_line_chart_scales_values_into_the_box_and_keeps_min_max_latest():
 
 def test_line_chart_of_an_empty_series_is_none():
     assert line_chart([], start=START, end=START + timedelta(hours=1)) is None
+
+
+def test_line_chart_breaks_where_the_device_sent_nothing():
+    series = [(START + timedelta(minutes=i), 1.0) for i in list(range(3)) + list(range(7, 10))]
+    chart = line_chart(series, start=START, end=START + timedelta(minutes=10), buckets=10)
+    assert [len(points.split()) for points in chart.segments] == [3, 3]
