@@ -192,3 +192,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=5_000_000)
 IMPORT_DECISION_DAYS = env.int("IMPORT_DECISION_DAYS", default=7)
 CELERY_BEAT_SCHEDULE["vendors-sweep-imports"] = {"task": "vendors.tasks.sweep_imports", "schedule": 600.0}
+# Issue 5 (activation throughput): Celery's Django fixup closes the database connection before and
+# after every task unless DB_REUSE_MAX is set, so each task paid a new PostgreSQL connection (a
+# backend fork and authentication: most of the worker's CPU). Keep it for 500 tasks per process;
+# CONN_MAX_AGE and the health check still retire broken or old connections.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=500)
