@@ -195,5 +195,5 @@ CELERY_BEAT_SCHEDULE["vendors-sweep-imports"] = {"task": "vendors.tasks.sweep_im
 # Issue 5 (activation throughput): Celery's Django fixup closes the database connection before and
 # after every task unless DB_REUSE_MAX is set, so each task paid a new PostgreSQL connection (a
 # backend fork and authentication: most of the worker's CPU). Keep it for 500 tasks per process;
-# CONN_MAX_AGE and the health check still retire broken or old connections.
+# config/celery_app.py still retires broken or old connections before each task, as Django does per request.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=500)
