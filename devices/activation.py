@@ -45,6 +45,8 @@ KEEP_FINISHED = timedelta(days=7)
 SWEEP_BATCH = 1000
 MODEL_CACHE_SECONDS = 10
 _model_cache = {}
+# What processing an operation writes: saving only these spares re-sending the request's columns.
+FINISHED_FIELDS = ["status", "error_code", "error_message", "device", "server_public_key", "finished_at"]
 
 Error = ActivationOperation.Error
 
@@ -183,7 +185,7 @@ def process_activation(operation_id) -> ActivationOperation | None:
             operation.device = device
             operation.server_public_key = b64url_encode(server_public_key)
         operation.finished_at = timezone.now()
-        operation.save()
+        operation.save(update_fields=FINISHED_FIELDS)
         transaction.on_commit(lambda: _announce_finished(operation.pk))
     return operation
 

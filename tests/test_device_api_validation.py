@@ -19,7 +19,10 @@ json_values = st.recursive(
 )
 slugs = st.from_regex(r"[a-z0-9][a-z0-9-]{0,20}", fullmatch=True)
 identifier_names = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True)
-identifier_values = st.text(st.characters(min_codepoint=0x20, exclude_characters="\x7f"), min_size=1, max_size=40)
+# Lone surrogates cannot be stored in PostgreSQL and are refused (tested below), so codec="utf-8".
+identifier_values = st.text(
+    st.characters(min_codepoint=0x20, exclude_characters="\x7f", codec="utf-8"), min_size=1, max_size=40
+)
 keys = st.binary(min_size=32, max_size=32).map(b64url_encode)
 
 

@@ -199,3 +199,8 @@ CELERY_BEAT_SCHEDULE |= {
     "record-connectivity-changes": {"task": "devices.tasks.record_connectivity_changes", "schedule": 60.0},
     "purge-old-heartbeats": {"task": "devices.tasks.purge_old_heartbeats", "schedule": 3600.0},
 }
+# Issue 5 (activation throughput): Celery's Django fixup closes the database connection before and
+# after every task unless DB_REUSE_MAX is set, so each task paid a new PostgreSQL connection (a
+# backend fork and authentication: most of the worker's CPU). Keep it for 500 tasks per process;
+# config/celery_app.py still retires broken or old connections before each task, as Django does per request.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=500)
