@@ -3,9 +3,7 @@
 from contextlib import nullcontext
 from datetime import timedelta
 
-from django.db import transaction
-from django.db.models import Exists, OuterRef, Subquery
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
 from django.utils import timezone
 
 from vendors.models import DeviceModel
@@ -44,17 +42,22 @@ def record_heartbeat(device, *, metrics, config_version=None, now=None):
 
 
 def waiting_for(device, now):
-    """{"commands_pending": bool, "config_version": desired version} in one query: what a
-    heartbeat's answer tells the device to fetch."""
-    pending = Command.objects.filter(device=OuterRef("pk"), status__in=Command.PENDING, expires_at__gt=now)
-    newest = ConfigurationVersion.objects.filter(device=OuterRef("pk")).order_by("-version").values("version")[:1]
-    commands_pending, config_version = (
-        Device.objects.filter(pk=device.pk)
-        .annotate(pending=Exists(pending), desired=Coalesce(Subquery(newest), 0))
-        .values_list("pending", "desired")
-        .get()
-    )
-    return {"commands_pending": commands_pending, "config_version": config_version}
+    """{"commands_pending": bool, "config_version": desired version}: what a heartbeat's answer
+    tells the device to fetch, in one query.
+
+    Plain SQL on purpose: this runs on every heartbeat of every device, and building the same
+    query with the ORM (Exists, Subquery, Coalesce) costs a hundred times its execution.
+    """
+    sql = f"""
+        SELECT EXISTS (SELECT 1 FROM {Command._meta.db_table}
+                       WHERE device_id = %s AND status IN (%s, %s) AND expires_at > %s),
+               COALESCE((SELECT version FROM {ConfigurationVersion._meta.db_table}
+                         WHERE device_id = %s ORDER BY version DESC LIMIT 1), 0)
+    """  # noqa: S608 - table names are the models', values are parameters
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [device.pk, *Command.PENDING, now, device.pk])
+        commands_pending, config_version = cursor.fetchone()
+    return {"commands_pending": bool(commands_pending), "config_version": config_version}
 
 
 def record_connectivity_changes(now=None):
