@@ -47,9 +47,14 @@ pages = [
 ]
 for url in pages:
     print(url, client.get(url, follow=True).status_code)
-unit = {"vendor": "acme", "model": "hub-2", "identifiers": demo_identifiers("acme", 2)}
-body = {**unit, "public_key": SimulatedDevice(unit).activation_request()["public_key"]}
-print("activation", client.post("/api/v1/activations?wait=5", body, content_type="application/json").status_code)
+unit = SimulatedDevice({"vendor": "acme", "model": "hub-2", "identifiers": demo_identifiers("acme", 2)})
+activation = client.post("/api/v1/activations?wait=5", unit.activation_request(), content_type="application/json")
+print("activation", activation.status_code)
+unit.finish_activation(activation.json())
+beat = client.post(
+    "/api/v1/device/heartbeat", {"metrics": {"cpu": 1}}, content_type="application/json", headers=unit.authorization
+)
+print("heartbeat", beat.status_code)
 """
 
 
@@ -66,4 +71,5 @@ def test_the_embedded_default_serves_every_main_page_on_sqlite(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     statuses = dict(line.rsplit(" ", 1) for line in result.stdout.splitlines())
     assert statuses.pop("activation") == "200", result.stdout
+    assert statuses.pop("heartbeat") == "200", result.stdout
     assert set(statuses.values()) == {"200"}, result.stdout
