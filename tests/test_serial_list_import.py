@@ -47,6 +47,16 @@ def test_import_adds_the_normalized_rows(acme_model):
     assert not ImportRow.objects.filter(job=job).exists()
 
 
+def test_importing_one_job_keeps_the_rows_another_job_has_staged(acme_model):
+    earlier = validate(acme_model, HEADER + rows(3))
+    later = validate(acme_model, HEADER + rows(2, start=10))
+    import_validated_rows(later)
+    assert ImportRow.objects.filter(job=earlier).count() == 3
+    import_validated_rows(earlier)
+    assert not ImportRow.objects.exists()
+    assert ApprovedIdentity.objects.count() == 5
+
+
 def test_report_lists_bad_rows_with_line_numbers_and_reasons(acme_model):
     ApprovedIdentityFactory(device_model=acme_model, identifier_1="SN-APPROVED", identifier_2="02:00:00:00:99:99")
     content = (

@@ -78,7 +78,20 @@ def _columns_for(header, device_model):
 
 
 def _clear_staging(job):
-    with connection.cursor() as cursor:
+    """Empty the job's staging rows. When no other job has rows staged (the usual case), TRUNCATE
+    on PostgreSQL: deleting a million rows one by one costs seconds, truncating costs nothing."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # No other job can stage rows between the check and the TRUNCATE.
+            cursor.execute("LOCK TABLE vendors_importrow IN ACCESS EXCLUSIVE MODE")
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM vendors_importrow WHERE job_id < %s)"
+                " OR EXISTS (SELECT 1 FROM vendors_importrow WHERE job_id > %s)",
+                [job.pk, job.pk],
+            )
+            if not cursor.fetchone()[0]:
+                cursor.execute("TRUNCATE vendors_importrow")
+                return
         cursor.execute("DELETE FROM vendors_importrow WHERE job_id = %s", [job.pk])
 
 
