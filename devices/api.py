@@ -297,18 +297,30 @@ class ActivationView(DeviceAPIView):
         return operation_response(operation, 200)
 
 
-class HeartbeatView(DeviceAPIView):
+@method_decorator(csrf_exempt, name="dispatch")  # as_view() reads the exemption off the latest dispatch
+class DeviceKeyView(DeviceAPIView):
+    """Base of the calls a device makes with its key: an oversized body gets 413 and a missing or
+    wrong key 401 before the view runs; the view finds the device in `self.device`."""
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.method.lower() not in self.http_method_names:
+            return super().dispatch(request, *args, **kwargs)  # 405, asking nothing of the caller
+        if body_too_large(request):
+            return error_response(413, "too_large", f"The body must be at most {MAX_BODY} bytes.")
+        self.device = device_from_bearer(request)
+        if self.device is None:
+            return unauthorized()
+        return super().dispatch(request, *args, **kwargs)
+
+
+class HeartbeatView(DeviceKeyView):
     """POST /api/v1/device/heartbeat, authenticated by the device key: marks the device seen, keeps
     its metrics, and says whether commands or a newer configuration wait for it."""
 
     http_method_names = ["post"]
 
     def post(self, request):
-        if body_too_large(request):
-            return error_response(413, "too_large", f"The body must be at most {MAX_BODY} bytes.")
-        device = device_from_bearer(request)
-        if device is None:
-            return unauthorized()
+        device = self.device
         try:
             metrics, config_version = parse_heartbeat(parse_json_object(request.body))
         except InvalidRequest as invalid:
@@ -334,29 +346,23 @@ def command_json(command):
     }
 
 
-class CommandsView(DeviceAPIView):
+class CommandsView(DeviceKeyView):
     """GET /api/v1/device/commands: the commands the device should run now, oldest first."""
 
     http_method_names = ["get"]
 
     def get(self, request):
-        device = device_from_bearer(request)
-        if device is None:
-            return unauthorized()
+        device = self.device
         return JsonResponse({"commands": [command_json(c) for c in deliver_pending_commands(device)]})
 
 
-class CommandResultView(DeviceAPIView):
+class CommandResultView(DeviceKeyView):
     """POST /api/v1/device/commands/<id>/result: the device reports how a command went."""
 
     http_method_names = ["post"]
 
     def post(self, request, command_id):
-        if body_too_large(request):
-            return error_response(413, "too_large", f"The body must be at most {MAX_BODY} bytes.")
-        device = device_from_bearer(request)
-        if device is None:
-            return unauthorized()
+        device = self.device
         try:
             succeeded, output = parse_command_result(parse_json_object(request.body))
             code = uuid.UUID(command_id)
@@ -387,15 +393,13 @@ def parse_command_result(data):
     return status == "succeeded", output
 
 
-class ConfigurationView(DeviceAPIView):
+class ConfigurationView(DeviceKeyView):
     """GET /api/v1/device/config: the configuration the device should run, with its version."""
 
     http_method_names = ["get"]
 
     def get(self, request):
-        device = device_from_bearer(request)
-        if device is None:
-            return unauthorized()
+        device = self.device
         version, values = desired_configuration(device)
         return JsonResponse({"version": version, "config": values})
 
