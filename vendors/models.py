@@ -253,7 +253,11 @@ class ApprovedIdentity(models.Model):
         REVOKED = "revoked", "Revoked"
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    device_model = models.ForeignKey(DeviceModel, on_delete=models.PROTECT, related_name="approved_identities")
+    # No index of its own: the unique (device_model, identifier_N) indexes lead with it already,
+    # and a serial list of a million rows should not maintain a fifth index.
+    device_model = models.ForeignKey(
+        DeviceModel, on_delete=models.PROTECT, related_name="approved_identities", db_index=False
+    )
     identifier_1 = models.CharField(max_length=MAX_IDENTIFIER_LENGTH)
     identifier_2 = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, null=True, blank=True)
     identifier_3 = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, null=True, blank=True)
