@@ -3,6 +3,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 
+from .admin_mixins import ReadOnlyAdminMixin
 from .forms import ThrottledAdminAuthenticationForm
 from .members import add_member, change_role, remove_member
 from .models import AuditEntry, Invitation, Membership, Organization, Role, User
@@ -77,37 +78,24 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
+class InvitationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["email", "organization", "role", "created_at", "accepted_at"]
     list_filter = ["role"]
     list_select_related = ["organization"]
     search_fields = ["email", "organization__name"]
 
     # Invitations are made in the portal (accounts.members.invite_member), which mails the link and logs it.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: the log is written only by record_audit."""
 
+    deletable = False
     list_display = ["created_at", "organization", "actor_email", "action", "target"]
     list_filter = ["action"]
     list_select_related = ["organization"]
     search_fields = ["target", "actor_email", "organization__name"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 # Issue 7: the admin's sign-in is throttled like the portal's.

@@ -6,6 +6,7 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from accounts.access import ALL_VENDORS, admin_vendor_scope
+from accounts.admin_mixins import ReadOnlyAdminMixin
 from vendors.admin_scoping import VendorScopedAdmin, scoped
 from vendors.models import ApprovedIdentity, DeviceModel
 
@@ -108,7 +109,7 @@ class DeviceEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(ActivationOperation)
-class ActivationOperationAdmin(VendorScopedAdmin):
+class ActivationOperationAdmin(ReadOnlyAdminMixin, VendorScopedAdmin):
     """Read-only: what devices asked and why an activation failed (support looks here)."""
 
     staff_may = frozenset({"view"})
@@ -116,9 +117,3 @@ class ActivationOperationAdmin(VendorScopedAdmin):
     list_filter = ["status", "error_code"]
     search_fields = ["=id", "vendor_slug", "model_slug"]
     show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -11,6 +11,7 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from accounts.access import ALL_VENDORS, admin_vendor_scope
+from accounts.admin_mixins import ReadOnlyAdminMixin
 
 from .admin_scoping import VendorScopedAdmin, scoped
 from .exports import serial_list_csv
@@ -317,22 +318,14 @@ class ImportJobAdmin(VendorScopedAdmin):
 
 
 @admin.register(VendorAuditEntry)
-class VendorAuditEntryAdmin(VendorScopedAdmin):
+class VendorAuditEntryAdmin(ReadOnlyAdminMixin, VendorScopedAdmin):
+    # The log is written by release_device() only; nobody edits history.
+    deletable = False
     list_display = ["created_at", "action", "identifiers", "device_model", "actor", "reason"]
     list_filter = ["action"]
     list_select_related = ["device_model", "actor"]
     search_fields = ["identifiers"]
     readonly_fields = ["vendor", "device_model", "identifiers", "action", "actor", "reason", "created_at"]
-
-    # The log is written by release_device() only; nobody edits history.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(VendorStaff)
