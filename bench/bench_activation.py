@@ -39,7 +39,7 @@ BASELINE_SECONDS = 10
 # One worker process with a pool of threads: the task spends about a third of its time waiting on
 # PostgreSQL, and threads spare the prefork pool's per-task pipe traffic between the worker's parent
 # and children (measured: 5.3-5.6 ms of worker CPU per activation against 7.2-7.7 with 4 processes).
-CELERY_POOL = "threads"
+CELERY_POOL = os.environ.get("BENCH_CELERY_POOL", "threads")
 CELERY_THREADS = 8
 # Each worker reserves a few activation messages, so a thread never idles for a Redis round trip
 # between tasks (measured: 68 -> 100 activations/s). Safe with acks_late: unacknowledged messages go
@@ -194,9 +194,19 @@ def baseline_rate(concurrency, processes=4):
         return total / (time.monotonic() - started)
 
 
-def cpu_seconds(process):
-    """CPU seconds (user + system) used so far by `process` and its children, from /proc (Linux)."""
-    pending, total = [process.pid], 0.0
+def server_pids():
+    """PostgreSQL's postmaster and the Redis server, found by name, for their CPU per activation."""
+    pids = {}
+    for name, pattern in (("postgres", "postgres -D"), ("redis", "redis-server")):
+        found = subprocess.run(["pgrep", "-o", "-f", pattern], capture_output=True, text=True).stdout.split()
+        if found:
+            pids[name] = int(found[0])
+    return pids
+
+
+def cpu_seconds(pid):
+    """CPU seconds (user + system) used so far by process `pid` and its children, from /proc (Linux)."""
+    pending, total = [pid], 0.0
     while pending:
         pid = pending.pop()
         try:
@@ -257,10 +267,11 @@ def main():
 
         units = [json.loads(line) for line in units_file.read_text().splitlines()]
         # CPU per activation is less at the mercy of other work on the machine than the rates are.
-        cpu_before = [cpu_seconds(process) for process in processes], time.process_time()
+        measured = {"gunicorn": processes[0].pid, "celery": processes[1].pid} | server_pids()
+        cpu_before = {name: cpu_seconds(pid) for name, pid in measured.items()}, time.process_time()
         result = simulate(URL, units, concurrency=options.concurrency, heartbeats=1, wait=10)
-        cpu_used = [cpu_seconds(process) - before for process, before in zip(processes, cpu_before[0], strict=True)]
-        client_cpu = time.process_time() - cpu_before[1]
+        cpu_used = {name: cpu_seconds(pid) - cpu_before[0][name] for name, pid in measured.items()}
+        cpu_used["this client"] = time.process_time() - cpu_before[1]
         p50, p99 = result.percentile(50), result.percentile(99)
         ratio = result.rate / baseline
         print(
@@ -270,10 +281,10 @@ def main():
         )
         print("load average after the run: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         print(f"latency: p50 {p50:.3f} s, p99 {p99:.3f} s; failures: {result.failures or 'none'}")
+        # PostgreSQL's figure counts every database of the cluster: other work on the machine shows in it.
         print(
-            "CPU per activation: gunicorn {:.2f} ms, celery {:.2f} ms, this client {:.2f} ms".format(
-                *(seconds / len(units) * 1000 for seconds in (*cpu_used, client_cpu))
-            )
+            "CPU per activation: "
+            + ", ".join(f"{name} {seconds / len(units) * 1000:.2f} ms" for name, seconds in cpu_used.items())
         )
         print(f"ratio activations/s : trivial requests/s = {ratio:.1%} (goal >= {GOALS['ratio']:.0%})")
         checks = check_database(len(units))

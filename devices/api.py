@@ -211,19 +211,10 @@ def too_many_requests(retry_after):
     return response
 
 
-def operation_body(operation):
-    body = {"operation_id": str(operation.pk), "status": operation.status}
-    if operation.status == ActivationOperation.Status.ASSIGNED:
-        body["device"] = {"id": str(operation.device.code), "status": operation.device.status}
-        body["server_public_key"] = operation.server_public_key
-    elif operation.status == ActivationOperation.Status.FAILED:
-        body["error"] = {"code": operation.error_code, "message": operation.error_message}
-    return body
-
-
-def operation_response(operation, status):
-    response = JsonResponse(operation_body(operation), status=status)
-    if not operation.finished:
+def operation_response(result, status):
+    """The answer about an activation operation, given its ActivationOperation.to_dict()."""
+    response = JsonResponse(result, status=status)
+    if result["status"] == ActivationOperation.Status.ASSIGNING:
         response["Retry-After"] = "1"
     return response
 
@@ -273,11 +264,10 @@ class ActivationsView(DeviceAPIView):
             return too_many_requests(retry_after)
 
         operation = start_activation(activation_request)
-        if wait is not None:
-            operation = wait_for_activation(operation.pk, wait)
-            if operation.finished:
-                return operation_response(operation, 200)
-        response = operation_response(operation, 202)
+        result = operation.to_dict() if wait is None else wait_for_activation(operation.pk, wait)
+        if result["status"] != ActivationOperation.Status.ASSIGNING:
+            return operation_response(result, 200)
+        response = operation_response(result, 202)
         response["Location"] = reverse("device-api:activation", args=[operation.pk])
         return response
 
@@ -294,7 +284,7 @@ class ActivationView(DeviceAPIView):
             operation = None
         if operation is None:
             return error_response(404, "not_found", "There is no activation operation with this id.")
-        return operation_response(operation, 200)
+        return operation_response(operation.to_dict(), 200)
 
 
 @method_decorator(csrf_exempt, name="dispatch")  # as_view() reads the exemption off the latest dispatch

@@ -206,9 +206,7 @@ def _claim(*, space, device_model, identifiers, name, actor):
         )
 
     with transaction.atomic():
-        # The device row appears on first claim or activation; create it if needed, then lock it.
-        Device.objects.bulk_create([Device(identity=identity, device_model=device_model)], ignore_conflicts=True)
-        device = Device.objects.select_for_update().get(identity=identity)
+        device = Device.objects.create_or_lock(identity.pk, device_model.pk)
         if device.status == Device.Status.CLAIMED:
             if device.organization_id == space.organization_id:
                 raise AlreadyClaimedByYou(

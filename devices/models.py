@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from django.apps import apps
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 from django.utils import timezone
 
 
@@ -36,6 +36,29 @@ class DeviceQuerySet(models.QuerySet):
     def with_related(self):
         """What every device list shows: model, vendor and space, in the same query."""
         return self.select_related("device_model__vendor", "space")
+
+    def create_or_lock(self, identity_id, device_model_id):
+        """The device of an approved unit, with its row locked until the transaction ends; created
+        (unregistered) if the unit has none yet. Call it inside transaction.atomic().
+
+        A device row appears on a unit's first claim or activation. One statement does both the
+        creation and the lock (INSERT ... ON CONFLICT DO UPDATE ... RETURNING: the no-op update is
+        what locks an existing row), so a claim and an activation racing for a unit's first row get
+        the same row one after the other. SQLite has no row locks but lets one writer in at a time.
+        """
+        connection = connections[self.db]
+        code = self.model._meta.get_field("code").get_db_prep_value(uuid.uuid4(), connection)
+        sql = f"""
+            INSERT INTO {self.model._meta.db_table}
+                (code, identity_id, device_model_id, status, name, key_hash, online, created_at)
+            VALUES (%s, %s, %s, %s, '', '', %s, %s)
+            ON CONFLICT (identity_id) DO UPDATE SET identity_id = EXCLUDED.identity_id
+            RETURNING *
+        """  # noqa: S608 - the table name is the model's, values are parameters
+        created_at = connection.ops.adapt_datetimefield_value(timezone.now())
+        params = [code, identity_id, device_model_id, self.model.Status.UNREGISTERED, False, created_at]
+        (device,) = self.raw(sql, params)
+        return device
 
 
 class Device(models.Model):
@@ -288,3 +311,13 @@ class ActivationOperation(models.Model):
     @property
     def finished(self):
         return self.status != self.Status.ASSIGNING
+
+    def to_dict(self):
+        """The operation as the device API answers it (docs/device-api.md, step 3)."""
+        result = {"operation_id": str(self.pk), "status": self.status}
+        if self.status == self.Status.ASSIGNED:
+            result["device"] = {"id": str(self.device.code), "status": self.device.status}
+            result["server_public_key"] = self.server_public_key
+        elif self.status == self.Status.FAILED:
+            result["error"] = {"code": self.error_code, "message": self.error_message}
+        return result
