@@ -22,42 +22,44 @@ def record_heartbeat(device, *, metrics, config_version=None, now=None):
     Returns {"commands_pending": bool, "config_version": desired version}.
     """
     now = now or timezone.now()
-    updates = {"last_seen_at": now}
-    if config_version is not None:
-        updates["applied_config_version"] = config_version
     came_back = not device.online
-    if came_back:
-        updates["online"] = True
     # The common heartbeat is two independent writes, each its own statement; only a device coming
     # back online needs its flag and its event written together.
     with transaction.atomic() if came_back else nullcontext():
-        Device.objects.filter(pk=device.pk).update(**updates)
+        waiting = _mark_seen(device, now, config_version)
         if device.status == Device.Status.CLAIMED:
             Heartbeat.objects.create(device=device, received_at=now, metrics=metrics)
             if came_back:
                 DeviceEvent.objects.create(device=device, kind=DeviceEvent.Kind.BACK_ONLINE, created_at=now)
-    for field, value in updates.items():
-        setattr(device, field, value)
-    return waiting_for(device, now)
+    device.last_seen_at, device.online = now, True
+    if config_version is not None:
+        device.applied_config_version = config_version
+    return waiting
 
 
-def waiting_for(device, now):
-    """{"commands_pending": bool, "config_version": desired version}: what a heartbeat's answer
-    tells the device to fetch, in one query.
+def _mark_seen(device, now, config_version):
+    """Mark the device seen (and online, with the configuration version it reports) and read what
+    waits for it: {"commands_pending": bool, "config_version": desired version}, in one statement.
 
     Plain SQL on purpose: this runs on every heartbeat of every device, and building the same
-    query with the ORM (Exists, Subquery, Coalesce) costs a hundred times its execution.
+    statement with the ORM (Exists, Subquery, Coalesce) costs many times its execution.
     """
+    applied = ", applied_config_version = %s" if config_version is not None else ""
     sql = f"""
-        SELECT EXISTS (SELECT 1 FROM {Command._meta.db_table}
-                       WHERE device_id = %s AND status IN (%s, %s) AND expires_at > %s),
-               COALESCE((SELECT version FROM {ConfigurationVersion._meta.db_table}
-                         WHERE device_id = %s ORDER BY version DESC LIMIT 1), 0)
+        UPDATE {Device._meta.db_table} SET last_seen_at = %s, online = %s{applied} WHERE id = %s
+        RETURNING
+            EXISTS (SELECT 1 FROM {Command._meta.db_table}
+                    WHERE device_id = %s AND status IN (%s, %s) AND expires_at > %s),
+            COALESCE((SELECT version FROM {ConfigurationVersion._meta.db_table}
+                      WHERE device_id = %s ORDER BY version DESC LIMIT 1), 0)
     """  # noqa: S608 - table names are the models', values are parameters
+    when = connection.ops.adapt_datetimefield_value(now)
+    params = [when, True, *([config_version] if config_version is not None else []), device.pk]
+    params += [device.pk, *Command.PENDING, when, device.pk]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [device.pk, *Command.PENDING, now, device.pk])
-        commands_pending, config_version = cursor.fetchone()
-    return {"commands_pending": bool(commands_pending), "config_version": config_version}
+        cursor.execute(sql, params)
+        commands_pending, desired_version = cursor.fetchone()
+    return {"commands_pending": bool(commands_pending), "config_version": desired_version}
 
 
 def record_connectivity_changes(now=None):
