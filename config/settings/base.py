@@ -17,8 +17,20 @@ USE_I18N = True
 USE_TZ = True
 SITE_NAME = env("DJANGO_SITE_NAME", default="Device Portal")
 
+
+def database_settings(config):
+    """What every environment adds to its DATABASE_URL: on PostgreSQL, server-side binding."""
+    if config["ENGINE"].endswith("postgresql"):
+        # Parameters travel apart from the SQL text, and psycopg prepares a statement the fifth time
+        # a connection runs it: PostgreSQL then stops parsing and planning the device API's hot
+        # statements on every call. Set DATABASE_SERVER_SIDE_BINDING=False behind a pooler in
+        # transaction mode (PgBouncer before 1.21), which cannot keep prepared statements.
+        config.setdefault("OPTIONS", {})["server_side_binding"] = env.bool("DATABASE_SERVER_SIDE_BINDING", default=True)
+    return config
+
+
 # Without DATABASE_URL the portal runs on an embedded SQLite file, so a fresh machine needs nothing running.
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES = {"default": database_settings(env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -1,13 +1,13 @@
 """Production: PostgreSQL, Redis, gunicorn, Celery worker and beat, HTTPS. Secrets have no defaults."""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import database_settings, env
 
 DEBUG = False
 ALLOW_DEMO_DATA = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
-DATABASES = {"default": env.db("DATABASE_URL")}
+DATABASES = {"default": database_settings(env.db("DATABASE_URL"))}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 REDIS_URL = env("REDIS_URL")

@@ -1,13 +1,13 @@
 """Test settings: real PostgreSQL and real Redis, never SQLite (see bin/test)."""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import database_settings, env
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="test-only-not-secret-7d1f2c3b4a5e6f708192")
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 DEBUG = False
 
-DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/portal")}
+DATABASES = {"default": database_settings(env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/portal"))}
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_portal")}
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/15")
 CACHES = {
