@@ -194,7 +194,7 @@ def change_role(membership, *, role, actor):
         _require_owner(membership.organization, actor, "Only an owner can make or unmake owners.")
     with transaction.atomic():
         owners = _lock_owners(membership.organization_id)
-        locked = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
+        locked = Membership.objects.select_for_update(of=("self",)).select_related("user").get(pk=membership.pk)
         if locked.role == Role.OWNER and owners == [locked.pk]:
             raise LastOwnerError(
                 "The last owner cannot be demoted: make another member owner first, so the organization "
@@ -224,7 +224,7 @@ def remove_member(membership, *, actor):
         _require_owner(membership.organization, actor, "Only an owner can remove an owner.")
     with transaction.atomic():
         owners = _lock_owners(membership.organization_id)
-        locked = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
+        locked = Membership.objects.select_for_update(of=("self",)).select_related("user").get(pk=membership.pk)
         if locked.role == Role.OWNER and owners == [locked.pk]:
             raise LastOwnerError("The last owner cannot leave or be removed: make another member owner first.")
         locked.delete()

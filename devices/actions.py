@@ -78,7 +78,9 @@ def release_device(device, *, actor, reason=""):
     (see VendorAuditEntry).
     """
     with transaction.atomic():
-        locked = Device.objects.select_for_update().select_related("identity", "device_model").get(pk=device.pk)
+        locked = (
+            Device.objects.select_for_update(of=("self",)).select_related("identity", "device_model").get(pk=device.pk)
+        )
         if locked.status != Device.Status.CLAIMED:
             return locked
         # The audit log is the organization's record, not the device's history: it keeps the release.
