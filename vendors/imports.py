@@ -300,9 +300,6 @@ def _finish(job, *, status, finished=True, **fields):
         setattr(job, name, value)
 
 
-_NEW_CODE_SQL = {"postgresql": "gen_random_uuid()", "sqlite": "lower(hex(randomblob(16)))"}
-
-
 def import_validated_rows(job):
     """Add the good rows of a validated job to the model's serial list: all in one transaction, or none.
 
@@ -321,12 +318,12 @@ def import_validated_rows(job):
                 cursor.execute("LOCK TABLE vendors_approvedidentity IN SHARE ROW EXCLUSIVE MODE")
             _mark_already_approved(locked)
             cursor.execute(
-                f"""
+                """
                 INSERT INTO vendors_approvedidentity
-                    (code, device_model_id, identifier_1, identifier_2, identifier_3, status, created_at)
-                SELECT {_NEW_CODE_SQL[connection.vendor]}, %s, identifier_1, identifier_2, identifier_3, %s, %s
+                    (device_model_id, identifier_1, identifier_2, identifier_3, status, created_at)
+                SELECT %s, identifier_1, identifier_2, identifier_3, %s, %s
                 FROM vendors_importrow WHERE job_id = %s AND error IS NULL
-                """,  # noqa: S608 (no user input in the SQL text)
+                """,
                 [locked.device_model_id, "approved", timezone.now(), locked.pk],
             )
             imported = cursor.rowcount
