@@ -307,7 +307,11 @@ def import_validated_rows(job):
     job; does nothing unless the job is validated or importing, so a task delivered twice imports once.
     """
     with transaction.atomic():
-        locked = ImportJob.objects.select_for_update().select_related("device_model__claiming_method").get(pk=job.pk)
+        locked = (
+            ImportJob.objects.select_for_update(of=("self",))
+            .select_related("device_model__claiming_method")
+            .get(pk=job.pk)
+        )
         if locked.status not in {ImportJob.Status.VALIDATED, ImportJob.Status.IMPORTING}:
             return locked
         with connection.cursor() as cursor:
