@@ -1,13 +1,16 @@
 """Shared fixtures: an organization with one member per role, an outsider, a real Celery
 worker process, and real headless Chromium."""
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -213,3 +216,34 @@ def database_url_for_subprocess():
     """The test database as a DATABASE_URL, for a `manage.py` run in a child process."""
     db = connection.settings_dict
     return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@contextlib.contextmanager
+def approved_meanwhile(device_model, serial, mac):
+    """Approve a unit in another connection's transaction, left open until a statement of this test
+    waits for one of its locks (20 s at the most), then committed: a concurrent import or admin
+    edit. Yields an Event, set if that wait happened. Needs a transactional (committed) test."""
+    other = psycopg.connect(database_url_for_subprocess())
+    other.execute(
+        "INSERT INTO vendors_approvedidentity (device_model_id, identifier_1, identifier_2, status, created_at)"
+        " VALUES (%s, %s, %s, 'approved', now())",
+        [device_model.pk, serial, mac],
+    )
+    waited = threading.Event()
+
+    def commit_once_someone_waits():
+        deadline = time.monotonic() + 20
+        while not waited.is_set() and time.monotonic() < deadline:
+            if other.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted)").fetchone()[0]:
+                waited.set()
+            else:
+                time.sleep(0.05)
+        other.commit()
+
+    committer = threading.Thread(target=commit_once_someone_waits)
+    committer.start()
+    try:
+        yield waited
+    finally:
+        committer.join()
+        other.close()

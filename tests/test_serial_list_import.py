@@ -16,7 +16,7 @@ from django.db.utils import DatabaseError
 from vendors.imports import import_validated_rows, validate_import
 from vendors.models import ApprovedIdentity, ImportJob, ImportRow
 
-from .conftest import database_url_for_subprocess
+from .conftest import approved_meanwhile, database_url_for_subprocess
 from .factories import ApprovedIdentityFactory, DeviceModelFactory, shipped_method
 
 HEADER = "serial_number,mac_address\n"
@@ -153,6 +153,18 @@ def test_a_value_approved_meanwhile_is_skipped_not_duplicated(acme_model):
     job = validate(acme_model, HEADER + rows(3))
     ApprovedIdentityFactory(device_model=acme_model, identifier_1="SN-000001", identifier_2="02:00:00:00:99:01")
     job = import_validated_rows(job)
+    assert job.rows_imported == 2
+    assert ApprovedIdentity.objects.filter(identifier_1="SN-000001").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_value_approved_by_a_transaction_still_open_is_skipped_once_it_commits(acme_model):
+    """The import waits for the other writer (the table lock) and does not deadlock with its
+    foreign-key check on the device model."""
+    job = validate(acme_model, HEADER + rows(3))
+    with approved_meanwhile(acme_model, "SN-000001", "02:00:00:00:99:01") as waited:
+        job = import_validated_rows(job)
+    assert waited.is_set()
     assert job.rows_imported == 2
     assert ApprovedIdentity.objects.filter(identifier_1="SN-000001").count() == 1
 

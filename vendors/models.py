@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.functions import UUID4
 from django.utils import timezone
 from django.utils.functional import cached_property
 
@@ -252,7 +253,8 @@ class ApprovedIdentity(models.Model):
         APPROVED = "approved", "Approved"
         REVOKED = "revoked", "Revoked"
 
-    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # db_default: the import's COPY and INSERT ... SELECT leave the column to the database.
+    code = models.UUIDField(default=uuid.uuid4, db_default=UUID4(), unique=True, editable=False)
     # No index of its own: the unique (device_model, identifier_N) indexes lead with it already,
     # and a serial list of a million rows should not maintain a fifth index.
     device_model = models.ForeignKey(

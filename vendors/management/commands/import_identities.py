@@ -6,7 +6,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from vendors.imports import REPORTED_BAD_ROWS, cancel_import, import_validated_rows, validate_import
+from vendors.imports import REPORTED_BAD_ROWS, cancel_import, import_file, validate_import
 from vendors.models import DeviceModel, ImportJob
 
 # Exit statuses: 0 all rows good (and imported), 1 bad rows or a refused file (nothing imported), 2 usage.
@@ -42,7 +42,9 @@ class Command(BaseCommand):
         started = time.monotonic()
         job = ImportJob.objects.create(device_model=device_model, source_name=os.path.basename(file))
         with stream:
-            validate_import(job, stream, size=os.fstat(stream.fileno()).st_size, progress=self._progress_bar())
+            job = (validate_import if dry_run else import_file)(
+                job, stream, size=os.fstat(stream.fileno()).st_size, progress=self._progress_bar()
+            )
         if job.status == ImportJob.Status.FAILED:
             self._end_progress()
             raise CommandError(f"{file}: refused, nothing imported. {job.problem}", returncode=EXIT_BAD_INPUT)
@@ -64,7 +66,6 @@ class Command(BaseCommand):
             self._end_progress()
             self.stdout.write(f"{file}: all {job.rows_total} rows are good (dry run, nothing imported).")
             return
-        job = import_validated_rows(job)
         self._end_progress()
         skipped = job.rows_total - job.rows_imported
         self.stdout.write(
