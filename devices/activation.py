@@ -363,34 +363,43 @@ def delete_finished_activations(now=None) -> int:
 # Rate limits and device authentication.
 
 
-def rate_limit_retry_after(scope: str, subject: str, limit: int, window: int = 60) -> int | None:
-    """Count one request of `subject` in the current fixed window, in the shared cache.
+def rate_limit_retry_after(*limits, window: int = 60) -> int | None:
+    """Count one request against each (scope, subject, limit) in the current fixed window, in the
+    shared cache, all in one round trip.
 
-    Returns None while within `limit`, else the seconds until the window ends (for Retry-After).
+    Returns None while every count is within its limit, else the seconds until the window ends
+    (for Retry-After).
     """
     now = time.time()
     window_start = int(now // window) * window
-    count = _count(f"ratelimit:{scope}:{subject}:{window_start}", ttl=window + 1)
-    if count <= limit:
+    keys = [f"ratelimit:{scope}:{subject}:{window_start}" for scope, subject, _ in limits]
+    counts = _count(keys, ttl=window + 1)
+    if all(count <= limit for count, (_, _, limit) in zip(counts, limits, strict=True)):
         return None
     return max(1, int(window_start + window - now + 0.999))
 
 
-def _count(key, ttl):
-    """Increment a shared counter that expires `ttl` seconds after it starts; returns the new value.
+def _count(keys, ttl):
+    """Increment shared counters that expire `ttl` seconds after they start; returns the new values.
 
     On Redis (the shared cache in production) one pipelined round trip; without Redis the
     embedded setup's database cache, which every process shares too.
     """
     client = _redis()
     if client is not None:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.incr(key).expire(key, ttl, nx=True)
         try:
-            count, _ = client.pipeline(transaction=False).incr(key).expire(key, ttl, nx=True).execute()
+            return pipe.execute()[::2]
         except redis.RedisError:
             # Redis (also the broker) is down: accept the request rather than lose it; the sweeper sends it later.
             logger.warning("Rate limits are not counted: Redis is unreachable", exc_info=True)
-            return 0
-        return count
+            return [0] * len(keys)
+    return [_count_in_cache(key, ttl) for key in keys]
+
+
+def _count_in_cache(key, ttl):
     if cache.add(key, 1, timeout=ttl):
         return 1
     try:

@@ -247,21 +247,25 @@ class ActivationsView(DeviceAPIView):
     http_method_names = ["post"]
 
     def post(self, request):
-        retry_after = rate_limit_retry_after("address", client_address(request), settings.ACTIVATION_RATE_PER_ADDRESS)
-        if retry_after:
-            return too_many_requests(retry_after)
+        by_address = ("address", client_address(request), settings.ACTIVATION_RATE_PER_ADDRESS)
+        refusal = None
         if body_too_large(request):
-            return error_response(413, "too_large", f"The body must be at most {MAX_BODY} bytes.")
-        try:
-            wait = parse_wait(request.GET.get("wait"))
-            activation_request = parse_activation(parse_json_object(request.body))
-        except InvalidRequest as invalid:
-            return error_response(400, "invalid_request", invalid.message, fields=invalid.fields)
-        retry_after = rate_limit_retry_after(
-            "identity", activation_request.identity_key(), settings.ACTIVATION_RATE_PER_IDENTITY
-        )
+            refusal = error_response(413, "too_large", f"The body must be at most {MAX_BODY} bytes.")
+        else:
+            try:
+                wait = parse_wait(request.GET.get("wait"))
+                activation_request = parse_activation(parse_json_object(request.body))
+            except InvalidRequest as invalid:
+                refusal = error_response(400, "invalid_request", invalid.message, fields=invalid.fields)
+        # Every request counts against its address, a well-formed one against its unit too.
+        limits = [by_address]
+        if refusal is None:
+            limits.append(("identity", activation_request.identity_key(), settings.ACTIVATION_RATE_PER_IDENTITY))
+        retry_after = rate_limit_retry_after(*limits)
         if retry_after:
             return too_many_requests(retry_after)
+        if refusal is not None:
+            return refusal
 
         operation = start_activation(activation_request)
         result = operation.to_dict() if wait is None else wait_for_activation(operation.pk, wait)

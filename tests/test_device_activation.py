@@ -482,6 +482,16 @@ def test_more_than_the_per_address_limit_gets_429_with_retry_after(client, setti
 
 
 @pytest.mark.django_db
+def test_malformed_and_oversized_requests_count_against_the_address_limit(client, settings):
+    settings.ACTIVATION_RATE_PER_ADDRESS = 3
+    junk = client.post(ACTIVATIONS, "not json", content_type="application/json")
+    too_large = client.post(ACTIVATIONS, "x" * 20_000, content_type="application/json")
+    statuses = [junk.status_code, too_large.status_code, post(client, _valid_body()).status_code]
+    assert statuses == [400, 413, 202]
+    assert post(client, _valid_body()).status_code == 429
+
+
+@pytest.mark.django_db
 def test_more_than_five_requests_a_minute_for_one_identity_get_429(client):
     body = _valid_body()
     statuses = []
