@@ -17,7 +17,7 @@ def start_task_like_a_request(sender=None, **kwargs):
 
     CELERY_DB_REUSE_MAX keeps a worker's connection between tasks (a new one per task was most of
     an activation's worker CPU), so something must still close a connection that broke (say,
-    PostgreSQL restarted) or outlived CONN_MAX_AGE, and re-arm CONN_HEALTH_CHECKS. Eager tasks
+    PostgreSQL restarted) or outlived CONN_MAX_AGE (and re-arm CONN_HEALTH_CHECKS, if on). Eager tasks
     run inside the caller's transaction and are left alone.
     """
     if not getattr(sender.request, "is_eager", False):
