@@ -96,30 +96,40 @@ def start_activation(request: ActivationRequest) -> ActivationOperation:
         device_public_key=request.public_key,
         attestation=request.attestation,
     )
-    _write_operation(operation, "INSERT")
+    _insert_operation(operation)
     transaction.on_commit(lambda: send_activation_task(operation.pk))
     return operation
 
 
-def _write_operation(operation, statement, field_names=None):
-    """INSERT the operation's row, or UPDATE the `field_names` columns of it, in one plain statement.
+# Every activation of a burst writes its operation twice, here in the web process and then in the
+# task. These two write it with one plain statement each: saving through the ORM took longer than
+# PostgreSQL takes to run the statement. The model's fields still prepare the values, as the ORM would.
 
-    Every activation of a burst writes its operation twice (here in the web process, then in the
-    task), and saving through the ORM took longer than PostgreSQL takes to run the statement. The
-    values are still prepared by the model's fields, as the ORM would.
-    """
+
+def _insert_operation(operation):
     meta = ActivationOperation._meta
-    fields = [meta.get_field(name) for name in field_names] if field_names else meta.concrete_fields
-    values = [field.get_db_prep_save(getattr(operation, field.attname), connection) for field in fields]
-    if statement == "INSERT":
-        columns = ", ".join(field.column for field in fields)
-        sql = f"INSERT INTO {meta.db_table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608
-    else:
-        assignments = ", ".join(f"{field.column} = %s" for field in fields)
-        sql = f"UPDATE {meta.db_table} SET {assignments} WHERE {meta.pk.column} = %s"  # noqa: S608
-        values.append(meta.pk.get_db_prep_value(operation.pk, connection))
+    columns = ", ".join(field.column for field in meta.concrete_fields)
+    placeholders = ", ".join(["%s"] * len(meta.concrete_fields))
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+        cursor.execute(
+            f"INSERT INTO {meta.db_table} ({columns}) VALUES ({placeholders})",  # noqa: S608
+            _prepared(operation, meta.concrete_fields),
+        )
+
+
+def _update_operation(operation, field_names):
+    meta = ActivationOperation._meta
+    fields = [meta.get_field(name) for name in field_names]
+    assignments = ", ".join(f"{field.column} = %s" for field in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {meta.db_table} SET {assignments} WHERE {meta.pk.column} = %s",  # noqa: S608
+            [*_prepared(operation, fields), meta.pk.get_db_prep_value(operation.pk, connection)],
+        )
+
+
+def _prepared(operation, fields):
+    return [field.get_db_prep_save(getattr(operation, field.attname), connection) for field in fields]
 
 
 def send_activation_task(operation_id):
@@ -214,7 +224,7 @@ def process_activation(operation_id) -> ActivationOperation | None:
             operation.status = ActivationOperation.Status.ASSIGNED
             operation.server_public_key = b64url_encode(server_public_key)
         operation.finished_at = timezone.now()
-        _write_operation(operation, "UPDATE", FINISHED_FIELDS)
+        _update_operation(operation, FINISHED_FIELDS)
         result = operation.to_dict()
         transaction.on_commit(lambda: _announce_finished(operation.pk, result))
     return operation
