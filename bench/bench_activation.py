@@ -42,7 +42,7 @@ BASELINE_SECONDS = 10
 # PostgreSQL, and threads spare the prefork pool's per-task pipe traffic between the worker's parent
 # and children (measured: 5.3-5.6 ms of worker CPU per activation against 7.2-7.7 with 4 processes).
 CELERY_POOL = os.environ.get("BENCH_CELERY_POOL", "threads")
-CELERY_THREADS = 8
+CELERY_THREADS = int(os.environ.get("BENCH_CELERY_THREADS", 8))
 # Each worker reserves a few activation messages, so a thread never idles for a Redis round trip
 # between tasks (measured: 68 -> 100 activations/s). Safe with acks_late: unacknowledged messages go
 # back to the queue if the worker dies.

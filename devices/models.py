@@ -78,10 +78,19 @@ class Device(models.Model):
     identity = models.OneToOneField("vendors.ApprovedIdentity", on_delete=models.PROTECT, related_name="device")
     device_model = models.ForeignKey("vendors.DeviceModel", on_delete=models.PROTECT, related_name="devices")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNREGISTERED)
+    # No index of their own: device_org_status and device_space_name lead with them, and every
+    # index more is one more entry to write on each activation and claim.
     organization = models.ForeignKey(
-        "accounts.Organization", on_delete=models.PROTECT, null=True, blank=True, related_name="devices"
+        "accounts.Organization",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="devices",
+        db_index=False,
     )
-    space = models.ForeignKey("spaces.Space", on_delete=models.PROTECT, null=True, blank=True, related_name="devices")
+    space = models.ForeignKey(
+        "spaces.Space", on_delete=models.PROTECT, null=True, blank=True, related_name="devices", db_index=False
+    )
     name = models.CharField(max_length=100, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.ForeignKey(
