@@ -10,7 +10,9 @@ threads for ?wait) on 127.0.0.1:13000 and one Celery worker on Redis db 5; then
 3. measures the baseline again and takes the better of the two for the ratio (so a baseline
    window slowed by other work on the machine cannot flatter the result),
 4. checks in the database that no activation was lost or doubled,
-and stops every process it started.
+and stops every process it started. For experiments, BENCH_CELERY_POOL, BENCH_CELERY_THREADS and
+BENCH_GUNICORN_THREADS change the pools (keep gunicorn threads x workers + Celery threads under
+PostgreSQL's max_connections: every thread keeps its own connection).
 """
 
 import argparse
@@ -48,7 +50,7 @@ CELERY_THREADS = int(os.environ.get("BENCH_CELERY_THREADS", 8))
 # back to the queue if the worker dies.
 CELERY_PREFETCH = 4
 # Threads per gunicorn worker: a device waiting with ?wait=N holds one while its task runs.
-GUNICORN_THREADS = 16
+GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", 16))
 GOALS = {"ratio": 0.05, "p99": 2.0}
 
 ENV = os.environ | {
