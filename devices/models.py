@@ -162,7 +162,8 @@ class DeviceEvent(models.Model):
         WENT_OFFLINE = "went_offline", "Went offline"
         BACK_ONLINE = "back_online", "Back online"
 
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: deviceevent_device_time leads with it.
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events", db_index=False)
     kind = models.CharField(max_length=32, choices=Kind.choices)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
