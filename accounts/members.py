@@ -88,6 +88,24 @@ def invite_member(organization, *, email, role, actor, accept_url_for):
     return invitation
 
 
+def withdraw_invitation(invitation, *, actor):
+    """Withdraw a pending invitation: its link stops working at once (it names a row that is gone).
+
+    Recorded in the organization's audit log. Returns False if it was accepted or withdrawn meanwhile.
+    """
+    with transaction.atomic():
+        withdrawn, _ = Invitation.objects.pending().filter(pk=invitation.pk).delete()
+        if withdrawn:
+            record_audit(
+                organization_id=invitation.organization_id,
+                actor=actor,
+                action=AuditEntry.Action.INVITATION_WITHDRAWN,
+                target=invitation.email,
+                details={"role": invitation.role},
+            )
+    return bool(withdrawn)
+
+
 def deliver_invitation(invitation_id, accept_url):
     """E-mail a pending invitation's link, once (the task sending it may be delivered twice).
 

@@ -203,6 +203,7 @@ class AuditEntry(models.Model):
         SPACE_RENAMED = "space_renamed", "Space renamed"
         SPACE_DELETED = "space_deleted", "Space deleted"
         MEMBER_INVITED = "member_invited", "Member invited"
+        INVITATION_WITHDRAWN = "invitation_withdrawn", "Invitation withdrawn"
         MEMBER_JOINED = "member_joined", "Member joined"
         ROLE_CHANGED = "role_changed", "Role changed"
         MEMBER_REMOVED = "member_removed", "Member removed"

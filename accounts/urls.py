@@ -25,6 +25,11 @@ urlpatterns = [
     path("o/<uuid:code>/members/", views.MembersView.as_view(), name="members"),
     path("o/<uuid:code>/members/<int:pk>/role/", views.ChangeRoleView.as_view(), name="member-role"),
     path("o/<uuid:code>/members/<int:pk>/remove/", views.RemoveMemberView.as_view(), name="member-remove"),
+    path(
+        "o/<uuid:code>/invitations/<int:pk>/withdraw/",
+        views.WithdrawInvitationView.as_view(),
+        name="invitation-withdraw",
+    ),
     path("o/<uuid:code>/leave/", views.LeaveOrganizationView.as_view(), name="organization-leave"),
     path("o/<uuid:code>/audit/", views.AuditLogView.as_view(), name="audit-log"),
     path("o/<uuid:code>/audit.csv", views.AuditLogCsvView.as_view(), name="audit-log-csv"),

@@ -24,6 +24,7 @@ from .members import (
     invitation_from_token,
     invite_member,
     remove_member,
+    withdraw_invitation,
 )
 from .models import AuditEntry, Membership, Role, User
 from .pagination import UncountedPaginator
@@ -130,6 +131,18 @@ class RemoveMemberView(MemberActionView):
             return redirect(self.members_url())
         messages.success(request, f"{member.user.email} is no longer a member of {self.organization.name}.")
         return redirect(reverse("home") if member.user_id == request.user.pk else self.members_url())
+
+
+class WithdrawInvitationView(MemberActionView):
+    ability = MANAGE
+
+    def post(self, request, code, pk):
+        invitation = get_object_or_404(self.organization.invitations.pending(), pk=pk)
+        if withdraw_invitation(invitation, actor=request.user):
+            messages.success(request, f"The invitation to {invitation.email} is withdrawn; its link no longer works.")
+        else:
+            messages.info(request, f"The invitation to {invitation.email} was accepted or withdrawn meanwhile.")
+        return redirect(self.members_url())
 
 
 class LeaveOrganizationView(MemberActionView):

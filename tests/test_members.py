@@ -115,6 +115,40 @@ def test_inviting_an_address_again_replaces_its_pending_invitation(organization,
     assert Invitation.objects.pending().get(organization=organization).role == Role.ADMIN
 
 
+def test_an_admin_withdraws_a_pending_invitation_and_its_link_stops_working(client, organization, admin_member):
+    invitation = _invite(organization, admin_member)
+    token = invitation_token(invitation)
+    client.force_login(admin_member)
+    members_page = client.get(reverse("members", args=[organization.code])).content.decode()
+    assert reverse("invitation-withdraw", args=[organization.code, invitation.pk]) in members_page
+
+    response = client.post(reverse("invitation-withdraw", args=[organization.code, invitation.pk]), follow=True)
+
+    assert "no longer works" in response.content.decode()
+    assert not Invitation.objects.filter(pk=invitation.pk).exists()
+    with pytest.raises(InvalidInvitation, match="withdrawn"):
+        invitation_from_token(token)
+    entry = AuditEntry.objects.get(action=AuditEntry.Action.INVITATION_WITHDRAWN)
+    assert (entry.actor, entry.target) == (admin_member, invitation.email)
+
+
+def test_an_accepted_invitation_cannot_be_withdrawn(client, organization, owner):
+    invitation = _invite(organization, owner)
+    accept_invitation(invitation, user=UserFactory(email=invitation.email))
+    client.force_login(owner)
+    response = client.post(reverse("invitation-withdraw", args=[organization.code, invitation.pk]))
+    assert response.status_code == 404
+    assert not AuditEntry.objects.filter(action=AuditEntry.Action.INVITATION_WITHDRAWN).exists()
+
+
+def test_a_viewer_cannot_withdraw_an_invitation(client, organization, owner, viewer):
+    invitation = _invite(organization, owner)
+    client.force_login(viewer)
+    response = client.post(reverse("invitation-withdraw", args=[organization.code, invitation.pk]))
+    assert response.status_code == 403
+    assert Invitation.objects.pending().filter(pk=invitation.pk).exists()
+
+
 def test_inviting_a_member_is_refused(organization, owner, viewer):
     with pytest.raises(MembershipError, match="already a member"):
         _invite(organization, owner, email=viewer.email.upper())

@@ -63,6 +63,10 @@ def a_device(w):
     return {"code": w.device.code}
 
 
+def an_invitation(w):
+    return {"code": w.organization.code, "pk": w.invitation.pk}
+
+
 def a_member(w):
     return {"code": w.organization.code, "pk": w.viewer_membership.pk}
 
@@ -81,6 +85,7 @@ PORTAL_PAGES = {
     "members": organization_page(the_organization),
     "member-role": organization_page(a_member, managers_only=True),
     "member-remove": organization_page(a_member, managers_only=True),
+    "invitation-withdraw": organization_page(an_invitation, managers_only=True),
     "organization-leave": organization_page(the_organization),
     "audit-log": organization_page(the_organization, managers_only=True),
     "audit-log-csv": organization_page(the_organization, managers_only=True),
