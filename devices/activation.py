@@ -1,8 +1,9 @@
 """Device activation: the request, its processing by a Celery task, and device authentication.
 
-The activation rule lives in `process_activation` (the task only calls it); the API view, the
-sweeper and the tests start and re-send operations through the functions here. The operation
-row in PostgreSQL is the state and the result; the broker is only a doorbell.
+The activation rule lives in `process_activations`; the task drains waiting operations through it,
+and the API view, the sweeper and the tests start operations and ring for them through the
+functions here. The operation row in PostgreSQL is the state and the result; the broker is only
+a doorbell.
 """
 
 import functools
@@ -45,6 +46,13 @@ logger = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(seconds=30)
 KEEP_FINISHED = timedelta(days=7)
 SWEEP_BATCH = 1000
+# Operations processed per transaction, and how long one task keeps taking batches.
+BATCH_SIZE = 50
+DRAIN_SECONDS = 10
+DOORBELL_KEY = "activation-doorbell"
+# How long the flag that a processing task is on its way can stand; if that message is lost, the
+# next request after this rings again (and the sweeper regardless).
+DOORBELL_SECONDS = 10
 MODEL_CACHE_SECONDS = 10
 _model_cache = {}
 # What processing an operation writes: writing only these spares re-sending the request's columns.
@@ -85,9 +93,9 @@ class ActivationRequest:
 
 
 def start_activation(request: ActivationRequest) -> ActivationOperation:
-    """Record the activation request (status assigning) and send its task once the row is committed.
+    """Record the activation request (status assigning) and ring the doorbell once the row is committed.
 
-    If the broker is down the request is still accepted: the sweeper re-sends the task later.
+    If the broker is down the request is still accepted: the sweeper rings again later.
     """
     operation = ActivationOperation(
         vendor_slug=request.vendor,
@@ -97,13 +105,13 @@ def start_activation(request: ActivationRequest) -> ActivationOperation:
         attestation=request.attestation,
     )
     _insert_operation(operation)
-    transaction.on_commit(lambda: send_activation_task(operation.pk))
+    transaction.on_commit(ring_doorbell)
     return operation
 
 
-# Every activation of a burst writes its operation twice, here in the web process and then in the
-# task. These two write it with one plain statement each: saving through the ORM took longer than
-# PostgreSQL takes to run the statement. The model's fields still prepare the values, as the ORM would.
+# Every activation of a burst inserts its operation here, in the web process, with one plain
+# statement: saving through the ORM took longer than PostgreSQL takes to run it. The model's
+# fields still prepare the values, as the ORM would.
 
 
 def _insert_operation(operation):
@@ -117,29 +125,30 @@ def _insert_operation(operation):
         )
 
 
-def _update_operation(operation, field_names):
-    meta = ActivationOperation._meta
-    fields = [meta.get_field(name) for name in field_names]
-    assignments = ", ".join(f"{field.column} = %s" for field in fields)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {meta.db_table} SET {assignments} WHERE {meta.pk.column} = %s",  # noqa: S608
-            [*_prepared(operation, fields), meta.pk.get_db_prep_value(operation.pk, connection)],
-        )
-
-
 def _prepared(operation, fields):
     return [field.get_db_prep_save(getattr(operation, field.attname), connection) for field in fields]
 
 
-def send_activation_task(operation_id):
-    """Ring the doorbell for one operation; a broker failure is logged, not raised (the sweeper retries)."""
+def ring_doorbell():
+    """Make sure a worker will look for waiting operations soon: send the processing task, unless
+    one is already due. A broker failure is logged, not raised (the sweeper rings again).
+
+    A burst of activations would otherwise send one message per request, and the worker's work per
+    message outweighed the activation itself. The Redis flag says "a task is on its way"; the task
+    clears it before it looks for work (process_waiting_activations), so an operation committed
+    after that look rings again, and one committed before it is found.
+    """
+    client = _redis()
     try:
-        tasks.process_activation_task.apply_async((str(operation_id),), retry=False)
+        if client is not None and not client.set(DOORBELL_KEY, 1, nx=True, ex=DOORBELL_SECONDS):
+            return
+        _send_processing_task()
     except Exception:
-        logger.warning(
-            "Could not send the activation task for %s; the sweeper will re-send it", operation_id, exc_info=True
-        )
+        logger.warning("Could not ring the activation doorbell; the sweeper will ring again", exc_info=True)
+
+
+def _send_processing_task():
+    tasks.process_activations_task.apply_async(retry=False)
 
 
 @functools.cache
@@ -152,16 +161,20 @@ def _finished_key(operation_id):
     return f"activation-finished:{operation_id}"
 
 
-def _announce_finished(operation_id, result):
-    """Hand a finished operation's answer to the device waiting for it with `?wait=N`, if any."""
+def _announce_finished(results):
+    """Hand finished operations' answers (ActivationOperation.to_dict) to the devices waiting with
+    `?wait=N`, if any, in one round trip."""
     client = _redis()
-    if client is None:
+    if client is None or not results:
         return
-    key = _finished_key(operation_id)
+    pipe = client.pipeline(transaction=False)
+    for result in results:
+        key = _finished_key(result["operation_id"])
+        pipe.rpush(key, json.dumps(result)).expire(key, 60)
     try:
-        client.pipeline(transaction=False).rpush(key, json.dumps(result)).expire(key, 60).execute()
+        pipe.execute()
     except redis.RedisError:
-        logger.warning("Could not announce that activation %s finished; waiters fall back to polling", operation_id)
+        logger.warning("Could not announce %d finished activations; waiters fall back to polling", len(results))
 
 
 def wait_for_activation(operation_id, seconds: float) -> dict:
@@ -190,57 +203,123 @@ def wait_for_activation(operation_id, seconds: float) -> dict:
             return result
 
 
-# Processing: the activation rule.
+# Processing: the activation rule, applied to a batch of operations at a time.
 
 
-def process_activation(operation_id) -> ActivationOperation | None:
-    """Process one activation operation: check the unit, exchange keys, register the device.
+def process_waiting_activations(time_budget: float = DRAIN_SECONDS) -> int:
+    """Process the operations waiting, batch after batch, until none is left or `time_budget`
+    seconds have passed (then send a task to go on, so a long burst never hits a task time limit).
 
-    Checks, in order: the vendor's model exists (unknown_model), the identifiers are on its approved
-    list (not_approved) and not withdrawn (revoked), the factory signature when the model requires one
-    (attestation_failed), the device's public key (invalid_public_key), and that the unit has not
-    activated already unless its re-activation window is open (already_activated). Then derives the
-    device key, stores only its hash (record_activation) and the server's public key.
+    Clears the doorbell first (see ring_doorbell). Several of these may run at once: each takes
+    the rows that no other holds. A batch that fails on an unexpected error is rolled back and
+    processed again one operation at a time, so one bad operation cannot hold up the others; it is
+    logged and left assigning for the sweeper. Returns how many operations finished.
+    """
+    client = _redis()
+    if client is not None:
+        try:
+            client.delete(DOORBELL_KEY)
+        except redis.RedisError:
+            logger.warning("Could not clear the activation doorbell", exc_info=True)
+    stop_at = time.monotonic() + time_budget
+    finished, broken = 0, set()
+    while True:
+        try:
+            batch = process_activations(exclude=broken)
+            taken = len(batch)
+        except Exception:
+            logger.warning("An activation batch failed; processing it one operation at a time", exc_info=True)
+            operation_ids = _waiting_ids(exclude=broken)
+            taken, batch = len(operation_ids), []
+            for operation_id in operation_ids:
+                try:
+                    batch += process_activations([operation_id])
+                except Exception:
+                    logger.exception("Activation %s failed; the sweeper will try it again", operation_id)
+                    broken.add(operation_id)
+        finished += len(batch)
+        if taken < BATCH_SIZE:  # nothing more waiting that another worker does not hold
+            return finished
+        if time.monotonic() > stop_at:
+            _send_processing_task()
+            return finished
 
-    Idempotent: the operation row is locked and only an operation still assigning is processed, all
-    in one transaction, so running twice, or being killed and re-run, leaves one key and one event.
-    Once committed, the result is announced to a device waiting with `?wait=N`.
-    Returns the operation, or None if it no longer exists.
+
+def process_activations(operation_ids=None, *, exclude=(), limit: int = BATCH_SIZE) -> list[ActivationOperation]:
+    """Process activation operations that are still assigning, all in one transaction: those of
+    `operation_ids`, or else up to `limit` of those waiting longest. Returns them, finished.
+
+    For each, checks in order: the vendor's model exists (unknown_model), the identifiers are on its
+    approved list (not_approved) and not withdrawn (revoked), the factory signature when the model
+    requires one (attestation_failed), the device's public key (invalid_public_key), and that the unit
+    has not activated already unless its re-activation window is open (already_activated). Then
+    derives the device key, stores only its hash (record_activation) and the server's public key.
+
+    Idempotent: each operation row is locked, rows another worker holds are skipped, and only an
+    operation still assigning is processed, so running twice, or being killed and re-run, leaves one
+    key and one event. Once committed, the results are announced to devices waiting with `?wait=N`.
     """
     with transaction.atomic():
-        operation = _locked_operation(operation_id)
-        if operation is None:
-            logger.info("Activation %s is gone; nothing to do", operation_id)
-            return None
-        if operation.finished:
-            return operation
-        try:
-            operation.device, server_public_key = _activate(operation)
-        except ActivationRefused as refusal:
-            operation.status = ActivationOperation.Status.FAILED
-            operation.error_code = refusal.code
-            operation.error_message = refusal.message[:300]
-        else:
-            operation.status = ActivationOperation.Status.ASSIGNED
-            operation.server_public_key = b64url_encode(server_public_key)
-        operation.finished_at = timezone.now()
-        _update_operation(operation, FINISHED_FIELDS)
-        result = operation.to_dict()
-        transaction.on_commit(lambda: _announce_finished(operation.pk, result))
-    return operation
+        operations = _lock_waiting(operation_ids, exclude, limit)
+        now = timezone.now()
+        for operation in operations:
+            try:
+                operation.device, server_public_key = _activate(operation)
+            except ActivationRefused as refusal:
+                operation.status = ActivationOperation.Status.FAILED
+                operation.error_code = refusal.code
+                operation.error_message = refusal.message[:300]
+            else:
+                operation.status = ActivationOperation.Status.ASSIGNED
+                operation.server_public_key = b64url_encode(server_public_key)
+            operation.finished_at = now
+        _save_finished(operations)
+        results = [operation.to_dict() for operation in operations]
+        transaction.on_commit(lambda: _announce_finished(results))
+    return operations
 
 
-def _locked_operation(operation_id):
-    """The operation, its row locked until the transaction ends; None if there is none.
+# The statements every batch runs, written out: the ORM took several times as long to build them
+# as PostgreSQL takes to run them. raw() still converts the JSON columns.
 
-    Plain SQL (through raw(), which still converts the JSON columns): a burst of activations runs
-    this once per task, and the ORM took three times as long to build the query as to run it.
-    """
-    sql = f"SELECT * FROM {ActivationOperation._meta.db_table} WHERE id = %s"  # noqa: S608 - the table name is the model's, the value a parameter
-    if connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
-    pk = ActivationOperation._meta.pk.get_db_prep_value(uuid.UUID(str(operation_id)), connection)
-    return next(iter(ActivationOperation.objects.raw(sql, [pk])), None)
+
+def _lock_waiting(operation_ids, exclude, limit):
+    """Operations still assigning (those of `operation_ids`, or the longest waiting), locked until
+    the transaction ends; rows another transaction holds are skipped."""
+    meta = ActivationOperation._meta
+    pk = meta.pk
+    sql = f"SELECT * FROM {meta.db_table} WHERE status = %s"  # noqa: S608 - the table name is the model's
+    params = [ActivationOperation.Status.ASSIGNING]
+    if operation_ids is not None:
+        ids = [pk.get_db_prep_value(uuid.UUID(str(value)), connection) for value in operation_ids]
+        sql += f" AND id IN ({', '.join(['%s'] * len(ids))})" if ids else " AND 1 = 0"
+        params += ids
+    if exclude:
+        sql += f" AND id NOT IN ({', '.join(['%s'] * len(exclude))})"
+        params += [pk.get_db_prep_value(value, connection) for value in exclude]
+    sql += " ORDER BY sent_at LIMIT %s"
+    params.append(limit)
+    if connection.features.has_select_for_update_skip_locked:
+        sql += " FOR UPDATE SKIP LOCKED"
+    return list(ActivationOperation.objects.raw(sql, params))
+
+
+def _waiting_ids(exclude):
+    """The ids of the operations still assigning that no other transaction holds (a batch's, after it failed)."""
+    return [operation.pk for operation in _lock_waiting(None, exclude, BATCH_SIZE)]
+
+
+def _save_finished(operations):
+    """Write the results of finished operations, one statement each, sent in one pipeline."""
+    if not operations:
+        return
+    meta = ActivationOperation._meta
+    fields = [meta.get_field(name) for name in FINISHED_FIELDS]
+    assignments = ", ".join(f"{field.column} = %s" for field in fields)
+    sql = f"UPDATE {meta.db_table} SET {assignments} WHERE {meta.pk.column} = %s"  # noqa: S608
+    rows = [[*_prepared(op, fields), meta.pk.get_db_prep_value(op.pk, connection)] for op in operations]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def _device_model(vendor_slug, model_slug):
@@ -316,7 +395,7 @@ def _approved_identity(device_model, identifiers):
         columns = normalize_identifiers(device_model, identifiers)
     except InvalidIdentifier as exc:
         raise ActivationRefused(Error.NOT_APPROVED, f"{exc.message} {not_approved}") from exc
-    # Plain SQL, as in _locked_operation; the column names are identifier_N, never input.
+    # Plain SQL, as in _lock_waiting; the column names are identifier_N, never input.
     conditions = " AND ".join(f"{column} = %s" for column in columns)
     sql = f"SELECT id, status FROM {ApprovedIdentity._meta.db_table} WHERE device_model_id = %s AND {conditions}"  # noqa: S608
     with connection.cursor() as cursor:
@@ -347,20 +426,23 @@ def _check_attestation(device_model, columns, attestation):
 
 
 def resend_stuck_activations(now=None) -> int:
-    """Re-send the task of every operation left assigning for more than 30 s since it was last sent.
+    """Ring the doorbell for operations left assigning for more than 30 s since it last rang for
+    them, bypassing the Redis flag (the message it stands for may be lost).
 
     Covers a broker that was down when the request came, or a message lost with a worker. Returns how many.
     """
     now = now or timezone.now()
-    stuck = list(
-        ActivationOperation.objects.filter(
+    stuck = ActivationOperation.objects.filter(
+        pk__in=ActivationOperation.objects.filter(
             status=ActivationOperation.Status.ASSIGNING, sent_at__lt=now - STUCK_AFTER
-        ).values_list("pk", flat=True)[:SWEEP_BATCH]
-    )
-    ActivationOperation.objects.filter(pk__in=stuck, status=ActivationOperation.Status.ASSIGNING).update(sent_at=now)
-    for operation_id in stuck:
-        send_activation_task(operation_id)
-    return len(stuck)
+        ).values("pk")[:SWEEP_BATCH]
+    ).update(sent_at=now)
+    if stuck:
+        try:
+            _send_processing_task()
+        except Exception:
+            logger.warning("Could not send the activation task; the next sweep tries again", exc_info=True)
+    return stuck
 
 
 def delete_finished_activations(now=None) -> int:

@@ -1,5 +1,6 @@
-"""Celery tasks of the device lifecycle: small, idempotent, given ids. The rules live in
-activation.py, commands.py and telemetry.py; each task is one call to one of them."""
+"""Celery tasks of the device lifecycle: small, idempotent, given ids or nothing (the activation
+task and the periodic ones find their work in the database). The rules live in activation.py,
+commands.py and telemetry.py; each task is one call to one of them."""
 
 import logging
 
@@ -10,15 +11,17 @@ from devices import activation, commands, telemetry
 logger = logging.getLogger(__name__)
 
 
+# The time limits leave room for a drain's time budget (activation.DRAIN_SECONDS) and its last batch.
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=30, time_limit=60)
-def process_activation_task(operation_id):
-    """Process one activation operation (idempotent: a finished operation is left alone)."""
-    activation.process_activation(operation_id)
+def process_activations_task():
+    """Process the activation operations waiting: the doorbell rung after each request is committed
+    (idempotent: only operations still assigning are processed, each once)."""
+    activation.process_waiting_activations()
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def resend_stuck_activations_task():
-    """Celery beat, every 15 s: re-send operations left assigning for more than 30 s."""
+    """Celery beat, every 15 s: ring again for operations left assigning for more than 30 s."""
     return activation.resend_stuck_activations()
 
 

@@ -86,7 +86,7 @@ def test_with_redis_down_the_device_gets_202_and_the_sweeper_recovers_the_operat
     with redis_down():
         accepted = client.post("/api/v1/activations", device.activation_request(), content_type="application/json")
     assert accepted.status_code == 202
-    assert "Could not send the activation task" in caplog.text
+    assert "Could not ring the activation doorbell" in caplog.text
     assert "Rate limits are not counted" in caplog.text
     operation = ActivationOperation.objects.get()
     assert operation.status == "assigning"
@@ -94,7 +94,7 @@ def test_with_redis_down_the_device_gets_202_and_the_sweeper_recovers_the_operat
     assert resend_stuck_activations() == 0, "not stuck yet: sent less than 30 s ago"
     later = timezone.now() + timedelta(seconds=31)
     assert resend_stuck_activations(now=later) == 1
-    assert resend_stuck_activations(now=later) == 0, "re-sent once, not on every sweep"
+    assert resend_stuck_activations(now=later) == 0, "rung once, not on every sweep"
 
     wait_for(lambda: ActivationOperation.objects.get(pk=operation.pk).status == "assigned")
     device.finish_activation(client.get(accepted["Location"]).json())

@@ -9,8 +9,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.cache import cache
 from django.utils import timezone
 
+from devices import activation
 from devices.actions import allow_reactivation
-from devices.activation import delete_finished_activations, process_activation
+from devices.activation import (
+    DOORBELL_KEY,
+    delete_finished_activations,
+    process_activations,
+    process_waiting_activations,
+)
 from devices.models import ActivationOperation, Device, DeviceEvent
 from devices.simulator import SimulatedDevice
 from vendors.attestation import attestation_message, b64url_encode, sign
@@ -308,7 +314,7 @@ def test_an_expired_reactivation_window_refuses_with_already_activated(client, d
     assert activate(client, again, django_capture_on_commit_callbacks)["error"]["code"] == "already_activated"
 
 
-# The task: idempotent; finished operations are cleaned up.
+# The task: batches, idempotent, a doorbell rather than a message per request; finished operations are cleaned up.
 
 
 @pytest.mark.django_db
@@ -319,10 +325,82 @@ def test_processing_an_operation_twice_leaves_one_key_and_one_event(client, djan
     operation = ActivationOperation.objects.get()
     key_hash = Device.objects.get(identity=identity).key_hash
 
-    assert process_activation(operation.pk).status == "assigned"
+    assert process_activations([operation.pk]) == []
+    assert process_waiting_activations() == 0
     assert Device.objects.get(identity=identity).key_hash == key_hash
     assert DeviceEvent.objects.filter(kind=DeviceEvent.Kind.ACTIVATED).count() == 1
-    assert process_activation("0b7c6f52-9b8a-4d7e-8f51-1f0c4e5e2a11") is None
+    assert process_activations(["0b7c6f52-9b8a-4d7e-8f51-1f0c4e5e2a11"]) == []
+
+
+def accepted_without_processing(client, devices):
+    """POST each device's activation; the doorbell's task is not run (its on_commit callback never fires)."""
+    for device in devices:
+        assert post(client, device.activation_request()).status_code == 202
+    return ActivationOperation.objects.filter(status="assigning")
+
+
+def operation_of(device):
+    return ActivationOperation.objects.get(device_public_key=device.activation_request()["public_key"])
+
+
+@pytest.mark.django_db
+def test_the_task_processes_every_waiting_operation_in_batches(client, settings):
+    settings.ACTIVATION_RATE_PER_ADDRESS = 1000
+    devices = [SimulatedDevice(unit_of(ApprovedIdentityFactory())) for _ in range(7)]
+    assert accepted_without_processing(client, devices).count() == 7
+
+    assert len(process_activations(limit=3)) == 3
+    assert process_waiting_activations() == 4
+    assert set(ActivationOperation.objects.values_list("status", flat=True)) == {"assigned"}
+    assert DeviceEvent.objects.filter(kind=DeviceEvent.Kind.ACTIVATED).count() == 7
+    for device in devices:
+        device.finish_activation(client.get(f"{ACTIVATIONS}/{operation_of(device).pk}").json())
+        assert heartbeat(client, key_of(device)).status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_unit_asking_twice_in_one_batch_activates_once(client):
+    identity = ApprovedIdentityFactory()
+    first, second = SimulatedDevice(unit_of(identity)), SimulatedDevice(unit_of(identity))
+    accepted_without_processing(client, [first, second])
+
+    finished = {operation.pk: operation for operation in process_activations()}
+    assert [finished[operation_of(first).pk].status, finished[operation_of(second).pk].error_code] == [
+        "assigned",
+        "already_activated",
+    ]
+    assert DeviceEvent.objects.filter(kind=DeviceEvent.Kind.ACTIVATED).count() == 1
+
+
+@pytest.mark.django_db
+def test_one_broken_operation_does_not_hold_up_the_others(client, caplog):
+    devices = [SimulatedDevice(unit_of(ApprovedIdentityFactory())) for _ in range(3)]
+    accepted_without_processing(client, devices[:1])
+    # Not a request the API would accept: processing it raises, which rolls its whole batch back.
+    unit = devices[0].unit
+    broken = ActivationOperation.objects.create(
+        vendor_slug=unit["vendor"], model_slug=unit["model"], identifiers=5, device_public_key="x" * 43
+    )
+    accepted_without_processing(client, devices[1:])
+
+    assert process_waiting_activations() == 3
+    assert ActivationOperation.objects.get(pk=broken.pk).status == "assigning"
+    assert ActivationOperation.objects.filter(status="assigned").count() == 3
+    assert f"Activation {broken.pk} failed" in caplog.text
+
+
+@pytest.mark.django_db
+def test_the_doorbell_sends_no_task_while_one_is_on_its_way(client, django_capture_on_commit_callbacks):
+    """Tasks run in-process here: a rung doorbell processes the operation before the request ends."""
+    activation._redis().set(DOORBELL_KEY, 1)  # as if a task had been sent and not started yet
+    early = SimulatedDevice(unit_of(ApprovedIdentityFactory()))
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, early.activation_request())
+    assert ActivationOperation.objects.get().status == "assigning", "no second task for the same doorbell"
+
+    assert process_waiting_activations() == 1, "the task on its way finds the operation"
+    late = SimulatedDevice(unit_of(ApprovedIdentityFactory()))
+    assert activate(client, late, django_capture_on_commit_callbacks)["status"] == "assigned", "the task cleared it"
 
 
 @pytest.mark.django_db
