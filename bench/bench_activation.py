@@ -47,9 +47,9 @@ BASELINE_SECONDS = 10
 # and children (measured: 5.3-5.6 ms of worker CPU per activation against 7.2-7.7 with 4 processes).
 CELERY_POOL = os.environ.get("BENCH_CELERY_POOL", "threads")
 CELERY_THREADS = int(os.environ.get("BENCH_CELERY_THREADS", 8))
-# Each worker reserves a few activation messages, so a thread never idles for a Redis round trip
-# between tasks (measured: 68 -> 100 activations/s). Safe with acks_late: unacknowledged messages go
-# back to the queue if the worker dies.
+# Each worker reserves a few messages, so a thread never idles for a Redis round trip between tasks
+# (measured when every activation sent its own message: 68 -> 100 activations/s). Safe with
+# acks_late: unacknowledged messages go back to the queue if the worker dies.
 CELERY_PREFETCH = 4
 # Threads per gunicorn worker: a device waiting with ?wait=N holds one while its task runs.
 GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", 16))

@@ -67,6 +67,19 @@ def test_the_simulator_activates_units_over_http_through_a_real_worker(celery_wo
     assert set(ActivationOperation.objects.values_list("status", flat=True)) == {"assigned"}
 
 
+@override_settings(ACTIVATION_RATE_PER_ADDRESS=1000)
+def test_a_burst_of_several_batches_activates_every_unit_once_through_a_real_worker(celery_worker_process, live_server):
+    count = activation.BATCH_SIZE * 2 + 20
+    identities = ApprovedIdentityFactory.create_batch(count)
+    result = simulate(live_server.url, [unit_of(identity) for identity in identities], concurrency=16, wait=10)
+    assert result.failures == {}
+    assert result.activated == count
+    assert ActivationOperation.objects.filter(status="assigned").count() == count
+    events = DeviceEvent.objects.filter(kind=DeviceEvent.Kind.ACTIVATED, device__identity__in=identities)
+    assert events.count() == count
+    assert events.values("device").distinct().count() == count
+
+
 def test_a_device_that_polls_gets_its_key_from_a_real_worker(celery_worker_process, client):
     device = SimulatedDevice(unit_of(ApprovedIdentityFactory()))
     accepted = client.post("/api/v1/activations", device.activation_request(), content_type="application/json")
