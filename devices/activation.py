@@ -134,9 +134,10 @@ def ring_doorbell():
     one is already due. A broker failure is logged, not raised (the sweeper rings again).
 
     A burst of activations would otherwise send one message per request, and the worker's work per
-    message outweighed the activation itself. The Redis flag says "a task is on its way"; the task
-    clears it before it looks for work (process_waiting_activations), so an operation committed
-    after that look rings again, and one committed before it is found.
+    message outweighed the activation itself. The Redis flag says "a task is on its way or at work";
+    the task clears it once it finds nothing left and then looks once more
+    (process_waiting_activations), so an operation committed before that look is found by it, and
+    one committed after rings again.
     """
     client = _redis()
     try:
@@ -209,20 +210,30 @@ def wait_for_activation(operation_id, seconds: float) -> dict:
 def process_waiting_activations(time_budget: float = DRAIN_SECONDS) -> int:
     """Process the operations waiting, batch after batch, until none is left or `time_budget`
     seconds have passed (then send a task to go on, so a long burst never hits a task time limit).
+    Returns how many operations finished.
 
-    Clears the doorbell first (see ring_doorbell). Several of these may run at once: each takes
-    the rows that no other holds. A batch that fails on an unexpected error is rolled back and
-    processed again one operation at a time, so one bad operation cannot hold up the others; it is
-    logged and left assigning for the sweeper. Returns how many operations finished.
+    The doorbell flag stays set while this drains, so the requests of a burst send no messages
+    (see ring_doorbell); it is cleared once nothing is left, and then this looks once more. An
+    operation committed meanwhile is found by that look, or committed after the flag was cleared
+    and rang again. Several of these may run at once: each takes the rows no other holds.
     """
-    client = _redis()
-    if client is not None:
-        try:
-            client.delete(DOORBELL_KEY)
-        except redis.RedisError:
-            logger.warning("Could not clear the activation doorbell", exc_info=True)
     stop_at = time.monotonic() + time_budget
-    finished, broken = 0, set()
+    broken = set()
+    finished, drained = _drain(stop_at, broken)
+    if drained:
+        _clear_doorbell()
+        finished += _drain(stop_at, broken)[0]
+    return finished
+
+
+def _drain(stop_at, broken):
+    """Process batches until one is not full (True) or it is `stop_at` (False, a task is sent to go on).
+
+    A batch that fails on an unexpected error is rolled back and processed again one operation at
+    a time, so one bad operation cannot hold up the others: it is logged, added to `broken` and left
+    assigning for the sweeper. Returns how many finished, and whether nothing was left.
+    """
+    finished = 0
     while True:
         try:
             batch = process_activations(exclude=broken)
@@ -239,10 +250,19 @@ def process_waiting_activations(time_budget: float = DRAIN_SECONDS) -> int:
                     broken.add(operation_id)
         finished += len(batch)
         if taken < BATCH_SIZE:  # nothing more waiting that another worker does not hold
-            return finished
+            return finished, True
         if time.monotonic() > stop_at:
             _send_processing_task()
-            return finished
+            return finished, False
+
+
+def _clear_doorbell():
+    client = _redis()
+    if client is not None:
+        try:
+            client.delete(DOORBELL_KEY)
+        except redis.RedisError:
+            logger.warning("Could not clear the activation doorbell; it expires on its own", exc_info=True)
 
 
 def process_activations(operation_ids=None, *, exclude=(), limit: int = BATCH_SIZE) -> list[ActivationOperation]:

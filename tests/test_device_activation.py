@@ -404,6 +404,27 @@ def test_the_doorbell_sends_no_task_while_one_is_on_its_way(client, django_captu
 
 
 @pytest.mark.django_db
+def test_an_operation_committed_while_the_task_drains_is_found_by_its_last_look(client, monkeypatch):
+    """The doorbell stays set while the task drains, so the requests meanwhile send no task; after
+    clearing it the task looks once more."""
+    late = SimulatedDevice(unit_of(ApprovedIdentityFactory()))
+    clear_doorbell = activation._clear_doorbell
+
+    def a_request_commits_then_the_doorbell_clears():
+        assert activation._redis().exists(DOORBELL_KEY), "still set at the end of the drain"
+        accepted_without_processing(client, [late])
+        clear_doorbell()
+
+    monkeypatch.setattr(activation, "_clear_doorbell", a_request_commits_then_the_doorbell_clears)
+    activation._redis().set(DOORBELL_KEY, 1)
+    accepted_without_processing(client, [SimulatedDevice(unit_of(ApprovedIdentityFactory()))])
+
+    assert process_waiting_activations() == 2
+    assert not activation._redis().exists(DOORBELL_KEY)
+    assert operation_of(late).status == "assigned"
+
+
+@pytest.mark.django_db
 def test_finished_operations_are_deleted_after_seven_days(client, django_capture_on_commit_callbacks):
     for _ in range(2):
         activate(client, SimulatedDevice(unit_of(ApprovedIdentityFactory())), django_capture_on_commit_callbacks)
