@@ -46,9 +46,11 @@ logger = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(seconds=30)
 KEEP_FINISHED = timedelta(days=7)
 SWEEP_BATCH = 1000
-# Operations processed per transaction, and how long one task keeps taking batches.
+# Operations processed per transaction, how long one task keeps taking batches, and how long it
+# waits for more when a batch was not full.
 BATCH_SIZE = 50
 DRAIN_SECONDS = 10
+BATCH_LINGER = 0.02
 DOORBELL_KEY = "activation-doorbell"
 # How long the flag that a processing task is on its way can stand; if that message is lost, the
 # next request after this rings again (and the sweeper regardless).
@@ -135,7 +137,7 @@ def ring_doorbell():
 
     A burst of activations would otherwise send one message per request, and the worker's work per
     message outweighed the activation itself. The Redis flag says "a task is on its way or at work";
-    the task clears it once it finds nothing left and then looks once more
+    the task clears it once it finds nothing waiting and then looks once more
     (process_waiting_activations), so an operation committed before that look is found by it, and
     one committed after rings again.
     """
@@ -213,47 +215,55 @@ def process_waiting_activations(time_budget: float = DRAIN_SECONDS) -> int:
     Returns how many operations finished.
 
     The doorbell flag stays set while this drains, so the requests of a burst send no messages
-    (see ring_doorbell); it is cleared once nothing is left, and then this looks once more. An
-    operation committed meanwhile is found by that look, or committed after the flag was cleared
-    and rang again. Several of these may run at once: each takes the rows no other holds.
+    (see ring_doorbell); it is cleared once a look finds nothing waiting, and then this looks once
+    more. An operation committed meanwhile is found by that look, or committed after the flag was
+    cleared and rang again. Several of these may run at once: each takes the rows no other holds,
+    and each that meets a backlog asks for one more.
     """
     stop_at = time.monotonic() + time_budget
-    broken = set()
-    finished, drained = _drain(stop_at, broken)
-    if drained:
-        _clear_doorbell()
-        finished += _drain(stop_at, broken)[0]
-    return finished
+    broken, finished, doorbell_set, helped = set(), 0, True, False
+    while True:
+        done, taken = _process_batch(broken)
+        finished += done
+        if taken < BATCH_SIZE and not doorbell_set:  # the last look found no more than a batch
+            return finished
+        if taken == BATCH_SIZE and not helped:
+            # A backlog: ask for one more drain. Each spends much of its time waiting on PostgreSQL,
+            # so a few in parallel go faster; a helper that finds the backlog gone ends at once.
+            _send_processing_task()
+            helped = True
+        if taken == 0:
+            _clear_doorbell()
+            doorbell_set = False
+        elif time.monotonic() > stop_at:
+            _send_processing_task()
+            return finished
+        elif taken < BATCH_SIZE:
+            # Let the burst's next requests commit: fewer, fuller batches for a moment's latency.
+            time.sleep(BATCH_LINGER)
 
 
-def _drain(stop_at, broken):
-    """Process batches until one is not full (True) or it is `stop_at` (False, a task is sent to go on).
+def _process_batch(broken):
+    """Process a batch of waiting operations; returns how many finished and how many were taken.
 
     A batch that fails on an unexpected error is rolled back and processed again one operation at
-    a time, so one bad operation cannot hold up the others: it is logged, added to `broken` and left
-    assigning for the sweeper. Returns how many finished, and whether nothing was left.
+    a time, so one bad operation cannot hold up the others: it is logged, added to `broken` (not
+    taken again by this drain) and left assigning for the sweeper.
     """
+    try:
+        batch = process_activations(exclude=broken, limit=BATCH_SIZE)
+        return len(batch), len(batch)
+    except Exception:
+        logger.warning("An activation batch failed; processing it one operation at a time", exc_info=True)
+    operation_ids = _waiting_ids(exclude=broken)
     finished = 0
-    while True:
+    for operation_id in operation_ids:
         try:
-            batch = process_activations(exclude=broken)
-            taken = len(batch)
+            finished += len(process_activations([operation_id]))
         except Exception:
-            logger.warning("An activation batch failed; processing it one operation at a time", exc_info=True)
-            operation_ids = _waiting_ids(exclude=broken)
-            taken, batch = len(operation_ids), []
-            for operation_id in operation_ids:
-                try:
-                    batch += process_activations([operation_id])
-                except Exception:
-                    logger.exception("Activation %s failed; the sweeper will try it again", operation_id)
-                    broken.add(operation_id)
-        finished += len(batch)
-        if taken < BATCH_SIZE:  # nothing more waiting that another worker does not hold
-            return finished, True
-        if time.monotonic() > stop_at:
-            _send_processing_task()
-            return finished, False
+            logger.exception("Activation %s failed; the sweeper will try it again", operation_id)
+            broken.add(operation_id)
+    return finished, len(operation_ids)
 
 
 def _clear_doorbell():

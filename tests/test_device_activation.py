@@ -373,6 +373,18 @@ def test_a_unit_asking_twice_in_one_batch_activates_once(client):
 
 
 @pytest.mark.django_db
+def test_a_drain_that_meets_a_backlog_asks_for_a_helper(client, settings, monkeypatch):
+    """Tasks run in-process here, so the helper runs at once and takes what the first batch left."""
+    settings.ACTIVATION_RATE_PER_ADDRESS = 1000
+    monkeypatch.setattr(activation, "BATCH_SIZE", 3)
+    devices = [SimulatedDevice(unit_of(ApprovedIdentityFactory())) for _ in range(7)]
+    accepted_without_processing(client, devices)
+
+    assert process_waiting_activations() == 3, "the first batch; the helper finished the other four"
+    assert ActivationOperation.objects.filter(status="assigned").count() == 7
+
+
+@pytest.mark.django_db
 def test_one_broken_operation_does_not_hold_up_the_others(client, caplog):
     devices = [SimulatedDevice(unit_of(ApprovedIdentityFactory())) for _ in range(3)]
     accepted_without_processing(client, devices[:1])
