@@ -106,37 +106,40 @@ def release_device(device, *, actor, reason=""):
     return locked
 
 
-def record_activation(device, *, key_hash, at=None, locked=False):
-    """Mark `device` activated with a new key: registered, or still claimed if it was claimed.
+def record_activations(new_keys: dict, *, at=None, locked=False) -> list:
+    """Mark devices activated with new keys: registered, or still claimed if they were claimed.
 
-    Replaces any previous key at once. Writes an `activated` event. Pass `locked=True` when the
-    caller already holds the device's row lock in the current transaction (the activation task
-    does), which spares re-reading the row.
+    `new_keys` maps each device to the hash of its new key. Replaces any previous key at once and
+    writes an `activated` event for each. Pass `locked=True` when the caller already holds the
+    devices' row locks in the current transaction (the activation task does, through
+    Device.objects.create_or_lock), which spares re-reading the rows. Returns the devices, updated.
     """
     at = at or timezone.now()
     with transaction.atomic(savepoint=False):
         if not locked:
-            device = Device.objects.select_for_update().get(pk=device.pk)
-        device.key_hash = key_hash
-        device.reactivation_allowed_until = None
-        device.activated_at = device.last_seen_at = at
-        if device.status == Device.Status.UNREGISTERED:
-            device.status = Device.Status.REGISTERED
-        # Plain SQL: every activation of a burst runs these two statements, and saving the same
-        # through the ORM took longer than PostgreSQL takes to run them.
+            fresh = Device.objects.select_for_update().in_bulk([device.pk for device in new_keys])
+            new_keys = {fresh[device.pk]: key_hash for device, key_hash in new_keys.items()}
+        for device, key_hash in new_keys.items():
+            device.key_hash = key_hash
+            device.reactivation_allowed_until = None
+            device.activated_at = device.last_seen_at = at
+            if device.status == Device.Status.UNREGISTERED:
+                device.status = Device.Status.REGISTERED
+        # Plain SQL, one statement of each kind for the whole batch (pipelined on PostgreSQL): every
+        # activation of a burst comes here, and the ORM took longer to build them than to run them.
         when = connection.ops.adapt_datetimefield_value(at)
         with connection.cursor() as cursor:
-            cursor.execute(
+            cursor.executemany(
                 f"UPDATE {Device._meta.db_table} SET key_hash = %s, reactivation_allowed_until = NULL,"  # noqa: S608
                 " activated_at = %s, last_seen_at = %s, status = %s WHERE id = %s",
-                [key_hash, when, when, device.status, device.pk],
+                [[device.key_hash, when, when, device.status, device.pk] for device in new_keys],
             )
-            cursor.execute(
+            cursor.executemany(
                 f"INSERT INTO {DeviceEvent._meta.db_table} (device_id, kind, details, created_at)"  # noqa: S608
                 " VALUES (%s, %s, '{}', %s)",
-                [device.pk, DeviceEvent.Kind.ACTIVATED, when],
+                [[device.pk, DeviceEvent.Kind.ACTIVATED, when] for device in new_keys],
             )
-    return device
+    return list(new_keys)
 
 
 def allow_reactivation(device, *, actor, now=None):

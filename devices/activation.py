@@ -11,6 +11,7 @@ import json
 import logging
 import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -36,7 +37,7 @@ from vendors.models import (
 )
 
 from . import tasks
-from .actions import record_activation
+from .actions import record_activations
 from .claims import InvalidIdentifier, normalize_identifiers
 from .keys import InvalidPublicKey, derive_device_key, hash_device_key, key_matches, public_bytes, shared_secret
 from .models import ActivationOperation, Device
@@ -282,27 +283,41 @@ def process_activations(operation_ids=None, *, exclude=(), limit: int = BATCH_SI
     For each, checks in order: the vendor's model exists (unknown_model), the identifiers are on its
     approved list (not_approved) and not withdrawn (revoked), the factory signature when the model
     requires one (attestation_failed), the device's public key (invalid_public_key), and that the unit
-    has not activated already unless its re-activation window is open (already_activated). Then
-    derives the device key, stores only its hash (record_activation) and the server's public key.
+    has not activated already unless its re-activation window is open (already_activated; of two
+    operations for one unit in a batch, the first wins). Then derives the device key and stores only
+    its hash (record_activations) and the server's public key.
 
-    Idempotent: each operation row is locked, rows another worker holds are skipped, and only an
-    operation still assigning is processed, so running twice, or being killed and re-run, leaves one
-    key and one event. Once committed, the results are announced to devices waiting with `?wait=N`.
+    The batch runs a fixed handful of statements whatever its size: one to look its units up, one
+    to create-or-lock their devices, and pipelined writes. Idempotent: each operation row is locked,
+    rows another worker holds are skipped, and only an operation still assigning is processed, so
+    running twice, or being killed and re-run, leaves one key and one event. Once committed, the
+    results are announced to devices waiting with `?wait=N`.
     """
     with transaction.atomic():
         operations = _lock_waiting(operation_ids, exclude, limit)
         now = timezone.now()
+        checked = _check_requests(operations)
+        passed = [request for request in checked.values() if isinstance(request, _CheckedRequest)]
+        devices = Device.objects.create_or_lock({request.identity_id: request.device_model.pk for request in passed})
+        new_keys = {}
         for operation in operations:
             try:
-                operation.device, server_public_key = _activate(operation)
+                request = checked[operation.pk]
+                if isinstance(request, ActivationRefused):
+                    raise request
+                device = devices[request.identity_id]
+                _check_may_activate(device, now, activated_in_batch=device in new_keys)
             except ActivationRefused as refusal:
                 operation.status = ActivationOperation.Status.FAILED
                 operation.error_code = refusal.code
                 operation.error_message = refusal.message[:300]
             else:
+                new_keys[device] = hash_device_key(derive_device_key(request.secret, operation.pk, device.code))
+                operation.device = device
                 operation.status = ActivationOperation.Status.ASSIGNED
-                operation.server_public_key = b64url_encode(server_public_key)
+                operation.server_public_key = b64url_encode(public_bytes(request.server_private_key))
             operation.finished_at = now
+        record_activations(new_keys, at=now, locked=True)
         _save_finished(operations)
         results = [operation.to_dict() for operation in operations]
         transaction.on_commit(lambda: _announce_finished(results))
@@ -381,59 +396,111 @@ def _forget_models(**kwargs):
     _model_cache.clear()
 
 
-def _activate(operation):
-    device_model = _device_model(operation.vendor_slug, operation.model_slug)
-    if device_model is None:
+@dataclass(frozen=True)
+class _CheckedRequest:
+    """An operation that passed every check that comes before its device's, and what activating it needs."""
+
+    device_model: DeviceModel
+    identity_id: int
+    server_private_key: X25519PrivateKey
+    secret: bytes
+
+
+def _check_requests(operations) -> dict:
+    """Each operation's _CheckedRequest, or the ActivationRefused it fails with, by operation id.
+
+    Looks the units of all the operations up together (_approved_identities).
+    """
+    checked, named = {}, []
+    for operation in operations:
+        try:
+            device_model = _device_model(operation.vendor_slug, operation.model_slug)
+            if device_model is None:
+                raise ActivationRefused(
+                    Error.UNKNOWN_MODEL,
+                    f"There is no model {operation.model_slug!r} of vendor {operation.vendor_slug!r}.",
+                )
+            named.append((operation, device_model, _normalized_identifiers(device_model, operation.identifiers)))
+        except ActivationRefused as refusal:
+            checked[operation.pk] = refusal
+    identities = _approved_identities([(device_model, columns) for _, device_model, columns in named])
+    for (operation, device_model, columns), identity in zip(named, identities, strict=True):
+        try:
+            checked[operation.pk] = _check_unit(operation, device_model, columns, identity)
+        except ActivationRefused as refusal:
+            checked[operation.pk] = refusal
+    return checked
+
+
+def _not_approved(device_model):
+    return f"This unit is not on {device_model.vendor.name}'s approved list for {device_model.name}."
+
+
+def _normalized_identifiers(device_model, identifiers):
+    """The identifiers as the approved list stores them ({column: value}), if they are the model's."""
+    expected = {field.key for field in device_model.claiming_method.ordered_fields()}
+    if set(identifiers) != expected:
         raise ActivationRefused(
-            Error.UNKNOWN_MODEL, f"There is no model {operation.model_slug!r} of vendor {operation.vendor_slug!r}."
+            Error.NOT_APPROVED,
+            f"{device_model.name} is identified by {', '.join(sorted(expected))}. {_not_approved(device_model)}",
         )
-    (identity_id, identity_status), columns = _approved_identity(device_model, operation.identifiers)
+    try:
+        return normalize_identifiers(device_model, identifiers)
+    except InvalidIdentifier as exc:
+        raise ActivationRefused(Error.NOT_APPROVED, f"{exc.message} {_not_approved(device_model)}") from exc
+
+
+def _check_unit(operation, device_model, columns, identity):
+    """The checks of one operation whose unit was looked up: approved, not revoked, attested, a usable key."""
+    if identity is None:
+        raise ActivationRefused(Error.NOT_APPROVED, _not_approved(device_model))
+    identity_id, identity_status = identity
     if identity_status == ApprovedIdentity.Status.REVOKED:
         raise ActivationRefused(Error.REVOKED, f"{device_model.vendor.name} has withdrawn this unit.")
     if device_model.attestation == Attestation.FACTORY_SIGNATURE:
         _check_attestation(device_model, columns, operation.attestation)
-
     server_private_key = X25519PrivateKey.generate()
     try:
         secret = shared_secret(server_private_key, b64url_decode(operation.device_public_key))
     except (InvalidPublicKey, ValueError) as exc:
         raise ActivationRefused(Error.INVALID_PUBLIC_KEY, "The public key is not a usable X25519 public key.") from exc
+    return _CheckedRequest(device_model, identity_id, server_private_key, secret)
 
-    device = Device.objects.create_or_lock(identity_id, device_model.pk)
-    now = timezone.now()
+
+def _check_may_activate(device, now, *, activated_in_batch):
     window_open = device.reactivation_allowed_until is not None and device.reactivation_allowed_until > now
-    if device.activated_at is not None and not window_open:
+    if activated_in_batch or (device.activated_at is not None and not window_open):
         raise ActivationRefused(
             Error.ALREADY_ACTIVATED,
             "This unit has activated already. After a factory reset its owner (or, unclaimed, the vendor) "
             "must allow re-activation.",
         )
-    device_key = derive_device_key(secret, operation.pk, device.code)
-    device = record_activation(device, key_hash=hash_device_key(device_key), at=now, locked=True)
-    return device, public_bytes(server_private_key)
 
 
-def _approved_identity(device_model, identifiers):
-    """(id, status) of the approved identity the identifiers name, and its normalized {column: value}."""
-    expected = {field.key for field in device_model.claiming_method.ordered_fields()}
-    not_approved = f"This unit is not on {device_model.vendor.name}'s approved list for {device_model.name}."
-    if set(identifiers) != expected:
-        raise ActivationRefused(
-            Error.NOT_APPROVED, f"{device_model.name} is identified by {', '.join(sorted(expected))}. {not_approved}"
-        )
-    try:
-        columns = normalize_identifiers(device_model, identifiers)
-    except InvalidIdentifier as exc:
-        raise ActivationRefused(Error.NOT_APPROVED, f"{exc.message} {not_approved}") from exc
-    # Plain SQL, as in _lock_waiting; the column names are identifier_N, never input.
-    conditions = " AND ".join(f"{column} = %s" for column in columns)
-    sql = f"SELECT id, status FROM {ApprovedIdentity._meta.db_table} WHERE device_model_id = %s AND {conditions}"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [device_model.pk, *columns.values()])
-        found = cursor.fetchone()
-    if found is None:
-        raise ActivationRefused(Error.NOT_APPROVED, not_approved)
-    return found, columns
+def _approved_identities(wanted):
+    """For each (device model, normalized {column: value}) of `wanted`, the (id, status) of the
+    approved identity it names, or None. One query per model and set of identifier columns.
+
+    Plain SQL, as in _lock_waiting; the column names are identifier_N, never input.
+    """
+    found = [None] * len(wanted)
+    groups = defaultdict(list)
+    for position, (device_model, columns) in enumerate(wanted):
+        groups[device_model.pk, tuple(columns)].append(position)
+    for (device_model_id, names), positions in groups.items():
+        rows = ", ".join(["(" + ", ".join(["%s"] * (len(names) + 1)) + ")"] * len(positions))
+        matches = " AND ".join(f"i.{name} = w.{name}" for name in names)
+        sql = f"""
+            WITH w (position, {", ".join(names)}) AS (VALUES {rows})
+            SELECT w.position, i.id, i.status FROM w
+            JOIN {ApprovedIdentity._meta.db_table} i ON i.device_model_id = %s AND {matches}
+        """  # noqa: S608
+        params = [value for position in positions for value in (position, *wanted[position][1].values())]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, device_model_id])
+            for position, identity_id, status in cursor.fetchall():
+                found[int(position)] = (identity_id, status)
+    return found
 
 
 def _check_attestation(device_model, columns, attestation):

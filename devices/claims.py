@@ -206,7 +206,7 @@ def _claim(*, space, device_model, identifiers, name, actor):
         )
 
     with transaction.atomic():
-        device = Device.objects.create_or_lock(identity.pk, device_model.pk)
+        device = Device.objects.create_or_lock({identity.pk: device_model.pk})[identity.pk]
         if device.status == Device.Status.CLAIMED:
             if device.organization_id == space.organization_id:
                 raise AlreadyClaimedByYou(

@@ -37,28 +37,35 @@ class DeviceQuerySet(models.QuerySet):
         """What every device list shows: model, vendor and space, in the same query."""
         return self.select_related("device_model__vendor", "space")
 
-    def create_or_lock(self, identity_id, device_model_id):
-        """The device of an approved unit, with its row locked until the transaction ends; created
-        (unregistered) if the unit has none yet. Call it inside transaction.atomic().
+    def create_or_lock(self, units: dict) -> dict:
+        """The devices of approved units ({identity id: device model id}), by identity id, with their
+        rows locked until the transaction ends; a unit without one yet gets it (unregistered).
+        Call it inside transaction.atomic().
 
         A device row appears on a unit's first claim or activation. One statement does both the
         creation and the lock (INSERT ... ON CONFLICT DO UPDATE ... RETURNING: the no-op update is
         what locks an existing row), so a claim and an activation racing for a unit's first row get
-        the same row one after the other. SQLite has no row locks but lets one writer in at a time.
+        the same row one after the other. Rows are locked in identity order, so two batches that
+        share units cannot deadlock. SQLite has no row locks but lets one writer in at a time.
         """
+        if not units:
+            return {}
         connection = connections[self.db]
-        code = self.model._meta.get_field("code").get_db_prep_value(uuid.uuid4(), connection)
+        code_field = self.model._meta.get_field("code")
+        created_at = connection.ops.adapt_datetimefield_value(timezone.now())
+        params = []
+        for identity_id in sorted(units):
+            code = code_field.get_db_prep_value(uuid.uuid4(), connection)
+            params += [code, identity_id, units[identity_id], self.model.Status.UNREGISTERED, False, created_at]
+        rows = ", ".join(["(%s, %s, %s, %s, '', '', %s, %s)"] * len(units))
         sql = f"""
             INSERT INTO {self.model._meta.db_table}
                 (code, identity_id, device_model_id, status, name, key_hash, online, created_at)
-            VALUES (%s, %s, %s, %s, '', '', %s, %s)
+            VALUES {rows}
             ON CONFLICT (identity_id) DO UPDATE SET identity_id = EXCLUDED.identity_id
             RETURNING *
         """  # noqa: S608 - the table name is the model's, values are parameters
-        created_at = connection.ops.adapt_datetimefield_value(timezone.now())
-        params = [code, identity_id, device_model_id, self.model.Status.UNREGISTERED, False, created_at]
-        (device,) = self.raw(sql, params)
-        return device
+        return {device.identity_id: device for device in self.raw(sql, params)}
 
 
 class Device(models.Model):

@@ -385,6 +385,44 @@ def test_a_drain_that_meets_a_backlog_asks_for_a_helper(client, settings, monkey
 
 
 @pytest.mark.django_db
+def test_each_operation_of_a_mixed_batch_gets_its_own_answer(client, settings):
+    settings.ACTIVATION_RATE_PER_ADDRESS = 1000
+    hub, cloud = ApprovedIdentityFactory(), ApprovedIdentityFactory(device_model__cloud_id=True)
+    revoked = ApprovedIdentityFactory(device_model=hub.device_model, status="revoked")
+    unapproved = unit_of(hub) | {"identifiers": hub.identifiers | {"serial_number": "NOT-SHIPPED"}}
+    devices = [
+        SimulatedDevice(unit)
+        for unit in (
+            unit_of(hub),
+            unit_of(cloud),
+            unit_of(revoked),
+            unapproved,
+            unit_of(hub) | {"model": "no-such-model"},
+            unit_of(hub),
+        )
+    ]
+    accepted_without_processing(client, devices)
+
+    finished = {operation.pk: operation for operation in process_activations()}
+    answers = [
+        (finished[operation_of(device).pk].status, finished[operation_of(device).pk].error_code) for device in devices
+    ]
+    assert answers == [
+        ("assigned", ""),
+        ("assigned", ""),
+        ("failed", "revoked"),
+        ("failed", "not_approved"),
+        ("failed", "unknown_model"),
+        ("failed", "already_activated"),
+    ]
+    for device in devices[:2]:
+        device.finish_activation(client.get(f"{ACTIVATIONS}/{operation_of(device).pk}").json())
+        assert heartbeat(client, key_of(device)).status_code == 200
+    assert Device.objects.filter(identity__in=[hub, cloud], activated_at__isnull=False).count() == 2
+    assert DeviceEvent.objects.filter(kind=DeviceEvent.Kind.ACTIVATED).count() == 2
+
+
+@pytest.mark.django_db
 def test_one_broken_operation_does_not_hold_up_the_others(client, caplog):
     devices = [SimulatedDevice(unit_of(ApprovedIdentityFactory())) for _ in range(3)]
     accepted_without_processing(client, devices[:1])

@@ -2,13 +2,18 @@
 
 import pytest
 
-from devices.actions import DeviceActionError, move_device, record_activation, release_device
+from devices.actions import DeviceActionError, move_device, record_activations, release_device
 from devices.claims import claim_device
 from devices.models import Device, DeviceEvent
 
 from .factories import ApprovedIdentityFactory, DeviceFactory, SpaceFactory
 
 pytestmark = pytest.mark.django_db
+
+
+def activated(device, key_hash):
+    (device,) = record_activations({device: key_hash})
+    return device
 
 
 def _claim(identity, space, actor, name="Screen on auditorium wall"):
@@ -23,7 +28,7 @@ def _claim(identity, space, actor, name="Screen on auditorium wall"):
 
 def test_activation_makes_an_unregistered_device_registered():
     device = DeviceFactory()
-    device = record_activation(device, key_hash="ab" * 32)
+    device = activated(device, "ab" * 32)
     assert device.status == Device.Status.REGISTERED
     assert device.activated_at is not None
     assert device.events.get().kind == DeviceEvent.Kind.ACTIVATED
@@ -40,7 +45,7 @@ def test_claiming_a_never_connected_unit_makes_it_claimed_and_awaiting_first_con
 
 
 def test_claiming_a_registered_device_keeps_its_activation(space, owner, device_model):
-    device = record_activation(DeviceFactory(identity__device_model=device_model), key_hash="cd" * 32)
+    device = activated(DeviceFactory(identity__device_model=device_model), "cd" * 32)
     claimed = _claim(device.identity, space, owner)
     assert claimed.pk == device.pk
     assert claimed.status == Device.Status.CLAIMED
@@ -49,13 +54,13 @@ def test_claiming_a_registered_device_keeps_its_activation(space, owner, device_
 
 def test_activation_of_a_claimed_device_keeps_it_claimed(space, owner, device_model):
     device = _claim(ApprovedIdentityFactory(device_model=device_model), space, owner)
-    device = record_activation(device, key_hash="ef" * 32)
+    device = activated(device, "ef" * 32)
     assert device.status == Device.Status.CLAIMED
     assert device.activated_at is not None
 
 
 def test_release_deletes_the_history_and_returns_an_activated_device_to_registered(space, owner, device_model):
-    device = record_activation(DeviceFactory(identity__device_model=device_model), key_hash="01" * 32)
+    device = activated(DeviceFactory(identity__device_model=device_model), "01" * 32)
     device = _claim(device.identity, space, owner)
     released = release_device(device, actor=owner)
     assert released.status == Device.Status.REGISTERED
