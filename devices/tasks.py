@@ -14,8 +14,9 @@ logger = logging.getLogger(__name__)
 # The time limits leave room for a drain's time budget (activation.DRAIN_SECONDS) and its last batch.
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=30, time_limit=60)
 def process_activations_task():
-    """Process the activation operations waiting: the doorbell rung after each request is committed
-    (idempotent: only operations still assigning are processed, each once)."""
+    """Process the activation operations waiting. Sent by the doorbell a committed request rings
+    (unless a task is on its way or at work), by a task asking for help or to go on, and by the
+    sweeper. Idempotent: only operations still assigning are processed, each once."""
     activation.process_waiting_activations()
 
 
