@@ -19,7 +19,14 @@ SITE_NAME = env("DJANGO_SITE_NAME", default="Device Portal")
 
 
 def database_settings(config):
-    """What every environment adds to its DATABASE_URL: on PostgreSQL, server-side binding."""
+    """What every environment adds to its DATABASE_URL: persistent connections without a health
+    check before each request, and on PostgreSQL server-side binding."""
+    config["ATOMIC_REQUESTS"] = False
+    config["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    # Off by default, as in Django: a check is a SELECT 1 before every request's and task's first
+    # query, a tenth of the device API's web CPU. A connection broken meanwhile (PostgreSQL restarted)
+    # fails one request and is then replaced.
+    config["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
     if config["ENGINE"].endswith("postgresql"):
         # Parameters travel apart from the SQL text, and psycopg prepares a statement the fifth time
         # a connection runs it: PostgreSQL then stops parsing and planning the device API's hot
@@ -31,12 +38,6 @@ def database_settings(config):
 
 # Without DATABASE_URL the portal runs on an embedded SQLite file, so a fresh machine needs nothing running.
 DATABASES = {"default": database_settings(env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
-DATABASES["default"]["ATOMIC_REQUESTS"] = False
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-# Off by default, as in Django: a check is a SELECT 1 before every request's and task's first
-# query, a tenth of the device API's web CPU. A connection broken meanwhile (PostgreSQL restarted)
-# fails one request and is then replaced.
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 ROOT_URLCONF = "config.urls"
