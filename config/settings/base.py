@@ -122,6 +122,10 @@ CRISPY_TEMPLATE_PACK = "bootstrap5"
 # Redis is the cache (rate limits, sessions) and the Celery broker when REDIS_URL is set.
 # Without it the cache lives in the database, which is still shared by every process.
 REDIS_URL = env("REDIS_URL", default="")
+# Seconds to wait for Redis to accept a connection and to answer a command. A Redis that stops
+# answering (rather than refusing) must fail over to the degraded path, not hang a request.
+REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=1.0)
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=2.0)
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
     SESSION_ENGINE = "django.contrib.sessions.backends.cache"
