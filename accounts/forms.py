@@ -4,32 +4,28 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
+from portal.client import client_address
+
 from .models import AuditEntry, Role, User
-from .throttle import (
-    SignInThrottled,
-    check_sign_in_allowed,
-    client_address,
-    record_sign_in_failure,
-    record_sign_in_success,
-)
+from .throttle import SignInThrottled, count_sign_in_attempt, record_sign_in_success
 
 
 class ThrottledSignInMixin:
-    """Refuses sign-ins for an account or an address that failed too often (accounts/throttle.py)."""
+    """Refuses sign-ins for an account or an address that failed too often (accounts/throttle.py).
+
+    The attempt is counted before the password is checked; a wrong password leaves it counted.
+    """
 
     def clean(self):
         email = self.cleaned_data.get("username") or ""
         address = client_address(self.request) if self.request else "unknown"
         try:
-            check_sign_in_allowed(email, address)
+            count_sign_in_attempt(email, address)
         except SignInThrottled as throttled:
             raise ValidationError(throttled.message, code="throttled") from throttled
-        try:
-            cleaned_data = super().clean()
-        except ValidationError:
-            record_sign_in_failure(email, address)
-            raise
-        record_sign_in_success(email)
+        cleaned_data = super().clean()
+        if self.get_user() is not None:  # the password was checked and right (not merely left empty)
+            record_sign_in_success(email, address)
         return cleaned_data
 
 

@@ -9,7 +9,6 @@ import math
 import re
 import uuid
 
-from django.conf import settings
 from django.http import JsonResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -17,15 +16,14 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
+from portal.client import client_address
+from portal.errors import UserFacingError
+from portal.ratelimit import RateLimit, RateLimitExceeded, count_attempt
 from vendors.attestation import b64url_decode, is_b64url
 
-from .activation import (
-    ActivationRequest,
-    authenticate_device,
-    rate_limit_retry_after,
-    start_activation,
-    wait_for_activation,
-)
+from .activation import ActivationRequest
+from .activation_queue import answer_when_finished, start_activation
+from .authentication import device_from_bearer
 from .commands import MAX_OUTPUT as MAX_COMMAND_OUTPUT
 from .commands import CommandError, deliver_pending_commands, report_command_result
 from .configuration import desired_configuration
@@ -42,12 +40,19 @@ METRIC_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 ACTIVATION_FIELDS = {"vendor", "model", "identifiers", "public_key", "attestation"}
 
 
-class InvalidRequest(Exception):
+# Activation requests per minute: every request counts against its client's address (malformed
+# ones too), a well-formed one against its unit as well. Counted before anything else is done;
+# while Redis is unreachable requests are let through (a device refused would only retry, and the
+# operation rows in PostgreSQL still bound the work).
+ACTIVATIONS_PER_ADDRESS = RateLimit("activations:address", limit="ACTIVATION_RATE_PER_ADDRESS", fail_open=True)
+ACTIVATIONS_PER_UNIT = RateLimit("activations:unit", limit="ACTIVATION_RATE_PER_IDENTITY", fail_open=True)
+
+
+class InvalidRequest(UserFacingError):
     """A malformed request: `fields` maps each offending field (dotted path) to what is wrong."""
 
     def __init__(self, message, fields=None):
         super().__init__(message)
-        self.message = message
         self.fields = fields or {}
 
 
@@ -192,11 +197,6 @@ def _finite(number):
         return False
 
 
-def client_address(request):
-    """The address rate limits count by: the peer address, as the WSGI server gives it."""
-    return request.META.get("REMOTE_ADDR") or "unknown"
-
-
 def body_too_large(request):
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -225,12 +225,6 @@ def unauthorized():
     return response
 
 
-def device_from_bearer(request):
-    """The device whose key the request presents (Authorization: Bearer <key>), or None."""
-    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    return authenticate_device(token.strip()) if scheme.lower() == "bearer" else None
-
-
 @method_decorator(csrf_exempt, name="dispatch")
 class DeviceAPIView(View):
     """Base of the device API views: no CSRF (devices hold no cookies) and JSON errors for other methods."""
@@ -247,7 +241,6 @@ class ActivationsView(DeviceAPIView):
     http_method_names = ["post"]
 
     def post(self, request):
-        by_address = ("address", client_address(request), settings.ACTIVATION_RATE_PER_ADDRESS)
         refusal = None
         if body_too_large(request):
             refusal = error_response(413, "too_large", f"The body must be at most {MAX_BODY} bytes.")
@@ -257,18 +250,18 @@ class ActivationsView(DeviceAPIView):
                 activation_request = parse_activation(parse_json_object(request.body))
             except InvalidRequest as invalid:
                 refusal = error_response(400, "invalid_request", invalid.message, fields=invalid.fields)
-        # Every request counts against its address, a well-formed one against its unit too.
-        limits = [by_address]
+        attempts = [(ACTIVATIONS_PER_ADDRESS, client_address(request))]
         if refusal is None:
-            limits.append(("identity", activation_request.identity_key(), settings.ACTIVATION_RATE_PER_IDENTITY))
-        retry_after = rate_limit_retry_after(*limits)
-        if retry_after:
-            return too_many_requests(retry_after)
+            attempts.append((ACTIVATIONS_PER_UNIT, activation_request.identity_key()))
+        try:
+            count_attempt(*attempts)
+        except RateLimitExceeded as exceeded:
+            return too_many_requests(exceeded.retry_after)
         if refusal is not None:
             return refusal
 
         operation = start_activation(activation_request)
-        result = operation.to_dict() if wait is None else wait_for_activation(operation.pk, wait)
+        result = operation.to_dict() if wait is None else answer_when_finished(operation, wait)
         if result["status"] != ActivationOperation.Status.ASSIGNING:
             return operation_response(result, 200)
         response = operation_response(result, 202)

@@ -4,12 +4,14 @@ The wording of the errors follows the vendor's support guide (shared seeds): a c
 sees one of them knows whether to re-check the sticker, ask the previous owner, or call the vendor.
 """
 
+from datetime import timedelta
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AuditEntry
-from accounts.throttle import FailureThrottle
+from portal.ratelimit import RateLimit, RateLimitExceeded, RateLimitUnavailable, count_attempt, take_back
 from vendors.identifiers import confusable_characters
 from vendors.models import ApprovedIdentity
 
@@ -79,6 +81,11 @@ class TooManyFailures(ClaimError):
         self.retry_at = retry_at
 
 
+class ClaimingUnavailable(ClaimError):
+    code = "unavailable"
+    counts_as_failure = False
+
+
 def vendor_support_phrase(vendor):
     """'contact Acme Devices support (support@acme.example)'."""
     contact = vendor.support_email or vendor.support_url
@@ -99,19 +106,26 @@ def normalize_identifiers(device_model, raw_identifiers):
     return columns
 
 
-# Failed claims are throttled per user in the shared cache (accounts/throttle.py).
-CLAIM_FAILURES = FailureThrottle(
-    "claim-failures", limit_setting="CLAIM_FAILURE_LIMIT", window_setting="CLAIM_FAILURE_WINDOW"
-)
+# Claim attempts are limited per user (portal/ratelimit.py): counted before the claim is checked,
+# and taken back when it goes through or fails for a reason that is no guess at a sticker.
+CLAIM_ATTEMPTS = RateLimit("claims:user", limit="CLAIM_FAILURE_LIMIT", window="CLAIM_FAILURE_WINDOW")
 
 
-def claim_retry_at(user):
-    """When `user` may try again, or None if they are not blocked."""
-    return CLAIM_FAILURES.retry_at(user.pk)
-
-
-def record_claim_failure(user):
-    CLAIM_FAILURES.record_failure(user.pk)
+def _count_claim_attempt(user):
+    try:
+        count_attempt((CLAIM_ATTEMPTS, user.pk))
+    except RateLimitExceeded as exceeded:
+        retry_at = timezone.now() + timedelta(seconds=exceeded.retry_after)
+        raise TooManyFailures(
+            f"Too many failed claim attempts. For your security, claiming is paused for your account; "
+            f"try again after {timezone.localtime(retry_at):%H:%M %Z}.",
+            retry_at=retry_at,
+        ) from None
+    except RateLimitUnavailable:
+        raise ClaimingUnavailable(
+            "Claiming is unavailable for a moment because the portal cannot count claim attempts. "
+            "Please try again in a minute."
+        ) from None
 
 
 def _find_identity(device_model, columns):
@@ -169,22 +183,19 @@ def claim_device(*, space, device_model, identifiers, name, actor):
     keys to values as typed (they are normalized here). The device becomes claimed by the space's
     organization, in one transaction that locks the device row, so two organizations racing for
     one unit end with one claim and one ClaimedByAnotherOrganization.
-    Writes a DeviceEvent. Raises a ClaimError subclass whose message is meant for the customer;
-    failures count towards the actor's throttle.
+    Writes a DeviceEvent. Raises a ClaimError subclass whose message is meant for the customer.
+    Each attempt counts towards the actor's limit before it is checked; one that goes through, or
+    fails for a reason other than the identifiers, is taken back.
     """
-    retry_at = claim_retry_at(actor)
-    if retry_at is not None:
-        raise TooManyFailures(
-            f"Too many failed claim attempts. For your security, claiming is paused for your account; "
-            f"try again after {timezone.localtime(retry_at):%H:%M %Z}.",
-            retry_at=retry_at,
-        )
+    _count_claim_attempt(actor)
     try:
-        return _claim(space=space, device_model=device_model, identifiers=identifiers, name=name, actor=actor)
+        device = _claim(space=space, device_model=device_model, identifiers=identifiers, name=name, actor=actor)
     except ClaimError as error:
-        if error.counts_as_failure:
-            record_claim_failure(actor)
+        if not error.counts_as_failure:
+            take_back(CLAIM_ATTEMPTS, actor.pk)
         raise
+    take_back(CLAIM_ATTEMPTS, actor.pk)
+    return device
 
 
 def _claim(*, space, device_model, identifiers, name, actor):

@@ -1,35 +1,35 @@
 """Celery tasks of the device lifecycle: small, idempotent, given ids or nothing (the activation
-task and the periodic ones find their work in the database). The rules live in activation.py,
-commands.py and telemetry.py; each task is one call to one of them."""
+task and the periodic ones find their work in the database). The rules live in activation.py (fed
+by activation_queue.py), commands.py and telemetry.py; each task is one call to one of them."""
 
 import logging
 
 from celery import shared_task
 
-from devices import activation, commands, telemetry
+from devices import activation_queue, commands, telemetry
 
 logger = logging.getLogger(__name__)
 
 
-# The time limits leave room for a drain's time budget (activation.DRAIN_SECONDS) and its last batch.
+# The time limits leave room for a drain's time budget (activation_queue.DRAIN_SECONDS) and its last batch.
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=30, time_limit=60)
 def process_activations_task():
     """Process the activation operations waiting. Sent by the doorbell a committed request rings
     (unless a task is on its way or at work), by a task asking for help or to go on, and by the
     sweeper. Idempotent: only operations still assigning are processed, each once."""
-    activation.process_waiting_activations()
+    activation_queue.process_waiting_activations()
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def resend_stuck_activations_task():
     """Celery beat, every 15 s: ring again for operations left assigning for more than 30 s."""
-    return activation.resend_stuck_activations()
+    return activation_queue.resend_stuck_activations()
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def delete_finished_activations_task():
     """Celery beat, hourly: delete operations finished more than 7 days ago."""
-    return activation.delete_finished_activations()
+    return activation_queue.delete_finished_activations()
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -11,10 +11,10 @@ from django.test import override_settings
 from django.utils import timezone
 
 from config.celery_app import app as celery_app
-from devices import activation
-from devices.activation import resend_stuck_activations
+from devices.activation_queue import BATCH_SIZE, resend_stuck_activations
 from devices.models import ActivationOperation, Device, DeviceEvent
 from devices.simulator import SimulatedDevice, simulate
+from portal.redis import redis_client
 
 from .conftest import wait_for
 from .factories import ApprovedIdentityFactory
@@ -43,7 +43,7 @@ def redis_down():
         celery_app.conf.broker_url = url
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
-        activation._redis.cache_clear()
+        redis_client.cache_clear()
 
     saved = celery_app.conf.broker_url
     with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
@@ -69,7 +69,7 @@ def test_the_simulator_activates_units_over_http_through_a_real_worker(celery_wo
 
 @override_settings(ACTIVATION_RATE_PER_ADDRESS=1000)
 def test_a_burst_of_several_batches_activates_every_unit_once_through_a_real_worker(celery_worker_process, live_server):
-    count = activation.BATCH_SIZE * 2 + 20
+    count = BATCH_SIZE * 2 + 20
     identities = ApprovedIdentityFactory.create_batch(count)
     result = simulate(live_server.url, [unit_of(identity) for identity in identities], concurrency=16, wait=10)
     assert result.failures == {}

@@ -9,16 +9,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.cache import cache
 from django.utils import timezone
 
-from devices import activation
+from devices import activation_queue
 from devices.actions import allow_reactivation
-from devices.activation import (
-    DOORBELL_KEY,
-    delete_finished_activations,
-    process_activations,
-    process_waiting_activations,
-)
+from devices.activation import process_activations
+from devices.activation_queue import delete_finished_activations, doorbell_key, process_waiting_activations
 from devices.models import ActivationOperation, Device, DeviceEvent
 from devices.simulator import SimulatedDevice
+from portal.redis import redis_client
 from vendors.attestation import attestation_message, b64url_encode, sign
 
 from .factories import ApprovedIdentityFactory, ClaimedDeviceFactory, ProductionBatchFactory
@@ -376,7 +373,7 @@ def test_a_unit_asking_twice_in_one_batch_activates_once(client):
 def test_a_drain_that_meets_a_backlog_asks_for_a_helper(client, settings, monkeypatch):
     """Tasks run in-process here, so the helper runs at once and takes what the first batch left."""
     settings.ACTIVATION_RATE_PER_ADDRESS = 1000
-    monkeypatch.setattr(activation, "BATCH_SIZE", 3)
+    monkeypatch.setattr(activation_queue, "BATCH_SIZE", 3)
     devices = [SimulatedDevice(unit_of(ApprovedIdentityFactory())) for _ in range(7)]
     accepted_without_processing(client, devices)
 
@@ -442,7 +439,7 @@ def test_one_broken_operation_does_not_hold_up_the_others(client, caplog):
 @pytest.mark.django_db
 def test_the_doorbell_sends_no_task_while_one_is_on_its_way(client, django_capture_on_commit_callbacks):
     """Tasks run in-process here: a rung doorbell processes the operation before the request ends."""
-    activation._redis().set(DOORBELL_KEY, 1)  # as if a task had been sent and not started yet
+    redis_client().set(doorbell_key(), 1)  # as if a task had been sent and not started yet
     early = SimulatedDevice(unit_of(ApprovedIdentityFactory()))
     with django_capture_on_commit_callbacks(execute=True):
         post(client, early.activation_request())
@@ -458,19 +455,19 @@ def test_an_operation_committed_while_the_task_drains_is_found_by_its_last_look(
     """The doorbell stays set while the task drains, so the requests meanwhile send no task; after
     clearing it the task looks once more."""
     late = SimulatedDevice(unit_of(ApprovedIdentityFactory()))
-    clear_doorbell = activation._clear_doorbell
+    clear_doorbell = activation_queue._clear_doorbell
 
     def a_request_commits_then_the_doorbell_clears():
-        assert activation._redis().exists(DOORBELL_KEY), "still set at the end of the drain"
+        assert redis_client().exists(doorbell_key()), "still set at the end of the drain"
         accepted_without_processing(client, [late])
         clear_doorbell()
 
-    monkeypatch.setattr(activation, "_clear_doorbell", a_request_commits_then_the_doorbell_clears)
-    activation._redis().set(DOORBELL_KEY, 1)
+    monkeypatch.setattr(activation_queue, "_clear_doorbell", a_request_commits_then_the_doorbell_clears)
+    redis_client().set(doorbell_key(), 1)
     accepted_without_processing(client, [SimulatedDevice(unit_of(ApprovedIdentityFactory()))])
 
     assert process_waiting_activations() == 2
-    assert not activation._redis().exists(DOORBELL_KEY)
+    assert not redis_client().exists(doorbell_key())
     assert operation_of(late).status == "assigned"
 
 
