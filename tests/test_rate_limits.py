@@ -1,0 +1,167 @@
+"""Rate limits as attackers meet them: clients behind one proxy, parallel guesses, a Redis shared by
+two deployments, and counters that cannot be reached."""
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test import Client, override_settings
+from django.urls import reverse
+
+from devices.claims import ClaimingUnavailable, claim_device
+from portal.ratelimit import RateLimit, RateLimitExceeded, count_attempt
+from portal.redis import redis_client
+
+from .factories import PASSWORD, ApprovedIdentityFactory, UserFactory
+
+ACTIVATIONS = "/api/v1/activations"
+
+
+@pytest.fixture(autouse=True)
+def fresh_counters():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def counters_unreachable():
+    """The raw Redis client points at a port where nothing listens, as when Redis is down."""
+    redis_client.cache_clear()
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
+        yield
+    redis_client.cache_clear()
+
+
+def _malformed_activation(client, forwarded_for):
+    return client.post(
+        ACTIVATIONS,
+        "not json",
+        content_type="application/json",
+        REMOTE_ADDR="10.0.0.1",
+        HTTP_X_FORWARDED_FOR=forwarded_for,
+    )
+
+
+@pytest.mark.django_db
+def test_two_devices_behind_one_proxy_are_limited_apart(client, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.ACTIVATION_RATE_PER_ADDRESS = 3
+    statuses = [_malformed_activation(client, "198.51.100.1").status_code for _ in range(4)]
+    assert statuses == [400, 400, 400, 429], "the noisy client is limited by its own address"
+    assert _malformed_activation(client, "198.51.100.2").status_code == 400, "its neighbour behind the proxy is not"
+
+
+@pytest.mark.django_db
+def test_a_client_cannot_escape_its_limit_by_sending_its_own_forwarded_header(client, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.ACTIVATION_RATE_PER_ADDRESS = 2
+    statuses = [_malformed_activation(client, f"192.0.2.{n}, 198.51.100.1").status_code for n in range(3)]
+    assert statuses == [400, 400, 429], "only the address the trusted proxy saw counts"
+
+
+@pytest.mark.django_db
+def test_rate_limit_counters_live_under_the_cache_key_prefix():
+    limit = RateLimit("test-scope", limit=1)
+    count_attempt((limit, "subject"))
+    keys = [key.decode() for key in redis_client().scan_iter(match="*test-scope*")]
+    assert keys
+    assert all(key.startswith(f"{cache.key_prefix}:") for key in keys)
+
+
+@pytest.mark.django_db
+def test_two_deployments_sharing_one_redis_do_not_share_counters(settings):
+    limit = RateLimit("shared-redis", limit=1)
+    count_attempt((limit, "203.0.113.7"))
+    with pytest.raises(RateLimitExceeded):
+        count_attempt((limit, "203.0.113.7"))
+    other = {"default": {**settings.CACHES["default"], "KEY_PREFIX": f"{cache.key_prefix}-other"}}
+    with override_settings(CACHES=other):
+        count_attempt((limit, "203.0.113.7"))  # its own first attempt: allowed
+    cache.clear()
+
+
+def _sign_in(email, password, address="203.0.113.7"):
+    return Client().post(reverse("login"), {"username": email, "password": password}, REMOTE_ADDR=address)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_wrong_passwords_for_one_account_are_checked_no_more_than_the_limit(settings):
+    """A slow password hash keeps the attempts in flight together: each must be counted before it is checked."""
+    settings.SIGN_IN_FAILURE_LIMIT_PER_ACCOUNT = 5
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    user = UserFactory()
+    start = threading.Barrier(12)
+
+    def guess(attempt):
+        start.wait()
+        try:
+            return _sign_in(user.email, f"wrong-{attempt}", address=f"198.51.100.{attempt}").text
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        pages = list(pool.map(guess, range(12)))
+    checked = sum("Please enter a correct" in page for page in pages)
+    paused = sum("Too many failed sign-ins for this account" in page for page in pages)
+    assert (checked, paused) == (5, 7)
+
+
+@pytest.mark.django_db
+def test_colleagues_signing_in_from_one_office_address_do_not_pause_it(settings):
+    settings.SIGN_IN_FAILURE_LIMIT_PER_ADDRESS = 3
+    colleagues = UserFactory.create_batch(6)
+    for colleague in colleagues:
+        assert _sign_in(colleague.email, PASSWORD, address="192.0.2.80")["Location"] == reverse("home")
+
+
+@pytest.mark.django_db
+def test_wrong_passwords_still_pause_an_address_whose_other_sign_ins_succeed(settings):
+    settings.SIGN_IN_FAILURE_LIMIT_PER_ADDRESS = 3
+    guesser, colleague = UserFactory(), UserFactory()
+    for _ in range(2):
+        _sign_in(guesser.email, "wrong", address="192.0.2.81")
+        assert _sign_in(colleague.email, PASSWORD, address="192.0.2.81").status_code == 302
+    _sign_in(guesser.email, "wrong", address="192.0.2.81")
+    assert "for your network address" in _sign_in(colleague.email, PASSWORD, address="192.0.2.81").text
+
+
+@pytest.mark.django_db
+def test_an_empty_password_does_not_clear_the_accounts_count(settings):
+    settings.SIGN_IN_FAILURE_LIMIT_PER_ACCOUNT = 2
+    user = UserFactory()
+    for _ in range(2):
+        _sign_in(user.email, "wrong", address="192.0.2.82")
+    _sign_in(user.email, "", address="192.0.2.82")
+    assert "for this account" in _sign_in(user.email, PASSWORD, address="192.0.2.82").text
+
+
+@pytest.mark.django_db
+def test_sign_in_is_refused_not_allowed_while_the_counters_are_unreachable(counters_unreachable):
+    user = UserFactory()
+    response = _sign_in(user.email, PASSWORD)
+    assert response.status_code == 200
+    assert "Signing in is unavailable for a moment" in response.text
+
+
+@pytest.mark.django_db
+def test_claims_are_refused_while_the_counters_are_unreachable(counters_unreachable, space, owner, device_model):
+    identity = ApprovedIdentityFactory(device_model=device_model)
+    with pytest.raises(ClaimingUnavailable):
+        claim_device(space=space, device_model=device_model, identifiers=identity.identifiers, name="X", actor=owner)
+
+
+@pytest.mark.django_db
+def test_activations_are_accepted_while_the_counters_are_unreachable(client, counters_unreachable):
+    identity = ApprovedIdentityFactory()
+    body = {
+        "vendor": identity.device_model.vendor.slug,
+        "model": identity.device_model.slug,
+        "identifiers": identity.identifiers,
+        "public_key": "A" * 43,
+    }
+    response = client.post(ACTIVATIONS, json.dumps(body), content_type="application/json")
+    assert response.status_code in (200, 202)
