@@ -12,6 +12,9 @@ threads for ?wait) on 127.0.0.1:13000 and one Celery worker on Redis db 5; then
    better of the two): the Python client spends far more CPU per request than wrk, which holds its
    baseline down more than the activations,
 4. checks in the database that no activation was lost or doubled,
+5. samples a portal page (the sign-in page, on a new connection each time, so any worker may answer)
+   before and during the activations: devices waiting with ?wait=N hold web threads, and at most
+   ACTIVATION_WAITERS_PER_PROCESS of them per process may (--waiters changes it for comparison),
 and stops every process it started. For experiments, BENCH_CELERY_POOL, BENCH_CELERY_THREADS and
 BENCH_GUNICORN_THREADS change the pools (keep gunicorn threads x workers + Celery threads under
 PostgreSQL's max_connections: every thread keeps its own connection).
@@ -22,6 +25,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,6 +59,10 @@ CELERY_PREFETCH = 4
 # Threads per gunicorn worker: a device waiting with ?wait=N holds one while its task runs.
 GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", 16))
 GOALS = {"ratio": 0.05, "p99": 2.0}
+# Threads per gunicorn worker that pages keep while devices wait: the waiter cap is the rest.
+PAGE_THREADS = 4
+PAGE = "/accounts/login/"
+PAGE_INTERVAL = 0.1
 
 ENV = os.environ | {
     "DJANGO_SETTINGS_MODULE": "config.settings.local",
@@ -65,6 +73,7 @@ ENV = os.environ | {
     "DJANGO_LOG_LEVEL": "WARNING",
     # One simulator address sends every activation: lift the per-address limit for the run.
     "ACTIVATION_RATE_PER_ADDRESS": "1000000",
+    "ACTIVATION_WAITERS_PER_PROCESS": str(GUNICORN_THREADS - PAGE_THREADS),
 }
 
 
@@ -214,6 +223,44 @@ def trivial_with_wrk(concurrency, seconds=BASELINE_SECONDS):
     return measured["rate"]
 
 
+class PageSampler(threading.Thread):
+    """GETs the portal page every PAGE_INTERVAL seconds on a new connection until stopped; keeps
+    each answer's seconds, and counts answers other than 200 and errors as failures."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.latencies, self.failures = [], 0
+        self.stopped = threading.Event()
+
+    def run(self):
+        while not self.stopped.wait(PAGE_INTERVAL):
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(f"{URL}{PAGE}", timeout=30) as response:
+                    response.read()
+                    ok = response.status == 200
+            except OSError:
+                ok = False
+            self.latencies.append(time.monotonic() - started)
+            self.failures += not ok
+
+    def stop(self):
+        self.stopped.set()
+        self.join()
+        return self
+
+    def summary(self):
+        q = statistics.quantiles(self.latencies, n=100, method="inclusive") if len(self.latencies) > 1 else [0] * 99
+        return {"p50": q[49], "p99": q[98], "max": max(self.latencies, default=0), "count": len(self.latencies)}
+
+
+def sample_pages(seconds):
+    sampler = PageSampler()
+    sampler.start()
+    time.sleep(seconds)
+    return sampler.stop()
+
+
 def server_pids():
     """PostgreSQL's postmaster and the Redis server, found by name, for their CPU per activation."""
     pids = {}
@@ -263,7 +310,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--waiters", type=int, help="devices that may wait per gunicorn worker (default: threads - 4)")
     options = parser.parse_args()
+    if options.waiters is not None:
+        ENV["ACTIVATION_WAITERS_PER_PROCESS"] = str(options.waiters)
 
     log_dir = Path(tempfile.mkdtemp(prefix="bench_i5_"))
     units_file = log_dir / "units.jsonl"
@@ -276,7 +326,10 @@ def main():
         from devices.simulator import simulate
 
         workers = 2 * os.cpu_count()
-        print(f"gunicorn: {workers} workers x {GUNICORN_THREADS} threads on {URL}")
+        print(
+            f"gunicorn: {workers} workers x {GUNICORN_THREADS} threads on {URL};"
+            f" at most {ENV['ACTIVATION_WAITERS_PER_PROCESS']} devices wait per worker"
+        )
         print(
             f"celery: 1 worker, {CELERY_POOL} pool of {CELERY_THREADS}, prefetch multiplier {CELERY_PREFETCH},"
             f" on Redis db 5; PostgreSQL database {DATABASE}"
@@ -292,11 +345,15 @@ def main():
             f"trivial JSON view /api/v1/health: {baseline_before:,.0f} requests/s at concurrency {options.concurrency}"
         )
 
+        idle_pages = sample_pages(5).summary()
         units = [json.loads(line) for line in units_file.read_text().splitlines()]
         # CPU per activation is less at the mercy of other work on the machine than the rates are.
         measured = {"gunicorn": processes[0].pid, "celery": processes[1].pid} | server_pids()
         cpu_before = {name: cpu_seconds(pid) for name, pid in measured.items()}, time.process_time()
+        storm_pages = PageSampler()
+        storm_pages.start()
         result = simulate(URL, units, concurrency=options.concurrency, heartbeats=1, wait=10)
+        storm_pages.stop()
         cpu_used = {name: cpu_seconds(pid) - cpu_before[0][name] for name, pid in measured.items()}
         cpu_used["this client"] = time.process_time() - cpu_before[1]
         p50, p99 = result.percentile(50), result.percentile(99)
@@ -325,6 +382,12 @@ def main():
         print(f"trivial JSON view again with wrk: {wrk_after:,.0f} requests/s; the better one is {wrk_baseline:,.0f}")
         print(f"ratio activations/s : trivial requests/s, same Python client = {same_client_ratio:.1%}")
         print(f"ratio activations/s : trivial requests/s with wrk = {ratio:.1%} (goal >= {GOALS['ratio']:.0%})")
+        pages = storm_pages.summary()
+        print(
+            f"portal page {PAGE} idle: p50 {idle_pages['p50']:.3f} s, p99 {idle_pages['p99']:.3f} s;"
+            f" during the activations: p50 {pages['p50']:.3f} s, p99 {pages['p99']:.3f} s, max {pages['max']:.3f} s,"
+            f" {storm_pages.failures} failed of {pages['count']}"
+        )
         checks = check_database(len(units))
         for name, value in checks.items():
             print(f"  database: {name}: {value}")
@@ -336,6 +399,9 @@ def main():
         print(f"goal ratio >= 5%: {'met' if ratio >= GOALS['ratio'] else 'NOT met'}")
         print(f"goal p99 < 2 s: {'met' if p99 < GOALS['p99'] else 'NOT met'}")
         print(f"goal none lost or doubled: {'met' if intact and not result.failures else 'NOT met'}")
+        pages_answer = not storm_pages.failures and pages["p99"] < GOALS["p99"]
+        verdict = "met" if pages_answer else "NOT met"
+        print(f"goal pages answer during the activations (none failed, p99 < 2 s): {verdict}")
     finally:
         for process in processes:
             process.terminate()

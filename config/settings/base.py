@@ -200,8 +200,9 @@ PASSWORD_RESET_TIMEOUT = 60 * 60 * 24
 ACTIVATION_RATE_PER_ADDRESS = env.int("ACTIVATION_RATE_PER_ADDRESS", default=30)
 ACTIVATION_RATE_PER_IDENTITY = env.int("ACTIVATION_RATE_PER_IDENTITY", default=5)
 # Devices that may wait for their answer (?wait=N) at once in one web process; beyond it they get
-# 202 and poll. Each holds a thread: keep it under the threads per worker so pages keep answering.
-ACTIVATION_WAITERS_PER_PROCESS = env.int("ACTIVATION_WAITERS_PER_PROCESS", default=8)
+# 202 and poll. Each holds a thread: keep it a few under the threads per worker (the README's
+# gunicorn runs 16) so that pages keep answering during an activation storm.
+ACTIVATION_WAITERS_PER_PROCESS = env.int("ACTIVATION_WAITERS_PER_PROCESS", default=12)
 CELERY_BEAT_SCHEDULE |= {
     "resend-stuck-activations": {"task": "devices.tasks.resend_stuck_activations_task", "schedule": 15.0},
     "delete-finished-activations": {"task": "devices.tasks.delete_finished_activations_task", "schedule": 3600.0},
