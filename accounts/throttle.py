@@ -7,9 +7,6 @@ signing in from one office address are not paused by their own sign-ins.
 """
 
 import hashlib
-from datetime import timedelta
-
-from django.utils import timezone
 
 from portal.errors import UserFacingError
 from portal.ratelimit import RateLimit, RateLimitExceeded, RateLimitUnavailable, count_attempt, reset, take_back
@@ -46,7 +43,7 @@ def count_sign_in_attempt(email, address):
         count_attempt((SIGN_IN_PER_ACCOUNT, _account_key(email)), (SIGN_IN_PER_ADDRESS, address))
     except RateLimitExceeded as exceeded:
         subject = "this account" if exceeded.limit is SIGN_IN_PER_ACCOUNT else "your network address"
-        retry_at = timezone.now() + timedelta(seconds=exceeded.retry_after)
+        retry_at = exceeded.retry_at
         raise SignInThrottled(
             f"Too many failed sign-ins for {subject}. For your security, signing in is paused; "
             f"try again after {retry_at:%H:%M} (UTC), or reset your password.",

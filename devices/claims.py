@@ -4,8 +4,6 @@ The wording of the errors follows the vendor's support guide (shared seeds): a c
 sees one of them knows whether to re-check the sticker, ask the previous owner, or call the vendor.
 """
 
-from datetime import timedelta
-
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -115,7 +113,7 @@ def _count_claim_attempt(user):
     try:
         count_attempt((CLAIM_ATTEMPTS, user.pk))
     except RateLimitExceeded as exceeded:
-        retry_at = timezone.now() + timedelta(seconds=exceeded.retry_after)
+        retry_at = exceeded.retry_at
         raise TooManyFailures(
             f"Too many failed claim attempts. For your security, claiming is paused for your account; "
             f"try again after {timezone.localtime(retry_at):%H:%M %Z}.",

@@ -14,10 +14,12 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import redis
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
 
 from .redis import redis_client, redis_key
 
@@ -57,12 +59,14 @@ class RateLimit:
 
 
 class RateLimitExceeded(Exception):
-    """An attempt passed `limit` (the first of those it passed); it may retry after `retry_after` seconds."""
+    """An attempt passed `limit` (the first of those it passed); it may retry after `retry_after`
+    seconds, at `retry_at`."""
 
     def __init__(self, limit: RateLimit, retry_after: int):
         super().__init__(f"{limit.scope}: retry after {retry_after} s")
         self.limit = limit
         self.retry_after = retry_after
+        self.retry_at = timezone.now() + timedelta(seconds=retry_after)
 
 
 class RateLimitUnavailable(Exception):
