@@ -13,6 +13,8 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from portal.errors import UserFacingError
+
 from . import tasks
 from .audit import record_audit
 from .models import AuditEntry, Invitation, Membership, Role
@@ -21,12 +23,8 @@ INVITATION_MAX_AGE = timedelta(days=7)
 _INVITATION_SALT = "accounts.invitation"
 
 
-class MembershipError(Exception):
-    """A membership rule refused the action; the message is meant for the user."""
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
+class MembershipError(UserFacingError):
+    """A membership rule refused the action."""
 
 
 class LastOwnerError(MembershipError):

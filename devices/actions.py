@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from accounts.audit import record_audit
 from accounts.models import AuditEntry
+from portal.errors import UserFacingError
 from vendors.models import VendorAuditEntry
 
 from .history import record_change
@@ -16,8 +17,8 @@ from .models import Device, DeviceEvent
 REACTIVATION_WINDOW = timedelta(hours=24)
 
 
-class DeviceActionError(Exception):
-    """A lifecycle rule refused the action; the message is meant for the user."""
+class DeviceActionError(UserFacingError):
+    """A lifecycle rule refused the action."""
 
 
 def rename_device(device, *, name, actor):

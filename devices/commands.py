@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AuditEntry
+from portal.errors import UserFacingError
 from vendors.declarations import clean_values
 
 from .history import record_change
@@ -17,8 +18,8 @@ COMMAND_TIMEOUT = timedelta(minutes=15)
 MAX_OUTPUT = 4000
 
 
-class CommandError(Exception):
-    """The command cannot be sent or its result not recorded; the message is meant for the user."""
+class CommandError(UserFacingError):
+    """The command cannot be sent or its result not recorded."""
 
 
 def send_command(device, *, name, arguments, actor, now=None):

@@ -8,16 +8,13 @@ from django.db import IntegrityError, transaction
 from accounts.audit import record_audit
 from accounts.models import AuditEntry
 from devices.actions import move_device
+from portal.errors import UserFacingError
 
 from .models import Space
 
 
-class SpaceActionError(Exception):
-    """A space rule refused the action; the message is meant for the user."""
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
+class SpaceActionError(UserFacingError):
+    """A space rule refused the action."""
 
 
 class SpaceNotEmpty(SpaceActionError):

@@ -31,6 +31,8 @@ from django.utils import timezone
 from django.utils.text import Truncator
 from psycopg import errors
 
+from portal.errors import UserFacingError
+
 from .models import ApprovedIdentity, ImportJob, ImportRow
 
 # How many bad rows the report lists (all are counted); keeps a five-million-line mistake small.
@@ -49,12 +51,8 @@ STAGING_COLUMNS = ("job_id", "line", "identifier_1", "identifier_2", "identifier
 APPROVED_COLUMNS = ("device_model_id", "identifier_1", "identifier_2", "identifier_3", "status", "created_at")
 
 
-class FileRefused(Exception):
-    """The file as a whole cannot be read as this model's serial list; `message` says why."""
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
+class FileRefused(UserFacingError):
+    """The file as a whole cannot be read as this model's serial list; the message says why."""
 
 
 class _NotClean(Exception):
