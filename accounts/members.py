@@ -67,11 +67,11 @@ def invite_member(organization, *, email, role, actor, accept_url_for):
     Only an owner may invite an owner.
     """
     email = email.strip().lower()
-    if role == Role.OWNER:
-        _require_owner(organization, actor, "Only an owner can invite another owner.")
     if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
         raise MembershipError(f"{email} is already a member of {organization.name}.")
     with transaction.atomic():
+        if role == Role.OWNER:
+            _require_owner(_lock_owners(organization.pk), actor, "Only an owner can invite another owner.")
         Invitation.objects.pending().filter(organization=organization, email=email).delete()
         invitation = Invitation.objects.create(organization=organization, email=email, role=role, invited_by=actor)
         record_audit(
@@ -147,8 +147,8 @@ def accept_invitation(invitation, *, user):
             "Sign out and open the link again."
         )
     with transaction.atomic():
-        locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
-        if locked.accepted_at is not None:
+        locked = Invitation.objects.select_for_update().filter(pk=invitation.pk).first()
+        if locked is None or locked.accepted_at is not None:
             raise InvalidInvitation("This invitation has already been used or was withdrawn.")
         membership, created = Membership.objects.get_or_create(
             user=user, organization_id=locked.organization_id, defaults={"role": locked.role}
@@ -170,9 +170,9 @@ def accept_invitation(invitation, *, user):
 def add_member(organization, *, user, role, actor):
     """Make `user` a member of `organization` with `role` directly, without an invitation (portal
     operators in the admin, the CLI). Only an owner or a portal operator adds an owner."""
-    if role == Role.OWNER:
-        _require_owner(organization, actor, "Only an owner can add an owner.")
     with transaction.atomic():
+        if role == Role.OWNER:
+            _require_owner(_lock_owners(organization.pk), actor, "Only an owner can add an owner.")
         membership = Membership.objects.create(organization=organization, user=user, role=role)
         record_audit(
             organization_id=organization.pk,
@@ -184,34 +184,47 @@ def add_member(organization, *, user, role, actor):
     return membership
 
 
-def _require_owner(organization, actor, message):
-    """Owners manage owners; so do the portal's operators (superusers), who act for any organization."""
-    if actor.is_superuser:
-        return
-    if not Membership.objects.filter(organization=organization, user=actor, role=Role.OWNER).exists():
-        raise MembershipError(message)
-
-
 def _lock_owners(organization_id):
-    """Lock the organization's owner rows, so two concurrent demotions cannot leave it without owner."""
-    return list(
+    """Lock the organization's owner rows until the transaction ends, so that two concurrent
+    demotions cannot leave it without owner and an owner demoted meanwhile no longer counts as one.
+    Returns {membership id: user id} of its owners, in id order."""
+    return dict(
         Membership.objects.select_for_update()
         .filter(organization_id=organization_id, role=Role.OWNER)
         .order_by("pk")
-        .values_list("pk", flat=True)
+        .values_list("pk", "user_id")
     )
 
 
+def _require_owner(owners, actor, message):
+    """Owners manage owners; so do the portal's operators (superusers), who act for any organization.
+    `owners` as _lock_owners returned them."""
+    if actor.is_superuser:
+        return
+    if actor.pk not in owners.values():
+        raise MembershipError(message)
+
+
+def _lock_membership(membership):
+    """`membership`'s row, locked; refused if the member was removed meanwhile. Lock the owners first."""
+    locked = Membership.objects.select_for_update(of=("self",)).select_related("user").filter(pk=membership.pk).first()
+    if locked is None:
+        raise MembershipError(f"{membership.user.email} is no longer a member of this organization.")
+    return locked
+
+
 def change_role(membership, *, role, actor):
-    """Give `membership` a new role. Only an owner makes or unmakes owners; the last owner stays owner."""
-    if role == membership.role:
-        return membership
-    if Role.OWNER in (role, membership.role):
-        _require_owner(membership.organization, actor, "Only an owner can make or unmake owners.")
+    """Give `membership` a new role. Only an owner makes or unmakes owners; the last owner stays owner.
+    Both rules are checked on the locked rows: the role the member has now, the owners there are now."""
     with transaction.atomic():
         owners = _lock_owners(membership.organization_id)
-        locked = Membership.objects.select_for_update(of=("self",)).select_related("user").get(pk=membership.pk)
-        if locked.role == Role.OWNER and owners == [locked.pk]:
+        locked = _lock_membership(membership)
+        if role == locked.role:
+            membership.role = role
+            return membership
+        if Role.OWNER in (role, locked.role):
+            _require_owner(owners, actor, "Only an owner can make or unmake owners.")
+        if locked.role == Role.OWNER and list(owners) == [locked.pk]:
             raise LastOwnerError(
                 "The last owner cannot be demoted: make another member owner first, so the organization "
                 "always has someone who can manage it."
@@ -236,12 +249,12 @@ def remove_member(membership, *, actor):
     Only an owner removes an owner; the last owner can neither be removed nor leave.
     """
     leaving = membership.user_id == actor.pk
-    if membership.role == Role.OWNER and not leaving:
-        _require_owner(membership.organization, actor, "Only an owner can remove an owner.")
     with transaction.atomic():
         owners = _lock_owners(membership.organization_id)
-        locked = Membership.objects.select_for_update(of=("self",)).select_related("user").get(pk=membership.pk)
-        if locked.role == Role.OWNER and owners == [locked.pk]:
+        locked = _lock_membership(membership)
+        if locked.role == Role.OWNER and not leaving:
+            _require_owner(owners, actor, "Only an owner can remove an owner.")
+        if locked.role == Role.OWNER and list(owners) == [locked.pk]:
             raise LastOwnerError("The last owner cannot leave or be removed: make another member owner first.")
         locked.delete()
         record_audit(
