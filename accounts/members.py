@@ -5,12 +5,15 @@ organization always keeps at least one owner; only an owner makes or unmakes own
 """
 
 from datetime import timedelta
+from urllib.parse import urljoin
 
 from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from portal.errors import UserFacingError
@@ -21,6 +24,11 @@ from .models import AuditEntry, Invitation, Membership, Role
 
 INVITATION_MAX_AGE = timedelta(days=7)
 _INVITATION_SALT = "accounts.invitation"
+# How long a sender may hold an invitation it took to e-mail: longer than a task may run
+# (CELERY_TASK_TIME_LIMIT), so a sender still holding it after that has died.
+SEND_LEASE = timedelta(minutes=10)
+# How long the sweep leaves a new invitation to the task sent when it was made.
+RESEND_AFTER = timedelta(minutes=2)
 
 
 class MembershipError(UserFacingError):
@@ -58,13 +66,13 @@ def invitation_from_token(token):
     return invitation
 
 
-def invite_member(organization, *, email, role, actor, accept_url_for):
+def invite_member(organization, *, email, role, actor, link_origin):
     """Invite `email` to `organization` with `role`; a task e-mails them a link valid for 7 days
-    once the transaction commits.
+    once the transaction commits (and the sweep, resend_unsent_invitations, if it never does).
 
     Inviting an address again replaces its pending invitation (new role, new link).
-    `accept_url_for(token)` turns the token into the absolute link put in the e-mail.
-    Only an owner may invite an owner.
+    `link_origin` is the portal's address as the inviter reached it ("https://portal.example"):
+    the link in the e-mail starts with it. Only an owner may invite an owner.
     """
     email = email.strip().lower()
     if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
@@ -73,7 +81,9 @@ def invite_member(organization, *, email, role, actor, accept_url_for):
         if role == Role.OWNER:
             _require_owner(_lock_owners(organization.pk), actor, "Only an owner can invite another owner.")
         Invitation.objects.pending().filter(organization=organization, email=email).delete()
-        invitation = Invitation.objects.create(organization=organization, email=email, role=role, invited_by=actor)
+        invitation = Invitation.objects.create(
+            organization=organization, email=email, role=role, invited_by=actor, link_origin=link_origin
+        )
         record_audit(
             organization_id=organization.pk,
             actor=actor,
@@ -81,8 +91,7 @@ def invite_member(organization, *, email, role, actor, accept_url_for):
             target=email,
             details={"role": role},
         )
-    accept_url = accept_url_for(invitation_token(invitation))
-    transaction.on_commit(lambda: tasks.send_invitation_email.delay(invitation.pk, accept_url))
+    transaction.on_commit(lambda: tasks.send_invitation_email.delay(invitation.pk))
     return invitation
 
 
@@ -104,21 +113,33 @@ def withdraw_invitation(invitation, *, actor):
     return bool(withdrawn)
 
 
-def deliver_invitation(invitation_id, accept_url):
-    """E-mail a pending invitation's link, once (the task sending it may be delivered twice).
+def _unclaimed(now):
+    """Invitations no sender holds: never taken, or taken by a sender whose lease ran out (it died)."""
+    return Q(email_claimed_at__isnull=True) | Q(email_claimed_at__lt=now - SEND_LEASE)
 
-    Marks the invitation sent with a compare-and-set before sending; if sending fails the mark
-    is taken back and the error raised, so that the task retries.
+
+def deliver_invitation(invitation_id, *, now=None):
+    """E-mail a pending invitation's link once, however many senders try (its task, the task
+    delivered again, the sweep). Returns False when there was nothing to send.
+
+    A sender first takes the invitation with a compare-and-set (not sent, and held by no other
+    sender, see SEND_LEASE), sends, and only then marks it sent: a sender that dies before the
+    mark leaves it unsent, for the sweep to send once the lease has run out. A send the mail
+    server refuses gives the invitation back and raises, so that the task retries at once.
     """
-    claimed = Invitation.objects.filter(pk=invitation_id, email_sent_at__isnull=True, accepted_at__isnull=True).update(
-        email_sent_at=timezone.now()
+    now = now or timezone.now()
+    taken = (
+        Invitation.objects.pending()
+        .filter(_unclaimed(now), pk=invitation_id, email_sent_at__isnull=True)
+        .update(email_claimed_at=now)
     )
-    if not claimed:
+    invitation = Invitation.objects.select_related("organization", "invited_by").filter(pk=invitation_id).first()
+    if not taken or invitation is None:
         return False
-    invitation = Invitation.objects.select_related("organization", "invited_by").get(pk=invitation_id)
+    link = urljoin(invitation.link_origin, reverse("invitation-accept", args=[invitation_token(invitation)]))
     context = {
         "invitation": invitation,
-        "accept_url": accept_url,
+        "accept_url": link,
         "valid_days": INVITATION_MAX_AGE.days,
         "site_name": settings.SITE_NAME,
     }
@@ -130,9 +151,31 @@ def deliver_invitation(invitation_id, accept_url):
             recipient_list=[invitation.email],
         )
     except Exception:
-        Invitation.objects.filter(pk=invitation_id).update(email_sent_at=None)
+        Invitation.objects.filter(pk=invitation_id, email_claimed_at=now).update(email_claimed_at=None)
         raise
+    Invitation.objects.filter(pk=invitation_id).update(email_sent_at=timezone.now())
     return True
+
+
+def resend_unsent_invitations(*, now=None):
+    """The periodic sweep: send again the e-mail of every pending invitation that has not gone
+    out (its task lost by the broker, or its sender dead), once its own task had time to run;
+    expired invitations are left alone. Returns how many were sent to the workers."""
+    now = now or timezone.now()
+    unsent = list(
+        Invitation.objects.pending()
+        .filter(
+            _unclaimed(now),
+            email_sent_at__isnull=True,
+            created_at__lte=now - RESEND_AFTER,
+            created_at__gt=now - INVITATION_MAX_AGE,
+        )
+        .exclude(link_origin="")
+        .values_list("pk", flat=True)
+    )
+    for invitation_id in unsent:
+        tasks.send_invitation_email.delay(invitation_id)
+    return len(unsent)
 
 
 def accept_invitation(invitation, *, user):

@@ -78,9 +78,7 @@ class MembersView(OrganizationMixin, FormView):
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
                 actor=self.request.user,
-                accept_url_for=lambda token: self.request.build_absolute_uri(
-                    reverse("invitation-accept", args=[token])
-                ),
+                link_origin=self.request.build_absolute_uri("/"),
             )
         except MembershipError as error:
             form.add_error("email", error.message)
