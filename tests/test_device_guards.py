@@ -1,16 +1,11 @@
 """Every device rule checks its guards on the row it has locked, not on the caller's copy.
 
-The racing tests run two rules from two threads, each in its own real transaction: the first
-keeps its transaction open until the second waits for one of its row locks (which proves they
-overlapped), then commits. The sequential tests hand a rule a copy of the device read before
+The racing tests run two rules from two threads in real transactions (tests/racing.py), and
+assert that they overlapped. The sequential tests hand a rule a copy of the device read before
 another change committed, which is what a racing request holds.
 """
 
-import threading
-import time
-
 import pytest
-from django.db import connection, transaction
 
 from accounts.models import AuditEntry
 from devices.actions import (
@@ -27,8 +22,7 @@ from devices.configuration import save_configuration
 from devices.models import Command, ConfigurationVersion, Device, DeviceEvent
 
 from .factories import ApprovedIdentityFactory, OrganizationFactory, SpaceFactory
-
-LOCK_WAIT_LIMIT = 20  # seconds; only reached when the second rule never waits, i.e. the test fails
+from .racing import race
 
 
 def _claimed(space, owner):
@@ -45,58 +39,6 @@ def _claimed(space, owner):
 def _copy(device):
     """What a request holds: the device as it was read, before anything else happened."""
     return Device.objects.select_related("space", "device_model").get(pk=device.pk)
-
-
-def _race(first, second):
-    """Run `first` and `second` from two threads at the same instant, each in its own transaction;
-    `first` commits only once `second` waits for one of its locks. Returns (outcome of first,
-    outcome of second, whether second waited); an outcome is the rule's result or its exception."""
-    start = threading.Barrier(2)
-    outcomes = {}
-    second_waited = threading.Event()
-
-    def run_first():
-        try:
-            with transaction.atomic():
-                outcomes["first"] = first()
-                start.wait()
-                _wait_until_someone_waits_for_me(second_waited)
-        except Exception as exc:  # the outcome is what the test looks at
-            outcomes["first"] = exc
-        finally:
-            connection.close()
-
-    def run_second():
-        start.wait()
-        try:
-            outcomes["second"] = second()
-        except Exception as exc:
-            outcomes["second"] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run_first), threading.Thread(target=run_second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes["first"], outcomes["second"], second_waited.is_set()
-
-
-def _wait_until_someone_waits_for_me(waited):
-    """Set `waited` once another session waits for a lock this one holds (pg_locks is read live,
-    unlike pg_stat_activity, which a transaction sees as a snapshot)."""
-    deadline = time.monotonic() + LOCK_WAIT_LIMIT
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks"
-                " WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
-            )
-            if cursor.fetchone()[0]:
-                waited.set()
-                return
-            time.sleep(0.02)
 
 
 def _moves(device):
@@ -121,7 +63,7 @@ def test_two_racing_moves_to_the_same_space_move_the_device_once(space, lobby, o
     device = _claimed(space, owner)
     one, other = _copy(device), _copy(device)
 
-    first, second, overlapped = _race(
+    first, second, overlapped = race(
         lambda: move_device(one, space=lobby, actor=owner), lambda: move_device(other, space=lobby, actor=owner)
     )
 
@@ -139,7 +81,7 @@ def test_two_racing_moves_to_different_spaces_leave_a_history_that_ends_where_th
     hall = SpaceFactory(organization=space.organization, name="Hall")
     one, other = _copy(device), _copy(device)
 
-    first, second, overlapped = _race(
+    first, second, overlapped = race(
         lambda: move_device(one, space=lobby, actor=owner), lambda: move_device(other, space=hall, actor=owner)
     )
 
@@ -153,7 +95,7 @@ def test_a_move_racing_a_release_is_refused_and_the_device_stays_released(space,
     device = _claimed(space, owner)
     one, other = _copy(device), _copy(device)
 
-    first, second, overlapped = _race(
+    first, second, overlapped = race(
         lambda: release_device(one, actor=owner), lambda: move_device(other, space=lobby, actor=owner)
     )
 
@@ -172,7 +114,7 @@ def test_a_release_racing_a_move_releases_the_moved_device(space, lobby, owner):
     device = _claimed(space, owner)
     one, other = _copy(device), _copy(device)
 
-    first, second, overlapped = _race(
+    first, second, overlapped = race(
         lambda: move_device(one, space=lobby, actor=owner), lambda: release_device(other, actor=owner)
     )
 
@@ -189,7 +131,7 @@ def test_a_rename_racing_a_release_is_refused_and_leaves_no_trace(space, owner):
     device = _claimed(space, owner)
     one, other = _copy(device), _copy(device)
 
-    first, second, overlapped = _race(
+    first, second, overlapped = race(
         lambda: release_device(one, actor=owner), lambda: rename_device(other, name="Kiosk", actor=owner)
     )
 

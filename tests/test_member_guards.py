@@ -13,7 +13,7 @@ from accounts.members import (
 from accounts.models import Invitation, Membership, Role
 
 from .factories import MembershipFactory, UserFactory
-from .test_device_guards import _race
+from .racing import race
 
 
 def _copy(membership):
@@ -67,7 +67,7 @@ def test_an_owner_demoted_meanwhile_can_no_longer_make_owners(organization, owne
     viewer = MembershipFactory(organization=organization, role=Role.VIEWER)
     demoted = owner.memberships.get()
 
-    first, second, overlapped = _race(
+    first, second, overlapped = race(
         lambda: change_role(_copy(demoted), role=Role.ADMIN, actor=other_owner.user),
         lambda: change_role(_copy(viewer), role=Role.OWNER, actor=owner),
     )

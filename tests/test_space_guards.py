@@ -9,7 +9,7 @@ from spaces.actions import SpaceActionError, delete_space, rename_space
 from spaces.models import Space
 
 from .factories import ClaimedDeviceFactory, SpaceFactory
-from .test_device_guards import _race
+from .racing import race
 
 
 def _copy(space):
@@ -80,7 +80,7 @@ def test_deleting_a_space_moves_only_the_devices_still_in_it_when_it_locks_them(
     staying = ClaimedDeviceFactory(space=space, organization=space.organization)
     copy = Device.objects.get(pk=leaving.pk)
 
-    first, second, overlapped = _race(
+    first, second, overlapped = race(
         lambda: move_device(copy, space=lobby, actor=owner),
         lambda: delete_space(_copy(space), actor=owner, move_devices_to=hall),
     )
