@@ -5,13 +5,18 @@ organization always keeps at least one owner; only an owner makes or unmakes own
 """
 
 from datetime import timedelta
+from urllib.parse import urljoin
 
 from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
+
+from portal.errors import UserFacingError
 
 from . import tasks
 from .audit import record_audit
@@ -19,14 +24,15 @@ from .models import AuditEntry, Invitation, Membership, Role
 
 INVITATION_MAX_AGE = timedelta(days=7)
 _INVITATION_SALT = "accounts.invitation"
+# How long a sender may hold an invitation it took to e-mail: longer than a task may run
+# (CELERY_TASK_TIME_LIMIT), so a sender still holding it after that has died.
+SEND_LEASE = timedelta(minutes=10)
+# How long the sweep leaves a new invitation to the task sent when it was made.
+RESEND_AFTER = timedelta(minutes=2)
 
 
-class MembershipError(Exception):
-    """A membership rule refused the action; the message is meant for the user."""
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
+class MembershipError(UserFacingError):
+    """A membership rule refused the action."""
 
 
 class LastOwnerError(MembershipError):
@@ -60,22 +66,24 @@ def invitation_from_token(token):
     return invitation
 
 
-def invite_member(organization, *, email, role, actor, accept_url_for):
+def invite_member(organization, *, email, role, actor, link_origin):
     """Invite `email` to `organization` with `role`; a task e-mails them a link valid for 7 days
-    once the transaction commits.
+    once the transaction commits (and the sweep, resend_unsent_invitations, if it never does).
 
     Inviting an address again replaces its pending invitation (new role, new link).
-    `accept_url_for(token)` turns the token into the absolute link put in the e-mail.
-    Only an owner may invite an owner.
+    `link_origin` is the portal's address as the inviter reached it ("https://portal.example"):
+    the link in the e-mail starts with it. Only an owner may invite an owner.
     """
     email = email.strip().lower()
-    if role == Role.OWNER:
-        _require_owner(organization, actor, "Only an owner can invite another owner.")
     if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
         raise MembershipError(f"{email} is already a member of {organization.name}.")
     with transaction.atomic():
+        if role == Role.OWNER:
+            _require_owner(_lock_owners(organization.pk), actor, "Only an owner can invite another owner.")
         Invitation.objects.pending().filter(organization=organization, email=email).delete()
-        invitation = Invitation.objects.create(organization=organization, email=email, role=role, invited_by=actor)
+        invitation = Invitation.objects.create(
+            organization=organization, email=email, role=role, invited_by=actor, link_origin=link_origin
+        )
         record_audit(
             organization_id=organization.pk,
             actor=actor,
@@ -83,8 +91,7 @@ def invite_member(organization, *, email, role, actor, accept_url_for):
             target=email,
             details={"role": role},
         )
-    accept_url = accept_url_for(invitation_token(invitation))
-    transaction.on_commit(lambda: tasks.send_invitation_email.delay(invitation.pk, accept_url))
+    transaction.on_commit(lambda: tasks.send_invitation_email.delay(invitation.pk))
     return invitation
 
 
@@ -106,21 +113,33 @@ def withdraw_invitation(invitation, *, actor):
     return bool(withdrawn)
 
 
-def deliver_invitation(invitation_id, accept_url):
-    """E-mail a pending invitation's link, once (the task sending it may be delivered twice).
+def _unclaimed(now):
+    """Invitations no sender holds: never taken, or taken by a sender whose lease ran out (it died)."""
+    return Q(email_claimed_at__isnull=True) | Q(email_claimed_at__lt=now - SEND_LEASE)
 
-    Marks the invitation sent with a compare-and-set before sending; if sending fails the mark
-    is taken back and the error raised, so that the task retries.
+
+def deliver_invitation(invitation_id, *, now=None):
+    """E-mail a pending invitation's link once, however many senders try (its task, the task
+    delivered again, the sweep). Returns False when there was nothing to send.
+
+    A sender first takes the invitation with a compare-and-set (not sent, and held by no other
+    sender, see SEND_LEASE), sends, and only then marks it sent: a sender that dies before the
+    mark leaves it unsent, for the sweep to send once the lease has run out. A send the mail
+    server refuses gives the invitation back and raises, so that the task retries at once.
     """
-    claimed = Invitation.objects.filter(pk=invitation_id, email_sent_at__isnull=True, accepted_at__isnull=True).update(
-        email_sent_at=timezone.now()
+    now = now or timezone.now()
+    taken = (
+        Invitation.objects.pending()
+        .filter(_unclaimed(now), pk=invitation_id, email_sent_at__isnull=True)
+        .update(email_claimed_at=now)
     )
-    if not claimed:
+    invitation = Invitation.objects.select_related("organization", "invited_by").filter(pk=invitation_id).first()
+    if not taken or invitation is None:
         return False
-    invitation = Invitation.objects.select_related("organization", "invited_by").get(pk=invitation_id)
+    link = urljoin(invitation.link_origin, reverse("invitation-accept", args=[invitation_token(invitation)]))
     context = {
         "invitation": invitation,
-        "accept_url": accept_url,
+        "accept_url": link,
         "valid_days": INVITATION_MAX_AGE.days,
         "site_name": settings.SITE_NAME,
     }
@@ -132,9 +151,31 @@ def deliver_invitation(invitation_id, accept_url):
             recipient_list=[invitation.email],
         )
     except Exception:
-        Invitation.objects.filter(pk=invitation_id).update(email_sent_at=None)
+        Invitation.objects.filter(pk=invitation_id, email_claimed_at=now).update(email_claimed_at=None)
         raise
+    Invitation.objects.filter(pk=invitation_id).update(email_sent_at=timezone.now())
     return True
+
+
+def resend_unsent_invitations(*, now=None):
+    """The periodic sweep: send again the e-mail of every pending invitation that has not gone
+    out (its task lost by the broker, or its sender dead), once its own task had time to run;
+    expired invitations are left alone. Returns how many were sent to the workers."""
+    now = now or timezone.now()
+    unsent = list(
+        Invitation.objects.pending()
+        .filter(
+            _unclaimed(now),
+            email_sent_at__isnull=True,
+            created_at__lte=now - RESEND_AFTER,
+            created_at__gt=now - INVITATION_MAX_AGE,
+        )
+        .exclude(link_origin="")
+        .values_list("pk", flat=True)
+    )
+    for invitation_id in unsent:
+        tasks.send_invitation_email.delay(invitation_id)
+    return len(unsent)
 
 
 def accept_invitation(invitation, *, user):
@@ -149,8 +190,8 @@ def accept_invitation(invitation, *, user):
             "Sign out and open the link again."
         )
     with transaction.atomic():
-        locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
-        if locked.accepted_at is not None:
+        locked = Invitation.objects.select_for_update().filter(pk=invitation.pk).first()
+        if locked is None or locked.accepted_at is not None:
             raise InvalidInvitation("This invitation has already been used or was withdrawn.")
         membership, created = Membership.objects.get_or_create(
             user=user, organization_id=locked.organization_id, defaults={"role": locked.role}
@@ -172,9 +213,9 @@ def accept_invitation(invitation, *, user):
 def add_member(organization, *, user, role, actor):
     """Make `user` a member of `organization` with `role` directly, without an invitation (portal
     operators in the admin, the CLI). Only an owner or a portal operator adds an owner."""
-    if role == Role.OWNER:
-        _require_owner(organization, actor, "Only an owner can add an owner.")
     with transaction.atomic():
+        if role == Role.OWNER:
+            _require_owner(_lock_owners(organization.pk), actor, "Only an owner can add an owner.")
         membership = Membership.objects.create(organization=organization, user=user, role=role)
         record_audit(
             organization_id=organization.pk,
@@ -186,34 +227,47 @@ def add_member(organization, *, user, role, actor):
     return membership
 
 
-def _require_owner(organization, actor, message):
-    """Owners manage owners; so do the portal's operators (superusers), who act for any organization."""
-    if actor.is_superuser:
-        return
-    if not Membership.objects.filter(organization=organization, user=actor, role=Role.OWNER).exists():
-        raise MembershipError(message)
-
-
 def _lock_owners(organization_id):
-    """Lock the organization's owner rows, so two concurrent demotions cannot leave it without owner."""
-    return list(
+    """Lock the organization's owner rows until the transaction ends, so that two concurrent
+    demotions cannot leave it without owner and an owner demoted meanwhile no longer counts as one.
+    Returns {membership id: user id} of its owners, in id order."""
+    return dict(
         Membership.objects.select_for_update()
         .filter(organization_id=organization_id, role=Role.OWNER)
         .order_by("pk")
-        .values_list("pk", flat=True)
+        .values_list("pk", "user_id")
     )
 
 
+def _require_owner(owners, actor, message):
+    """Owners manage owners; so do the portal's operators (superusers), who act for any organization.
+    `owners` as _lock_owners returned them."""
+    if actor.is_superuser:
+        return
+    if actor.pk not in owners.values():
+        raise MembershipError(message)
+
+
+def _lock_membership(membership):
+    """`membership`'s row, locked; refused if the member was removed meanwhile. Lock the owners first."""
+    locked = Membership.objects.select_for_update(of=("self",)).select_related("user").filter(pk=membership.pk).first()
+    if locked is None:
+        raise MembershipError(f"{membership.user.email} is no longer a member of this organization.")
+    return locked
+
+
 def change_role(membership, *, role, actor):
-    """Give `membership` a new role. Only an owner makes or unmakes owners; the last owner stays owner."""
-    if role == membership.role:
-        return membership
-    if Role.OWNER in (role, membership.role):
-        _require_owner(membership.organization, actor, "Only an owner can make or unmake owners.")
+    """Give `membership` a new role. Only an owner makes or unmakes owners; the last owner stays owner.
+    Both rules are checked on the locked rows: the role the member has now, the owners there are now."""
     with transaction.atomic():
         owners = _lock_owners(membership.organization_id)
-        locked = Membership.objects.select_for_update(of=("self",)).select_related("user").get(pk=membership.pk)
-        if locked.role == Role.OWNER and owners == [locked.pk]:
+        locked = _lock_membership(membership)
+        if role == locked.role:
+            membership.role = role
+            return membership
+        if Role.OWNER in (role, locked.role):
+            _require_owner(owners, actor, "Only an owner can make or unmake owners.")
+        if locked.role == Role.OWNER and list(owners) == [locked.pk]:
             raise LastOwnerError(
                 "The last owner cannot be demoted: make another member owner first, so the organization "
                 "always has someone who can manage it."
@@ -238,12 +292,12 @@ def remove_member(membership, *, actor):
     Only an owner removes an owner; the last owner can neither be removed nor leave.
     """
     leaving = membership.user_id == actor.pk
-    if membership.role == Role.OWNER and not leaving:
-        _require_owner(membership.organization, actor, "Only an owner can remove an owner.")
     with transaction.atomic():
         owners = _lock_owners(membership.organization_id)
-        locked = Membership.objects.select_for_update(of=("self",)).select_related("user").get(pk=membership.pk)
-        if locked.role == Role.OWNER and owners == [locked.pk]:
+        locked = _lock_membership(membership)
+        if locked.role == Role.OWNER and not leaving:
+            _require_owner(owners, actor, "Only an owner can remove an owner.")
+        if locked.role == Role.OWNER and list(owners) == [locked.pk]:
             raise LastOwnerError("The last owner cannot leave or be removed: make another member owner first.")
         locked.delete()
         record_audit(

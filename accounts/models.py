@@ -137,7 +137,13 @@ class Invitation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
-    # Set by the task that e-mails the link, so a redelivered task does not mail it twice.
+    # The portal's address as the inviter reached it (scheme and host): the e-mailed link starts
+    # with it, whichever task or sweep sends the e-mail.
+    link_origin = models.CharField(max_length=200, blank=True)
+    # When a sender took the invitation to e-mail it (accounts/members.py, deliver_invitation):
+    # other senders leave it alone while that sender may still be at work.
+    email_claimed_at = models.DateTimeField(null=True, blank=True)
+    # Set once the e-mail is sent, never before: an invitation without it is sent again by the sweep.
     email_sent_at = models.DateTimeField(null=True, blank=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
     accepted_by = models.ForeignKey(

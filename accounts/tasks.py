@@ -17,7 +17,16 @@ logger = logging.getLogger(__name__)
     retry_backoff=True,
     max_retries=8,
 )
-def send_invitation_email(invitation_id, accept_url):
-    """E-mail the link of invitation `invitation_id` (skipped if already sent, accepted or withdrawn)."""
-    if not members.deliver_invitation(invitation_id, accept_url):
-        logger.info("invitation %s: already sent, accepted or gone", invitation_id)
+def send_invitation_email(invitation_id):
+    """E-mail the link of invitation `invitation_id` (skipped if already sent or being sent,
+    accepted or withdrawn)."""
+    if not members.deliver_invitation(invitation_id):
+        logger.info("invitation %s: already sent, being sent, accepted or gone", invitation_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def resend_unsent_invitations_task():
+    """Celery beat: send again the invitations whose e-mail never went out."""
+    sent = members.resend_unsent_invitations()
+    if sent:
+        logger.info("sent %d unsent invitation(s) to the workers again", sent)

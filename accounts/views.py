@@ -1,7 +1,6 @@
 """Members, invitations and the audit log of an organization. Thin views: parse, call the rule
 (accounts/members.py), render. Every organization lookup goes through accounts/access.py."""
 
-import csv
 import itertools
 import json
 
@@ -14,6 +13,8 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.generic import FormView, ListView, TemplateView, View
+
+from portal.csv import csv_lines
 
 from .access import MANAGE, READ, allows, organization_membership
 from .forms import AuditFilterForm, InvitationForm, RoleForm, SignUpForm
@@ -77,9 +78,7 @@ class MembersView(OrganizationMixin, FormView):
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
                 actor=self.request.user,
-                accept_url_for=lambda token: self.request.build_absolute_uri(
-                    reverse("invitation-accept", args=[token])
-                ),
+                link_origin=self.request.build_absolute_uri("/"),
             )
         except MembershipError as error:
             form.add_error("email", error.message)
@@ -241,26 +240,13 @@ class AuditLogCsvView(AuditLogMixin, View):
     def get(self, request, code):
         form = self.filter_form()
         entries = self.filtered_entries(form).values_list("created_at", "actor_email", "action", "target", "details")
-        writer = csv.writer(_Echo())
         header = ["time", "actor", "action", "target", "details"]
         rows = (
-            [created_at.isoformat(), actor_email, action, _csv_safe(target), json.dumps(details, ensure_ascii=False)]
+            [created_at.isoformat(), actor_email, action, target, json.dumps(details, ensure_ascii=False)]
             for created_at, actor_email, action, target, details in entries.iterator(chunk_size=2000)
         )
         response = StreamingHttpResponse(
-            (writer.writerow(row) for row in itertools.chain([header], rows)), content_type="text/csv; charset=utf-8"
+            csv_lines(itertools.chain([header], rows)), content_type="text/csv; charset=utf-8"
         )
         response["Content-Disposition"] = f'attachment; filename="audit-{self.organization.code}.csv"'
         return response
-
-
-class _Echo:
-    """A file-like object whose write returns the line, for csv.writer in a streamed response."""
-
-    def write(self, value):
-        return value
-
-
-def _csv_safe(value):
-    """Defuse spreadsheet formulas: a cell starting with = + - @ is prefixed with a quote."""
-    return f"'{value}" if value[:1] in ("=", "+", "-", "@") else value

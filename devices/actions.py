@@ -8,6 +8,8 @@ from django.utils import timezone
 
 from accounts.audit import record_audit
 from accounts.models import AuditEntry
+from portal.errors import UserFacingError
+from spaces.models import Space
 from vendors.models import VendorAuditEntry
 
 from .history import record_change
@@ -16,8 +18,42 @@ from .models import Device, DeviceEvent
 REACTIVATION_WINDOW = timedelta(hours=24)
 
 
-class DeviceActionError(Exception):
-    """A lifecycle rule refused the action; the message is meant for the user."""
+class DeviceActionError(UserFacingError):
+    """A lifecycle rule refused the action."""
+
+
+def lock_claimed(device, *related, refusal=DeviceActionError):
+    """Lock `device`'s row until the transaction ends and return it as it is now, provided it is
+    still claimed by the organization the caller found it in (the caller's copy's): the guard of
+    every rule on a claimed device, checked on the locked row. Raises `refusal` otherwise (the
+    device was released meanwhile, and perhaps claimed by another organization since).
+
+    `related` are select_related paths to read along: only relations that never change (identity,
+    device_model). After waiting for the lock, PostgreSQL re-reads the device row but not the
+    joined ones, so a space read along would be the one from before the wait, or none. Call it
+    inside transaction.atomic().
+    """
+    rows = Device.objects.select_for_update(of=("self",))
+    locked = (rows.select_related(*related) if related else rows).get(pk=device.pk)
+    if locked.status != Device.Status.CLAIMED or locked.organization_id != device.organization_id:
+        raise refusal("This device was released meanwhile and no longer belongs to this organization.")
+    return locked
+
+
+def lock_target_space(space):
+    """Lock the space devices are about to move to, against its deletion: deleting a space locks
+    it before the devices it moves away, so every move takes the space first, then the devices.
+    Refuses a space deleted meanwhile. Call it inside transaction.atomic()."""
+    if Space.objects.select_for_update(no_key=True).filter(pk=space.pk).first() is None:
+        raise DeviceActionError(f"The space “{space.name}” was deleted meanwhile.")
+
+
+def lock_in_order(devices):
+    """Lock the rows of `devices` in one statement, in id order, so that two bulk actions sharing
+    devices wait for each other instead of deadlocking. Call it inside transaction.atomic()."""
+    list(
+        Device.objects.select_for_update().filter(pk__in=[device.pk for device in devices]).order_by("pk").values("pk")
+    )
 
 
 def rename_device(device, *, name, actor):
@@ -25,19 +61,20 @@ def rename_device(device, *, name, actor):
     name = name.strip()
     if not name:
         raise DeviceActionError("A device needs a name.")
-    if name == device.name:
-        return device
     with transaction.atomic():
-        old = device.name
-        device.name = name
-        device.save(update_fields=["name"])
-        record_change(
-            device,
-            DeviceEvent.Kind.RENAMED,
-            actor=actor,
-            audit_action=AuditEntry.Action.DEVICE_RENAMED,
-            details={"from": old, "to": name},
-        )
+        locked = lock_claimed(device)
+        if name != locked.name:
+            old = locked.name
+            locked.name = name
+            locked.save(update_fields=["name"])
+            record_change(
+                locked,
+                DeviceEvent.Kind.RENAMED,
+                actor=actor,
+                audit_action=AuditEntry.Action.DEVICE_RENAMED,
+                details={"from": old, "to": name},
+            )
+    device.name = name
     return device
 
 
@@ -47,29 +84,30 @@ def move_device(device, *, space, actor):
     Moving to another organization is not a move: the device must be released (its history
     deleted) and claimed again.
     """
-    if space.organization_id != device.organization_id:
-        raise DeviceActionError("A device can only move between spaces of its own organization.")
-    if space.pk == device.space_id:
-        return device
     with transaction.atomic():
-        locked = Device.objects.select_for_update().get(pk=device.pk)
-        previous = locked.space
-        locked.space = space
-        locked.save(update_fields=["space"])
-        record_change(
-            locked,
-            DeviceEvent.Kind.MOVED,
-            actor=actor,
-            audit_action=AuditEntry.Action.DEVICE_MOVED,
-            details={"from": previous.name, "to": space.name},
-            space=space,
-        )
+        lock_target_space(space)
+        locked = lock_claimed(device)
+        if space.organization_id != locked.organization_id:
+            raise DeviceActionError("A device can only move between spaces of its own organization.")
+        if space.pk != locked.space_id:
+            previous = locked.space
+            locked.space = space
+            locked.save(update_fields=["space"])
+            record_change(
+                locked,
+                DeviceEvent.Kind.MOVED,
+                actor=actor,
+                audit_action=AuditEntry.Action.DEVICE_MOVED,
+                details={"from": previous.name, "to": space.name},
+                space=space,
+            )
     device.space = space
     return device
 
 
 def release_device(device, *, actor, reason=""):
-    """Release a claimed device so that any organization can claim it again.
+    """Release a claimed device so that any organization can claim it again; refused if it was
+    released meanwhile (see lock_claimed), so that nobody releases a device they no longer hold.
 
     Deletes the device's whole history (events, telemetry, commands, configuration) in one
     transaction; the device goes back to registered, or to unregistered if it never connected.
@@ -78,11 +116,7 @@ def release_device(device, *, actor, reason=""):
     (see VendorAuditEntry).
     """
     with transaction.atomic():
-        locked = (
-            Device.objects.select_for_update(of=("self",)).select_related("identity", "device_model").get(pk=device.pk)
-        )
-        if locked.status != Device.Status.CLAIMED:
-            return locked
+        locked = lock_claimed(device, "identity", "device_model")
         # The audit log is the organization's record, not the device's history: it keeps the release.
         record_audit(
             organization_id=locked.organization_id,
@@ -142,27 +176,38 @@ def record_activations(new_keys: dict, *, at=None, locked=False) -> list:
     return list(new_keys)
 
 
-def allow_reactivation(device, *, actor, now=None):
+def allow_reactivation(device, *, actor, by_vendor_staff=False, now=None):
     """Open a 24-hour window in which the unit may activate again (after a factory reset).
 
-    Pressed by the owner (admin or owner role) or, for an unclaimed device, by vendor staff.
-    A successful re-activation replaces the key; until then the old key keeps working.
+    The caller says who acts. An owner or admin of the device's organization (the portal) acts on
+    a device their organization still holds (see lock_claimed); the window is in its history.
+    Vendor staff (`by_vendor_staff`, the admin) act only on a unit no organization has claimed: a
+    claimed one is its owner's call. A successful re-activation replaces the key; until then the
+    old key keeps working.
     """
     now = now or timezone.now()
     with transaction.atomic():
-        locked = Device.objects.select_for_update().get(pk=device.pk)
-        locked.reactivation_allowed_until = now + REACTIVATION_WINDOW
-        locked.save(update_fields=["reactivation_allowed_until"])
-        if locked.status == Device.Status.CLAIMED:
+        if by_vendor_staff:
+            locked = Device.objects.select_for_update().get(pk=device.pk)
+            if locked.status == Device.Status.CLAIMED:
+                raise DeviceActionError(
+                    "This device belongs to an organization: its owner allows re-activation from the portal."
+                )
+        else:
+            locked = lock_claimed(device)
             DeviceEvent.objects.create(
                 device=locked, kind=DeviceEvent.Kind.REACTIVATION_ALLOWED, actor=actor, created_at=now
             )
+        locked.reactivation_allowed_until = now + REACTIVATION_WINDOW
+        locked.save(update_fields=["reactivation_allowed_until"])
     return locked
 
 
 def move_devices(devices, *, space, actor):
     """Move several devices of one organization to `space`, all or none; returns how many moved."""
     with transaction.atomic():
+        lock_target_space(space)
+        lock_in_order(devices)
         for device in devices:
             move_device(device, space=space, actor=actor)
     return len(devices)

@@ -10,7 +10,7 @@ from accounts.admin_mixins import ReadOnlyAdminMixin
 from vendors.admin_scoping import VendorScopedAdmin, scoped
 from vendors.models import ApprovedIdentity, DeviceModel
 
-from .actions import allow_reactivation, release_device
+from .actions import DeviceActionError, allow_reactivation, release_device
 from .models import ActivationOperation, Device, DeviceEvent
 
 
@@ -84,15 +84,11 @@ class DeviceAdmin(VendorScopedAdmin):
         device = self.get_object(request, object_id)
         if not self.has_support_permission(request):
             raise PermissionDenied
-        if device.status == Device.Status.CLAIMED:
-            # allow_reactivation(): vendor staff act on unclaimed units; a claimed one is its owner's call.
-            self.message_user(
-                request,
-                "This device belongs to an organization: its owner allows re-activation from the portal.",
-                messages.WARNING,
-            )
+        try:
+            allow_reactivation(device, actor=request.user, by_vendor_staff=True)
+        except DeviceActionError as refusal:
+            self.message_user(request, refusal.message, messages.WARNING)
         else:
-            allow_reactivation(device, actor=request.user)
             self.message_user(request, f"{device} may activate again within 24 hours.", messages.SUCCESS)
         return redirect("admin:devices_device_change", device.pk)
 

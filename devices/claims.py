@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AuditEntry
+from portal.errors import UserFacingError
 from portal.ratelimit import RateLimit, RateLimitExceeded, RateLimitUnavailable, count_attempt, take_back
 from vendors.identifiers import confusable_characters
 from vendors.models import ApprovedIdentity
@@ -17,8 +18,8 @@ from .history import record_change
 from .models import Device, DeviceEvent
 
 
-class ClaimError(Exception):
-    """A claim that cannot go through. `message` is shown to the customer as is.
+class ClaimError(UserFacingError):
+    """A claim that cannot go through; its message is shown to the customer.
 
     `field` names the identifier field the message is about, when there is one.
     """
@@ -28,7 +29,6 @@ class ClaimError(Exception):
 
     def __init__(self, message, *, field=None):
         super().__init__(message)
-        self.message = message
         self.field = field
 
 

@@ -7,25 +7,26 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AuditEntry
+from portal.errors import UserFacingError
 from vendors.declarations import clean_values
 
+from .actions import lock_claimed, lock_in_order
 from .history import record_change
-from .models import Command, Device, DeviceEvent
+from .models import Command, DeviceEvent
 
 # A command the device has not completed by then is marked expired by the periodic sweep.
 COMMAND_TIMEOUT = timedelta(minutes=15)
 MAX_OUTPUT = 4000
 
 
-class CommandError(Exception):
-    """The command cannot be sent or its result not recorded; the message is meant for the user."""
+class CommandError(UserFacingError):
+    """The command cannot be sent or its result not recorded."""
 
 
 def send_command(device, *, name, arguments, actor, now=None):
-    """Queue the command `name` with `arguments` for a claimed device, validated against the
-    model's declaration; recorded in the device's history. Returns the Command."""
-    if device.status != Device.Status.CLAIMED:
-        raise CommandError("Only a claimed device can receive commands.")
+    """Queue the command `name` with `arguments` for a device its organization still holds (see
+    lock_claimed), validated against the model's declaration; recorded in the device's history.
+    Returns the Command."""
     declaration = device.device_model.command_declaration(name)
     if declaration is None:
         raise CommandError(f"{device.device_model.name} has no command {name!r}.")
@@ -35,8 +36,9 @@ def send_command(device, *, name, arguments, actor, now=None):
         raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
     now = now or timezone.now()
     with transaction.atomic():
+        locked = lock_claimed(device, refusal=CommandError)
         command = Command.objects.create(
-            device=device,
+            device=locked,
             name=name,
             arguments=arguments,
             created_by=actor,
@@ -44,7 +46,7 @@ def send_command(device, *, name, arguments, actor, now=None):
             expires_at=now + COMMAND_TIMEOUT,
         )
         record_change(
-            device,
+            locked,
             DeviceEvent.Kind.COMMAND_SENT,
             actor=actor,
             audit_action=AuditEntry.Action.COMMAND_SENT,
@@ -112,4 +114,5 @@ def bulk_command_choices(device_models):
 def send_command_to_devices(devices, *, name, actor):
     """Queue the command `name` (default arguments) for each device, all or none; returns the commands."""
     with transaction.atomic():
+        lock_in_order(devices)
         return [send_command(device, name=name, arguments={}, actor=actor) for device in devices]

@@ -8,8 +8,9 @@ from django.db.models import Max
 from accounts.models import AuditEntry
 from vendors.declarations import clean_values, defaults
 
+from .actions import lock_claimed
 from .history import record_change
-from .models import ConfigurationVersion, Device, DeviceEvent
+from .models import ConfigurationVersion, DeviceEvent
 
 
 class ConfigurationError(Exception):
@@ -21,23 +22,23 @@ class ConfigurationError(Exception):
 
 
 def save_configuration(device, *, values, actor):
-    """Validate `values` against the model's settings and save them as the next version.
-
-    Saving values equal to the current version makes no new version. Returns the version.
+    """Validate `values` against the model's settings and save them as the next version, for a
+    device its organization still holds (see lock_claimed; the lock also serializes the version
+    numbers). Saving values equal to the current version makes no new version. Returns the version.
     """
     try:
         values = clean_values(device.device_model.setting_declarations, values)
     except ValidationError as exc:
         raise ConfigurationError(exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}) from exc
     with transaction.atomic():
-        Device.objects.select_for_update().filter(pk=device.pk).first()  # serializes version numbers
-        current = device.configuration_versions.order_by("-version").first()
+        locked = lock_claimed(device)
+        current = locked.configuration_versions.order_by("-version").first()
         if current is not None and current.values == values:
             return current
-        version = (device.configuration_versions.aggregate(n=Max("version"))["n"] or 0) + 1
-        saved = ConfigurationVersion.objects.create(device=device, version=version, values=values, created_by=actor)
+        version = (locked.configuration_versions.aggregate(n=Max("version"))["n"] or 0) + 1
+        saved = ConfigurationVersion.objects.create(device=locked, version=version, values=values, created_by=actor)
         record_change(
-            device,
+            locked,
             DeviceEvent.Kind.CONFIGURATION_CHANGED,
             actor=actor,
             audit_action=AuditEntry.Action.CONFIGURATION_CHANGED,

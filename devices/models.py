@@ -20,10 +20,16 @@ def online_condition(now, prefix=""):
         condition |= models.Q(
             **{
                 f"{prefix}device_model_id": model_id,
-                f"{prefix}last_seen_at__gte": now - timedelta(seconds=2 * interval),
+                f"{prefix}last_seen_at__gte": now - Device.offline_after(interval),
             }
         )
     return condition
+
+
+def offline_condition(now, prefix=""):
+    """Devices that have connected but are not online now (see online_condition); a claimed device
+    that never connected is awaiting its first connection, not offline."""
+    return models.Q(**{f"{prefix}activated_at__isnull": False}) & ~online_condition(now, prefix)
 
 
 class DeviceQuerySet(models.QuerySet):
@@ -147,12 +153,22 @@ class Device(models.Model):
     def awaiting_first_connection(self):
         return self.status == self.Status.CLAIMED and self.activated_at is None
 
+    @staticmethod
+    def offline_after(heartbeat_interval):
+        """How long after its last heartbeat a device of a model with `heartbeat_interval` (seconds)
+        counts as offline: twice the interval, so that one lost heartbeat is not an outage.
+
+        The one statement of the rule: the device page, the dashboards' counts (online_condition),
+        the connectivity sweep and the uptime all ask here.
+        """
+        return timedelta(seconds=2 * heartbeat_interval)
+
     def is_online(self, now=None):
-        """Online while heartbeats arrive within twice the model's heartbeat interval (in SQL: online_condition)."""
+        """Online while its heartbeats arrive within offline_after (in SQL: online_condition)."""
         if self.last_seen_at is None:
             return False
         now = now or timezone.now()
-        return (now - self.last_seen_at).total_seconds() <= 2 * self.device_model.heartbeat_interval
+        return now - self.last_seen_at <= self.offline_after(self.device_model.heartbeat_interval)
 
 
 class DeviceEvent(models.Model):

@@ -63,13 +63,13 @@ def _mark_seen(device, now, config_version):
 
 
 def record_connectivity_changes(now=None):
-    """Mark devices offline whose last heartbeat is older than twice their model's interval,
-    with a went-offline event for claimed ones. Set-based, one pass per device model."""
+    """Mark devices offline whose last heartbeat is older than Device.offline_after, with a
+    went-offline event for claimed ones. Set-based, one pass per device model."""
     now = now or timezone.now()
     marked = 0
     for model_id, interval in DeviceModel.objects.values_list("pk", "heartbeat_interval"):
         stale = Device.objects.filter(
-            device_model_id=model_id, online=True, last_seen_at__lt=now - timedelta(seconds=2 * interval)
+            device_model_id=model_id, online=True, last_seen_at__lt=now - Device.offline_after(interval)
         )
         with transaction.atomic():
             rows = list(stale.select_for_update(skip_locked=True).values_list("pk", "status"))
@@ -93,11 +93,11 @@ def purge_old_heartbeats(now=None):
 
 
 def uptime_fraction(timestamps, *, interval, start, end):
-    """Share of [start, end] covered by heartbeats, each counting for twice the interval
-    (the same rule that decides online/offline). `timestamps` sorted ascending."""
+    """Share of [start, end] covered by heartbeats, each counting until the device would be offline
+    (Device.offline_after, the rule that decides online and offline). `timestamps` sorted ascending."""
     if end <= start:
         return 0.0
-    grace = timedelta(seconds=2 * interval)
+    grace = Device.offline_after(interval)
     covered = timedelta()
     for index, at in enumerate(timestamps):
         segment_end = at + grace

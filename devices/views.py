@@ -386,7 +386,11 @@ class ReleaseDeviceView(DeviceMixin, View):
         if not form.is_valid():
             return self.render(device, form, status=400)
         space, name = device.space, device.name
-        actions.release_device(device, actor=request.user)
+        try:
+            actions.release_device(device, actor=request.user)
+        except actions.DeviceActionError as refusal:
+            form.add_error(None, refusal.message)
+            return self.render(device, form, status=400)
         messages.success(request, f"“{name}” was released and its history deleted.")
         return redirect("space-dashboard", code=space.code)
 
@@ -412,7 +416,11 @@ class SpaceBulkActionView(LoginRequiredMixin, View):
             if not allows(membership, MANAGE):
                 raise PermissionDenied("Only owners and admins move devices.")
             target = form.cleaned_data["space"]
-            actions.move_devices(selected, space=target, actor=request.user)
+            try:
+                actions.move_devices(selected, space=target, actor=request.user)
+            except actions.DeviceActionError as refusal:
+                messages.error(request, refusal.message)
+                return dashboard
             messages.success(request, f"Moved {len(selected)} device(s) to {target.name}.")
         else:
             try:

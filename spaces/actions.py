@@ -8,16 +8,13 @@ from django.db import IntegrityError, transaction
 from accounts.audit import record_audit
 from accounts.models import AuditEntry
 from devices.actions import move_device
+from portal.errors import UserFacingError
 
 from .models import Space
 
 
-class SpaceActionError(Exception):
-    """A space rule refused the action; the message is meant for the user."""
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
+class SpaceActionError(UserFacingError):
+    """A space rule refused the action."""
 
 
 class SpaceNotEmpty(SpaceActionError):
@@ -49,22 +46,31 @@ def create_space(organization, *, name, actor):
     return space
 
 
+def _lock(spaces):
+    """Lock the rows of `spaces` in id order (so that two rules locking the same two cannot
+    deadlock); returns the ones that still exist, by id. Call it inside transaction.atomic()."""
+    ids = [space.pk for space in spaces if space is not None]
+    return {locked.pk: locked for locked in Space.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+
+
 def rename_space(space, *, name, actor):
-    """Give `space` a new name, unique within its organization."""
+    """Give `space` a new name, unique within its organization; the log says which name it had
+    when it was locked. Refused for a space deleted meanwhile."""
     name = _clean_name(name)
-    if name == space.name:
-        return space
-    previous = space.name
     try:
         with transaction.atomic():
-            Space.objects.filter(pk=space.pk).update(name=name)
-            record_audit(
-                organization_id=space.organization_id,
-                actor=actor,
-                action=AuditEntry.Action.SPACE_RENAMED,
-                target=name,
-                details={"from": previous, "to": name},
-            )
+            locked = _lock([space]).get(space.pk)
+            if locked is None:
+                raise SpaceActionError(f"The space “{space.name}” was deleted meanwhile.")
+            if name != locked.name:
+                Space.objects.filter(pk=locked.pk).update(name=name)
+                record_audit(
+                    organization_id=locked.organization_id,
+                    actor=actor,
+                    action=AuditEntry.Action.SPACE_RENAMED,
+                    target=name,
+                    details={"from": locked.name, "to": name},
+                )
     except IntegrityError as exc:
         raise _duplicate_name(name) from exc
     space.name = name
@@ -75,14 +81,23 @@ def delete_space(space, *, actor, move_devices_to=None):
     """Delete `space`. A space with devices is deleted only together with moving them all to
     `move_devices_to` (another space of the same organization), each by devices.actions.move_device,
     so each move is in the devices' history and the audit log; otherwise SpaceNotEmpty.
+
+    Both spaces are locked first, then the devices still in the space: a device moved away
+    meanwhile stays where it went. A space deleted meanwhile is left at that; a destination
+    deleted meanwhile is refused.
     """
     if move_devices_to is not None and (
         move_devices_to.pk == space.pk or move_devices_to.organization_id != space.organization_id
     ):
         raise SpaceActionError("Choose another space of this organization to move the devices to.")
     with transaction.atomic():
-        locked = Space.objects.select_for_update().get(pk=space.pk)
-        devices = list(locked.devices.select_related("space").order_by("pk"))
+        locked_spaces = _lock([space, move_devices_to])
+        locked = locked_spaces.get(space.pk)
+        if locked is None:
+            return
+        if move_devices_to is not None and move_devices_to.pk not in locked_spaces:
+            raise SpaceActionError(f"The space “{move_devices_to.name}” was deleted meanwhile; choose another.")
+        devices = list(locked.devices.select_for_update().order_by("pk"))
         if devices and move_devices_to is None:
             raise SpaceNotEmpty(
                 f"“{locked.name}” still has {len(devices)} device{'s' if len(devices) != 1 else ''}. "

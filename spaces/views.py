@@ -6,7 +6,7 @@ from django.views.generic import ListView, TemplateView, View
 
 from accounts.access import MANAGE, OPERATE, allows, get_for_user, membership_for
 from accounts.models import Organization
-from devices.models import online_condition
+from devices.models import offline_condition, online_condition
 from devices.views import bulk_action_form
 
 from .models import Space
@@ -42,11 +42,11 @@ class OrganizationOverviewView(LoginRequiredMixin, TemplateView):
         )
         membership = membership_for(self.request.user, organization.pk)
         self.request.session[CURRENT_ORGANIZATION_KEY] = str(organization.code)
-        online = online_condition(timezone.now(), prefix="devices__")
+        now = timezone.now()
         spaces = organization.spaces.annotate(
             device_count=Count("devices"),
-            online_count=Count("devices", filter=online),
-            offline_count=Count("devices", filter=Q(devices__activated_at__isnull=False) & ~online),
+            online_count=Count("devices", filter=online_condition(now, prefix="devices__")),
+            offline_count=Count("devices", filter=offline_condition(now, prefix="devices__")),
             awaiting_count=Count("devices", filter=Q(devices__activated_at__isnull=True)),
         ).order_by("name")
         return super().get_context_data(

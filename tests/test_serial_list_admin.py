@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from vendors.exports import neutralize_formula
+from portal.csv import neutralize_formula
 from vendors.models import ApprovedIdentity, ClaimingMethod, ImportJob, VendorAuditEntry
 
 from .factories import ApprovedIdentityFactory, ClaimedDeviceFactory, DeviceFactory, SpaceFactory

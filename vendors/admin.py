@@ -16,7 +16,7 @@ from accounts.admin_mixins import ReadOnlyAdminMixin
 from .admin_scoping import VendorScopedAdmin, scoped
 from .exports import serial_list_csv
 from .identifiers import MAX_IDENTIFIER_FIELDS
-from .imports import cancel_import, expected_header, request_import, resume_import
+from .imports import FileRefused, cancel_import, check_upload_size, expected_header, request_import, resume_import
 from .models import (
     ApprovedIdentity,
     ClaimingMethod,
@@ -117,6 +117,14 @@ class VendorAdmin(VendorScopedAdmin):
 
 class SerialListUploadForm(forms.Form):
     file = forms.FileField(help_text="CSV, UTF-8; the first line names the identifier fields.")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        try:
+            check_upload_size(upload.size)
+        except FileRefused as refused:
+            raise forms.ValidationError(refused.message) from refused
+        return upload
 
 
 @admin.register(DeviceModel)

@@ -1,18 +1,8 @@
 """Exporting a model's serial list as CSV, safe to open in a spreadsheet."""
 
-import csv
+from portal.csv import csv_lines
 
 from .models import ApprovedIdentity
-
-# A cell starting with one of these is read as a formula by Excel, LibreOffice and Sheets (OWASP
-# "CSV injection"); tab and carriage return can hide such a start.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralize_formula(value):
-    """`value` as text a spreadsheet shows as is: a leading apostrophe if it could start a formula."""
-    text = "" if value is None else str(value)
-    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
 def serial_list_rows(device_model):
@@ -36,13 +26,6 @@ def serial_list_rows(device_model):
         ]
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 def serial_list_csv(device_model):
     """The serial list as CSV lines, every cell neutralized against formula injection."""
-    writer = csv.writer(_Echo())
-    for row in serial_list_rows(device_model):
-        yield writer.writerow([neutralize_formula(cell) for cell in row])
+    return csv_lines(serial_list_rows(device_model))

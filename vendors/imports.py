@@ -27,9 +27,12 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.text import Truncator
 from psycopg import errors
+
+from portal.errors import UserFacingError
 
 from .models import ApprovedIdentity, ImportJob, ImportRow
 
@@ -49,12 +52,8 @@ STAGING_COLUMNS = ("job_id", "line", "identifier_1", "identifier_2", "identifier
 APPROVED_COLUMNS = ("device_model_id", "identifier_1", "identifier_2", "identifier_3", "status", "created_at")
 
 
-class FileRefused(Exception):
-    """The file as a whole cannot be read as this model's serial list; `message` says why."""
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
+class FileRefused(UserFacingError):
+    """The file as a whole cannot be read as this model's serial list; the message says why."""
 
 
 class _NotClean(Exception):
@@ -72,6 +71,16 @@ class _Column:
 def expected_header(device_model):
     """The CSV header a model's serial list must have: its identifier fields' keys, in order."""
     return [field.key for field in device_model.claiming_method.ordered_fields()]
+
+
+def check_upload_size(size):
+    """Refuse a file of `size` bytes larger than IMPORT_MAX_UPLOAD_BYTES (FileRefused), before
+    anything reads it: the admin's upload form, the worker and the command line all ask here."""
+    limit = settings.IMPORT_MAX_UPLOAD_BYTES
+    if size is not None and size > limit:
+        raise FileRefused(
+            f"The file is larger than {filesizeformat(limit)} ({filesizeformat(size)}); split it into smaller files."
+        )
 
 
 def _columns_for(header, device_model):
@@ -182,7 +191,8 @@ def _approve_batch(job, rows, *, created_at):
 def _stage_file(job, stream, size, progress, write_batch):
     """Read the CSV stream row by row and hand the rows, as staging tuples, to `write_batch` (into
     the staging table, or the fast path's straight into the serial list) a batch at a time;
-    returns the number of data rows."""
+    returns the number of data rows. A file larger than the limit is refused unread."""
+    check_upload_size(size)
     lines = _text_lines(stream)
     reader = csv.reader(lines)
     try:
@@ -339,7 +349,36 @@ def import_validated_rows(job):
 
     A value approved by someone else since validation is skipped, never duplicated. Returns the
     job; does nothing unless the job is validated or importing, so a task delivered twice imports once.
+
+    The staging table is UNLOGGED, so PostgreSQL empties it when it recovers from a crash. The
+    rows staged are counted against the rows validated first: if some are missing, the upload is
+    validated again and then imported; a job without its file (the command line keeps none) is
+    refused saying so, rather than reporting that nothing of it was added.
     """
+    imported = _import_staged_rows(job)
+    if imported is not None:
+        return imported
+    if job.file:
+        validate_upload(job)
+        asked = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.VALIDATED).update(
+            status=ImportJob.Status.IMPORTING
+        )
+        if not asked:  # the file was refused (or is gone), or the vendor cancelled meanwhile
+            job.refresh_from_db()
+            return job
+        imported = _import_staged_rows(job)
+        if imported is not None:
+            return imported
+    _refuse(
+        job,
+        "The validated rows were lost before the import (the database restarted); nothing was imported. "
+        "Import the file again.",
+    )
+    return job
+
+
+def _import_staged_rows(job):
+    """`import_validated_rows` from the staged rows; None if they are not all there any more."""
     with transaction.atomic():
         locked = (
             ImportJob.objects.select_for_update(of=("self",))
@@ -348,6 +387,8 @@ def import_validated_rows(job):
         )
         if locked.status not in {ImportJob.Status.VALIDATED, ImportJob.Status.IMPORTING}:
             return locked
+        if ImportRow.objects.filter(job=locked).count() != locked.rows_total:
+            return None
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 # Keeps other writers out until commit, so the re-check below stays true and the

@@ -215,7 +215,14 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 # MEDIA_ROOT: uploads wait there for the validation task.
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=5_000_000)
 IMPORT_DECISION_DAYS = env.int("IMPORT_DECISION_DAYS", default=7)
+# Largest serial-list file, refused before a worker reads it (5 million rows take about 200 MB).
+IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=1024**3)
 CELERY_BEAT_SCHEDULE["vendors-sweep-imports"] = {"task": "vendors.tasks.sweep_imports", "schedule": 600.0}
+# Invitations whose e-mail never went out (the broker lost the task, or its worker died) are sent again.
+CELERY_BEAT_SCHEDULE["resend-unsent-invitations"] = {
+    "task": "accounts.tasks.resend_unsent_invitations_task",
+    "schedule": 120.0,
+}
 
 # Periodic device housekeeping (issue 6).
 CELERY_BEAT_SCHEDULE |= {
