@@ -3,14 +3,14 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import RegexValidator, URLValidator
 from django.db import models
 from django.db.models.functions import UUID4
 from django.utils import timezone
 from django.utils.functional import cached_property
 
 from .attestation import validate_ed25519_public_key
-from .declarations import validate_declarations
+from .declarations import MAX_LABEL, validate_declarations, validate_text
 from .identifiers import MAX_IDENTIFIER_FIELDS, MAX_IDENTIFIER_LENGTH, Normalization, normalize, normalizer
 
 
@@ -27,6 +27,16 @@ class Vendor(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        # Customers of every organization are sent there: a web page, never a script or a download.
+        if self.support_url:
+            try:
+                URLValidator(schemes=["http", "https"])(self.support_url)
+            except ValidationError as exc:
+                raise ValidationError(
+                    {"support_url": "Enter a web address starting with https:// or http://."}
+                ) from exc
 
     @property
     def support_contact(self):
@@ -158,6 +168,7 @@ def validate_command_declarations(value):
         if name in names:
             raise ValidationError(f"Command {index}: the name {name!r} is used twice.")
         names.add(name)
+        validate_text(command, "label", MAX_LABEL, f"command {index}")
         validate_declarations(command.get("arguments", []), what=f"argument of {name}")
 
 
