@@ -49,6 +49,11 @@ class Vendor(models.Model):
                     {"support_url": "Enter a web address starting with https:// or http://."}
                 ) from exc
 
+    def has_units(self):
+        """Whether any of its models has approved units: its slug is then fixed (units activate
+        with it, factory signatures cover it, activation operations are filed under it)."""
+        return self.pk is not None and ApprovedIdentity.objects.filter(device_model__vendor=self).exists()
+
     @property
     def support_contact(self):
         """What to tell a customer to reach this vendor's support."""
@@ -88,9 +93,10 @@ class ClaimingMethod(models.Model):
     def __str__(self):
         return self.name
 
-    def layout_locked(self):
-        """Whether the fields' keys, order and normalization are fixed: true once any model
-        using this method has approved identities, whose stored columns follow that layout."""
+    def has_units(self):
+        """Whether any model using this method has approved units: its slug and its fields' keys,
+        order and normalization are then fixed (the stored columns follow that layout, serial
+        lists and the device API name the fields by their keys)."""
         return self.pk is not None and ApprovedIdentity.objects.filter(device_model__claiming_method=self).exists()
 
     def ordered_fields(self):
@@ -237,6 +243,11 @@ class DeviceModel(models.Model):
     def __str__(self):
         return self.name
 
+    def has_units(self):
+        """Whether units of this model are approved: its slug is then fixed (units activate with
+        it, factory signatures cover it)."""
+        return self.pk is not None and self.approved_identities.exists()
+
     def command_declaration(self, name):
         """The declaration of the command called `name`, or None."""
         return next((c for c in self.command_declarations if c["name"] == name), None)
@@ -244,7 +255,7 @@ class DeviceModel(models.Model):
     def clean(self):
         # Approved identities store their values in the method's field order: another method
         # would read them as something else.
-        if self.pk and self.approved_identities.exists():
+        if self.has_units():
             previous = DeviceModel.objects.filter(pk=self.pk).values_list("claiming_method_id", flat=True).first()
             if previous != self.claiming_method_id:
                 raise ValidationError(
