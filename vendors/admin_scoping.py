@@ -4,10 +4,15 @@ A staff user linked to a vendor (VendorStaff) sees and changes only that vendor'
 list querysets, the foreign-key choices and the object URLs all go through `scoped()`, so
 another vendor's object answers 404, the same as a missing one. A superuser sees everything;
 any other user, nothing.
+
+Vendor staff are another tenant to the customers: they learn which organization claimed a unit
+and when, never which of its people did. An admin lists the fields naming customer users in
+`people_fields`; staff neither see nor filter on them.
 """
 
 from django.contrib import admin
 from django.db.models import Q
+from django.db.models.constants import LOOKUP_SEP
 from django.http import Http404
 from django.template.response import TemplateResponse
 
@@ -50,6 +55,7 @@ class VendorScopedAdmin(admin.ModelAdmin):
     """
 
     staff_may = frozenset({"view"})
+    people_fields = ()
 
     def get_queryset(self, request):
         return scoped(super().get_queryset(request), request.user)
@@ -68,6 +74,18 @@ class VendorScopedAdmin(admin.ModelAdmin):
             if related is Vendor and scope is not ALL_VENDORS:
                 kwargs.update(initial=scope, empty_label=None)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if admin_vendor_scope(request.user) is ALL_VENDORS:
+            return fields
+        return [field for field in fields if field not in self.people_fields]
+
+    def lookup_allowed(self, lookup, value, request):
+        # Django allows any lookup on a local field, e.g. ?claimed_by=<user id>.
+        if admin_vendor_scope(request.user) is not ALL_VENDORS and lookup.split(LOOKUP_SEP)[0] in self.people_fields:
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
     def render_object_page(self, request, template, obj, title, **extra):
         """A page of its own about one object (upload, job, force release), framed like the admin's."""
