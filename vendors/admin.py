@@ -216,10 +216,13 @@ class ScopedDeviceModelFilter(admin.SimpleListFilter):
     parameter_name = "model"
 
     def lookups(self, request, model_admin):
-        return [(m.pk, str(m)) for m in scoped(DeviceModel.objects.all(), request.user)]
+        return [(str(m.pk), str(m)) for m in scoped(DeviceModel.objects.all(), request.user)]
 
     def queryset(self, request, queryset):
-        return queryset.filter(device_model_id=self.value()) if self.value() else queryset
+        # Only a model the filter offers: anything else (not a number, another vendor's) is ignored.
+        if self.value() in {value for value, _ in self.lookup_choices}:
+            return queryset.filter(device_model_id=self.value())
+        return queryset
 
 
 class DeviceStatusFilter(admin.SimpleListFilter):
@@ -380,7 +383,7 @@ class ProductionBatchAdmin(VendorScopedAdmin):
 
     staff_may = frozenset({"view", "add", "change"})
     list_display = ["name", "device_model", "created_at", "revoked_at"]
-    list_filter = ["device_model"]
+    list_filter = [ScopedDeviceModelFilter]  # Django's own filter would offer every vendor's models
     list_select_related = ["device_model"]
     readonly_fields = ["revoked_at"]
     actions = ["revoke_batches"]
