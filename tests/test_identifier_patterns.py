@@ -15,6 +15,7 @@ from devices.simulator import SimulatedDevice
 from vendors.models import ClaimingMethod, DeviceModel
 
 from .factories import MembershipFactory, OrganizationFactory, SpaceFactory
+from .test_claim_wizard import Wizard
 
 pytestmark = pytest.mark.django_db
 
@@ -69,6 +70,17 @@ def catastrophic_model(acme_admin_client, acme_model):
     )
 
 
+def wizard_at_identifiers(client, device_model):
+    """A customer's claim wizard, signed in and past the model step."""
+    cache.clear()  # claim failures of earlier tests are counted in Redis
+    organization = OrganizationFactory(vendors=[device_model.vendor])
+    client.force_login(MembershipFactory(organization=organization).user)
+    wizard = Wizard(client, SpaceFactory(organization=organization))
+    wizard.start()
+    wizard.post("model", device_model=device_model.pk)
+    return wizard
+
+
 @pytest.mark.parametrize("pattern", [r"(S)\1N", r"(?=SN)[A-Z0-9]+", r"(?<!X)SN", "SN{2000}"])
 def test_a_pattern_re2_cannot_run_is_refused_in_the_admin(acme_admin_client, acme_model, pattern):
     response = acme_admin_client.post(reverse("admin:vendors_claimingmethod_add"), method_form(pattern, "refused"))
@@ -81,17 +93,9 @@ def test_a_pattern_re2_cannot_run_is_refused_in_the_admin(acme_admin_client, acm
 
 @pytest.mark.parametrize("length", [64, 200])
 def test_a_catastrophic_pattern_answers_the_wizard_step_at_once(client, catastrophic_model, length):
-    cache.clear()
-    organization = OrganizationFactory(vendors=[catastrophic_model.vendor])
-    client.force_login(MembershipFactory(organization=organization).user)
-    space = SpaceFactory(organization=organization)
-    url, prefix = reverse("claim-device", args=[space.code]), f"claim_{space.code.hex}"
-    client.get(url)
-    client.post(url, {f"{prefix}-current_step": "model", "model-device_model": catastrophic_model.pk})
+    wizard = wizard_at_identifiers(client, catastrophic_model)
     with fails_instead_of_hanging():
-        response = client.post(
-            url, {f"{prefix}-current_step": "identifiers", "identifiers-serial_number": "A" * length}
-        )
+        response = wizard.post("identifiers", serial_number="A" * length)
     assert response.status_code == 200
     assert response.context["wizard"]["steps"].current == "identifiers"
     assert "serial_number" in response.context["wizard"]["form"].errors
@@ -114,13 +118,7 @@ def test_the_activation_of_a_unit_with_a_catastrophic_pattern_finishes(
 def test_a_stored_pattern_re2_cannot_run_admits_no_value_instead_of_failing(client, catastrophic_model):
     field = catastrophic_model.claiming_method.fields.get()
     type(field).objects.filter(pk=field.pk).update(pattern=r"(?=A)A+")  # as saved before patterns met RE2
-    cache.clear()
-    organization = OrganizationFactory(vendors=[catastrophic_model.vendor])
-    client.force_login(MembershipFactory(organization=organization).user)
-    space = SpaceFactory(organization=organization)
-    url, prefix = reverse("claim-device", args=[space.code]), f"claim_{space.code.hex}"
-    client.get(url)
-    client.post(url, {f"{prefix}-current_step": "model", "model-device_model": catastrophic_model.pk})
-    response = client.post(url, {f"{prefix}-current_step": "identifiers", "identifiers-serial_number": "AAA"})
+    wizard = wizard_at_identifiers(client, catastrophic_model)
+    response = wizard.post("identifiers", serial_number="AAA")
     assert response.status_code == 200
     assert "not a valid Serial number" in " ".join(response.context["wizard"]["form"].errors["serial_number"])

@@ -19,6 +19,7 @@ from .factories import (
     OrganizationFactory,
     SpaceFactory,
 )
+from .test_claim_wizard import Wizard
 
 pytestmark = pytest.mark.django_db
 
@@ -133,23 +134,10 @@ def initech_owner(client, acme_wrote_markup_everywhere, globex_model):
     return SpaceFactory(organization=organization, name="Auditorium")
 
 
-class Wizard:
-    def __init__(self, client, space):
-        self.client, self.url, self.prefix = (
-            client,
-            reverse("claim-device", args=[space.code]),
-            f"claim_{space.code.hex}",
-        )
-
-    def post(self, step, **fields):
-        data = {f"{self.prefix}-current_step": step} | {f"{step}-{key}": value for key, value in fields.items()}
-        return self.client.post(self.url, data)
-
-
 def test_vendor_markup_reaches_the_claim_wizard_as_text(client, initech_owner, acme_wrote_markup_everywhere):
     device_model = acme_wrote_markup_everywhere
     wizard = Wizard(client, initech_owner)
-    assert_shown_as_text(client.get(wizard.url), "vendor-name")
+    assert_shown_as_text(wizard.start(), "vendor-name")
     assert_shown_as_text(wizard.post("vendor", vendor=device_model.vendor.pk), "model-name")
     identifiers_step = wizard.post("model", device_model=device_model.pk)
     assert_shown_as_text(identifiers_step, "vendor-name", "model-name", "method-name", "label", "help-text")
@@ -160,7 +148,7 @@ def test_vendor_markup_in_identifier_errors_reaches_the_customer_as_text(
 ):
     device_model = acme_wrote_markup_everywhere
     wizard = Wizard(client, initech_owner)
-    client.get(wizard.url)
+    wizard.start()
     wizard.post("vendor", vendor=device_model.vendor.pk)
     wizard.post("model", device_model=device_model.pk)
     malformed = wizard.post("identifiers", serial_number="!")

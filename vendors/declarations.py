@@ -63,7 +63,7 @@ def validate_declarations(declarations, what="setting"):
         if not isinstance(decl, dict):
             raise ValidationError(f"{where.capitalize()} must be an object.")
         key = decl.get("key")
-        if not isinstance(key, str) or not KEY.match(key):
+        if not isinstance(key, str) or not KEY.fullmatch(key):
             raise ValidationError(f"{where.capitalize()}: key must be lower-case letters, digits and underscores.")
         if key in seen:
             raise ValidationError(f"{where.capitalize()}: the key {key!r} is used twice.")
@@ -78,6 +78,26 @@ def validate_declarations(declarations, what="setting"):
                 raise ValidationError(
                     f"{where.capitalize()} ({key}): the default is invalid: {exc.messages[0]}"
                 ) from exc
+
+
+def validate_setting_declarations(value):
+    validate_declarations(value, what="setting")
+
+
+def validate_command_declarations(value):
+    """A list of {"name", "label", "arguments": [declarations]}; see vendors/declarations.py."""
+    if not isinstance(value, list):
+        raise ValidationError("The commands must be a list.")
+    names = set()
+    for index, command in enumerate(value, start=1):
+        name = command.get("name") if isinstance(command, dict) else None
+        if not isinstance(name, str) or not KEY.fullmatch(name):
+            raise ValidationError(f"Command {index}: name must be lower-case letters, digits and underscores.")
+        if name in names:
+            raise ValidationError(f"Command {index}: the name {name!r} is used twice.")
+        names.add(name)
+        validate_text(command, "label", MAX_LABEL, f"command {index}")
+        validate_declarations(command.get("arguments", []), what=f"argument of {name}")
 
 
 def form_field(decl, *, required=True):

@@ -1,5 +1,4 @@
 import logging
-import re
 import uuid
 
 from django.conf import settings
@@ -11,7 +10,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from .attestation import validate_ed25519_public_key
-from .declarations import MAX_LABEL, validate_declarations, validate_text
+from .declarations import validate_command_declarations, validate_setting_declarations
 from .identifiers import (
     MAX_IDENTIFIER_FIELDS,
     MAX_IDENTIFIER_LENGTH,
@@ -181,26 +180,6 @@ class IdentifierField(models.Model):
             # value until the vendor corrects it, rather than failing every claim of the model.
             logger.warning("Identifier field %s has a pattern RE2 cannot run: %r", self.pk, self.pattern)
             return lambda value: None
-
-
-def validate_setting_declarations(value):
-    validate_declarations(value, what="setting")
-
-
-def validate_command_declarations(value):
-    """A list of {"name", "label", "arguments": [declarations]}; see vendors/declarations.py."""
-    if not isinstance(value, list):
-        raise ValidationError("The commands must be a list.")
-    names = set()
-    for index, command in enumerate(value, start=1):
-        name = command.get("name") if isinstance(command, dict) else None
-        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name):
-            raise ValidationError(f"Command {index}: name must be lower-case letters, digits and underscores.")
-        if name in names:
-            raise ValidationError(f"Command {index}: the name {name!r} is used twice.")
-        names.add(name)
-        validate_text(command, "label", MAX_LABEL, f"command {index}")
-        validate_declarations(command.get("arguments", []), what=f"argument of {name}")
 
 
 class Attestation(models.TextChoices):
