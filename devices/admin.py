@@ -36,6 +36,7 @@ class DeviceAdmin(VendorScopedAdmin):
     list_filter = ["status"]
     list_select_related = ["device_model", "organization", "space", "identity"]
     raw_id_fields = ["identity", "claimed_by"]
+    people_fields = ("claimed_by",)
     readonly_fields = ["code", "key_hash", "activated_at", "last_seen_at", "claimed_at"]
     search_fields = ["identity__identifier_1"]
     show_full_result_count = False

@@ -8,6 +8,7 @@ template wraps the step in one form with the wizard's management form and its na
 from crispy_forms.helper import FormHelper
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.html import escape
 
 from vendors.declarations import form_field
 from vendors.models import DeviceModel, Vendor
@@ -76,7 +77,8 @@ class IdentifiersForm(WizardStepForm):
         for identifier in self.identifier_fields:
             self.fields[identifier.key] = forms.CharField(
                 label=identifier.label,
-                help_text=identifier.help_text,
+                # Django and crispy-forms render help texts as HTML; the vendor's is text.
+                help_text=escape(identifier.help_text),
                 max_length=200,
                 error_messages={"required": f"Enter the {identifier.label}."},
                 widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),

@@ -33,6 +33,29 @@ from .tasks import validate_job_file
 LOCKED_LAYOUT = ("key", "position", "normalization")
 
 
+class FixedOnceUnitsExistAdmin(VendorScopedAdmin):
+    """An admin whose object's slug (and `fixed_fields`) are read-only once it has approved units,
+    since units, the device API and signatures name it by them; the form says so."""
+
+    fixed_fields = ("slug",)
+    fixed_note = ""
+
+    def get_readonly_fields(self, request, obj=None):
+        fixed = self.fixed_fields if obj is not None and obj.has_units() else ()
+        return [*super().get_readonly_fields(request, obj), *fixed]
+
+    def get_prepopulated_fields(self, request, obj=None):
+        readonly = self.get_readonly_fields(request, obj)
+        return {field: sources for field, sources in self.prepopulated_fields.items() if field not in readonly}
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or not obj.has_units():
+            return fieldsets
+        (name, options), *others = fieldsets
+        return [(name, {**options, "description": self.fixed_note}), *others]
+
+
 class IdentifierFieldFormSet(BaseInlineFormSet):
     def clean(self):
         super().clean()
@@ -42,15 +65,14 @@ class IdentifierFieldFormSet(BaseInlineFormSet):
             raise ValidationError(f"A claiming method has at most {MAX_IDENTIFIER_FIELDS} identifier fields.")
         if not kept:
             raise ValidationError("A claiming method needs at least one identifier field.")
-        if self.instance.layout_locked():
+        if self.instance.has_units():
             for form in self.forms:
                 added = form.has_changed() and not form.instance.pk
                 deleted = form.instance.pk and self.can_delete and self._should_delete_form(form)
-                if added or deleted or set(form.changed_data) & set(LOCKED_LAYOUT):
+                if added or deleted:
                     raise ValidationError(
-                        "Units are already approved with this method: its fields' keys, positions and "
-                        "normalization cannot change, nor can fields be added or removed. Labels, help texts "
-                        "and formats can."
+                        "Units are already approved with this method: fields cannot be added or removed. "
+                        "Labels, help texts, patterns and formats can change."
                     )
 
 
@@ -81,14 +103,24 @@ class IdentifierFieldInline(admin.TabularInline):
     def has_delete_permission(self, request, obj=None):
         return self._allowed(request, obj, "delete")
 
+    def get_readonly_fields(self, request, obj=None):
+        # `obj` is the claiming method: stored identifiers, serial lists and the API follow its layout.
+        fixed = LOCKED_LAYOUT if obj is not None and obj.has_units() else ()
+        return [*super().get_readonly_fields(request, obj), *fixed]
+
 
 @admin.register(ClaimingMethod)
-class ClaimingMethodAdmin(VendorScopedAdmin):
+class ClaimingMethodAdmin(FixedOnceUnitsExistAdmin):
     list_display = ["name", "slug", "vendor"]
     list_select_related = ["vendor"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [IdentifierFieldInline]
     staff_may = frozenset({"view", "add", "change"})
+    fixed_note = (
+        "Units are approved with this method: its slug is fixed, and so are its fields' keys, positions and "
+        "normalization (the stored identifiers, serial lists and the device API follow them); fields cannot be "
+        "added or removed. Labels, help texts, patterns and formats can change."
+    )
 
     def get_exclude(self, request, obj=None):
         # Vendor staff's methods are their vendor's; the field would offer nothing else.
@@ -108,11 +140,15 @@ class ClaimingMethodAdmin(VendorScopedAdmin):
 
 
 @admin.register(Vendor)
-class VendorAdmin(VendorScopedAdmin):
+class VendorAdmin(FixedOnceUnitsExistAdmin):
     list_display = ["name", "slug", "support_email", "support_url"]
     prepopulated_fields = {"slug": ["name"]}
     search_fields = ["name"]
     staff_may = frozenset({"view", "change"})
+    fixed_note = (
+        "Units of this vendor are approved: its slug is fixed, since devices send it when they activate, "
+        "factory signatures cover it and activation operations are filed under it."
+    )
 
 
 class SerialListUploadForm(forms.Form):
@@ -128,13 +164,17 @@ class SerialListUploadForm(forms.Form):
 
 
 @admin.register(DeviceModel)
-class DeviceModelAdmin(VendorScopedAdmin):
+class DeviceModelAdmin(FixedOnceUnitsExistAdmin):
     list_display = ["name", "vendor", "slug", "claiming_method", "heartbeat_interval", "attestation"]
     list_filter = ["vendor"]
     list_select_related = ["vendor", "claiming_method"]
     prepopulated_fields = {"slug": ["name"]}
     staff_may = frozenset({"view", "add", "change"})
     change_form_template = "admin/vendors/devicemodel/change_form.html"
+    fixed_note = (
+        "Units of this model are approved: its slug is fixed, since devices send it when they activate "
+        "and factory signatures cover it. Its claiming method cannot change either."
+    )
 
     def get_list_filter(self, request):
         return self.list_filter if admin_vendor_scope(request.user) is ALL_VENDORS else []
@@ -184,10 +224,13 @@ class ScopedDeviceModelFilter(admin.SimpleListFilter):
     parameter_name = "model"
 
     def lookups(self, request, model_admin):
-        return [(m.pk, str(m)) for m in scoped(DeviceModel.objects.all(), request.user)]
+        return [(str(m.pk), str(m)) for m in scoped(DeviceModel.objects.all(), request.user)]
 
     def queryset(self, request, queryset):
-        return queryset.filter(device_model_id=self.value()) if self.value() else queryset
+        # Only a model the filter offers: anything else (not a number, another vendor's) is ignored.
+        if self.value() in {value for value, _ in self.lookup_choices}:
+            return queryset.filter(device_model_id=self.value())
+        return queryset
 
 
 class DeviceStatusFilter(admin.SimpleListFilter):
@@ -348,7 +391,7 @@ class ProductionBatchAdmin(VendorScopedAdmin):
 
     staff_may = frozenset({"view", "add", "change"})
     list_display = ["name", "device_model", "created_at", "revoked_at"]
-    list_filter = ["device_model"]
+    list_filter = [ScopedDeviceModelFilter]  # Django's own filter would offer every vendor's models
     list_select_related = ["device_model"]
     readonly_fields = ["revoked_at"]
     actions = ["revoke_batches"]

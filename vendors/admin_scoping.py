@@ -4,11 +4,19 @@ A staff user linked to a vendor (VendorStaff) sees and changes only that vendor'
 list querysets, the foreign-key choices and the object URLs all go through `scoped()`, so
 another vendor's object answers 404, the same as a missing one. A superuser sees everything;
 any other user, nothing.
+
+Vendor staff are another tenant to the customers: they learn which organization claimed a unit
+and when, never which of its people did. An admin lists the fields naming customer users in
+`people_fields`; staff neither see nor filter on them.
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import ValidationError
 from django.db.models import Q
-from django.http import Http404
+from django.db.models.constants import LOOKUP_SEP
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 from accounts.access import ALL_VENDORS, admin_vendor_scope
@@ -47,9 +55,11 @@ class VendorScopedAdmin(admin.ModelAdmin):
 
     Vendor staff need no Django permissions: `staff_may` lists what they may do here
     ("view", "add", "change", "delete"); superusers keep Django's own permission checks.
+    `people_fields` name customer users: vendor staff neither see nor filter on them.
     """
 
     staff_may = frozenset({"view"})
+    people_fields = ()
 
     def get_queryset(self, request):
         return scoped(super().get_queryset(request), request.user)
@@ -68,6 +78,37 @@ class VendorScopedAdmin(admin.ModelAdmin):
             if related is Vendor and scope is not ALL_VENDORS:
                 kwargs.update(initial=scope, empty_label=None)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_changelist_instance(self, request):
+        # PostgreSQL text cannot hold NUL: a filter or search with one would fail in the database,
+        # so it gets the admin's answer to any unusable lookup (the plain list, flagged invalid).
+        if any("\x00" in key + "".join(values) for key, values in request.GET.lists()):
+            raise IncorrectLookupParameters("A NUL character in the query string.")
+        return super().get_changelist_instance(request)
+
+    def response_action(self, request, queryset, **kwargs):
+        # Django filters the selection by pk__in as posted: a value that is no id would fail there.
+        try:
+            for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
+                self.model._meta.pk.to_python(value)
+        except ValidationError:
+            self.message_user(
+                request, "The selection names rows that do not exist; nothing was changed.", messages.ERROR
+            )
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if admin_vendor_scope(request.user) is ALL_VENDORS:
+            return fields
+        return [field for field in fields if field not in self.people_fields]
+
+    def lookup_allowed(self, lookup, value, request):
+        # Django allows any lookup on a local field, e.g. ?claimed_by=<user id>.
+        if admin_vendor_scope(request.user) is not ALL_VENDORS and lookup.split(LOOKUP_SEP)[0] in self.people_fields:
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
     def render_object_page(self, request, template, obj, title, **extra):
         """A page of its own about one object (upload, job, force release), framed like the admin's."""

@@ -4,7 +4,9 @@ A declaration is a dict such as
     {"key": "volume", "label": "Volume", "type": "integer", "min": 0, "max": 100, "default": 50}
 Types: integer, number, boolean, string (max_length), url, choice (choices: [value, ...]).
 The same declarations build the portal's forms and validate what the API and bulk actions
-receive, so a value is checked the same way wherever it comes from.
+receive, so a value is checked the same way wherever it comes from. Labels, help texts and
+choices are written by vendor staff and shown to customers: they are plain text, checked for
+shape here and escaped where the forms are built.
 """
 
 import math
@@ -12,10 +14,43 @@ import re
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.html import escape
 
 TYPES = ("integer", "number", "boolean", "string", "url", "choice")
 KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_STRING = 1000
+MAX_LABEL = 100
+MAX_HELP = 300
+
+
+def validate_text(container, name, limit, where):
+    """`container[name]`, when present, must be text of at most `limit` characters."""
+    value = container.get(name)
+    if value is not None and not (isinstance(value, str) and len(value) <= limit):
+        raise ValidationError(f"{where.capitalize()}: {name} must be text of at most {limit} characters.")
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _validate_shape(decl, where):
+    """The parts a form field is built from have the types the form field needs."""
+    validate_text(decl, "label", MAX_LABEL, where)
+    validate_text(decl, "help", MAX_HELP, where)
+    for bound in ("min", "max"):
+        if bound in decl and not _is_number(decl[bound]):
+            raise ValidationError(f"{where.capitalize()}: {bound} must be a number.")
+    if "max_length" in decl:
+        length = decl["max_length"]
+        if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= MAX_STRING:
+            raise ValidationError(f"{where.capitalize()}: max_length must be a whole number from 1 to {MAX_STRING}.")
+    if decl["type"] == "choice":
+        choices = decl.get("choices")
+        if not (isinstance(choices, list) and choices):
+            raise ValidationError(f"{where.capitalize()}: a choice needs a non-empty list of choices.")
+        if not all(isinstance(choice, str) and 0 < len(choice) <= MAX_LABEL for choice in choices):
+            raise ValidationError(f"{where.capitalize()}: each choice must be text of 1 to {MAX_LABEL} characters.")
 
 
 def validate_declarations(declarations, what="setting"):
@@ -28,15 +63,14 @@ def validate_declarations(declarations, what="setting"):
         if not isinstance(decl, dict):
             raise ValidationError(f"{where.capitalize()} must be an object.")
         key = decl.get("key")
-        if not isinstance(key, str) or not KEY.match(key):
+        if not isinstance(key, str) or not KEY.fullmatch(key):
             raise ValidationError(f"{where.capitalize()}: key must be lower-case letters, digits and underscores.")
         if key in seen:
             raise ValidationError(f"{where.capitalize()}: the key {key!r} is used twice.")
         seen.add(key)
         if decl.get("type") not in TYPES:
             raise ValidationError(f"{where.capitalize()} ({key}): type must be one of {', '.join(TYPES)}.")
-        if decl["type"] == "choice" and not (isinstance(decl.get("choices"), list) and decl["choices"]):
-            raise ValidationError(f"{where.capitalize()} ({key}): a choice needs a non-empty list of choices.")
+        _validate_shape(decl, f"{where} ({key})")
         if "default" in decl:
             try:
                 clean_value(decl, decl["default"])
@@ -46,9 +80,31 @@ def validate_declarations(declarations, what="setting"):
                 ) from exc
 
 
+def validate_setting_declarations(value):
+    validate_declarations(value, what="setting")
+
+
+def validate_command_declarations(value):
+    """A list of {"name", "label", "arguments": [declarations]}; see vendors/declarations.py."""
+    if not isinstance(value, list):
+        raise ValidationError("The commands must be a list.")
+    names = set()
+    for index, command in enumerate(value, start=1):
+        name = command.get("name") if isinstance(command, dict) else None
+        if not isinstance(name, str) or not KEY.fullmatch(name):
+            raise ValidationError(f"Command {index}: name must be lower-case letters, digits and underscores.")
+        if name in names:
+            raise ValidationError(f"Command {index}: the name {name!r} is used twice.")
+        names.add(name)
+        validate_text(command, "label", MAX_LABEL, f"command {index}")
+        validate_declarations(command.get("arguments", []), what=f"argument of {name}")
+
+
 def form_field(decl, *, required=True):
     """A Django form field for one declaration."""
-    common = {"label": decl.get("label") or decl["key"], "help_text": decl.get("help", ""), "required": required}
+    # Django and crispy-forms render help texts as HTML; the vendor's is text.
+    help_text = escape(decl.get("help", ""))
+    common = {"label": decl.get("label") or decl["key"], "help_text": help_text, "required": required}
     kind = decl["type"]
     if kind == "integer":
         return forms.IntegerField(min_value=decl.get("min"), max_value=decl.get("max"), **common)

@@ -1,4 +1,4 @@
-"""Normalization of the identifiers printed on devices.
+"""Normalization of the identifiers printed on devices, and the engine their formats run on.
 
 Pure functions: the claim wizard, the activation API and the serial-list import all
 normalize with these, so a value typed in any accepted form matches the one stored.
@@ -6,6 +6,7 @@ normalize with these, so a value typed in any accepted form matches the one stor
 
 import re
 
+import re2
 from django.db import models
 
 MAX_IDENTIFIER_FIELDS = 3
@@ -57,6 +58,25 @@ def _compact(value):
 
 
 _NORMALIZERS = {Normalization.TEXT: _text, Normalization.MAC: _mac, Normalization.COMPACT: _compact}
+
+
+class PatternError(ValueError):
+    """A format pattern RE2 cannot run: backreferences, lookarounds, repetitions over 1000, ..."""
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is the vendor's input error, reported to them
+
+
+def compile_pattern(pattern: str):
+    """A vendor's format pattern compiled by RE2, which matches in time linear in the value (it
+    never backtracks), so no pattern can make a claim or an activation batch run for ever.
+    Raises PatternError for a pattern RE2 cannot run."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else ""
+        raise PatternError(reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)) from exc
 
 
 def confusable_characters(value: str) -> list[str]:

@@ -1,17 +1,27 @@
-import re
+import logging
 import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import RegexValidator, URLValidator
 from django.db import models
 from django.db.models.functions import UUID4
 from django.utils import timezone
 from django.utils.functional import cached_property
 
 from .attestation import validate_ed25519_public_key
-from .declarations import validate_declarations
-from .identifiers import MAX_IDENTIFIER_FIELDS, MAX_IDENTIFIER_LENGTH, Normalization, normalize, normalizer
+from .declarations import validate_command_declarations, validate_setting_declarations
+from .identifiers import (
+    MAX_IDENTIFIER_FIELDS,
+    MAX_IDENTIFIER_LENGTH,
+    Normalization,
+    PatternError,
+    compile_pattern,
+    normalize,
+    normalizer,
+)
+
+logger = logging.getLogger(__name__)
 
 
 class Vendor(models.Model):
@@ -28,6 +38,21 @@ class Vendor(models.Model):
     def __str__(self):
         return self.name
 
+    def clean(self):
+        # Customers of every organization are sent there: a web page, never a script or a download.
+        if self.support_url:
+            try:
+                URLValidator(schemes=["http", "https"])(self.support_url)
+            except ValidationError as exc:
+                raise ValidationError(
+                    {"support_url": "Enter a web address starting with https:// or http://."}
+                ) from exc
+
+    def has_units(self):
+        """Whether any of its models has approved units: its slug is then fixed (units activate
+        with it, factory signatures cover it, activation operations are filed under it)."""
+        return self.pk is not None and ApprovedIdentity.objects.filter(device_model__vendor=self).exists()
+
     @property
     def support_contact(self):
         """What to tell a customer to reach this vendor's support."""
@@ -36,9 +61,12 @@ class Vendor(models.Model):
 
 def validate_pattern(value):
     try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValidationError(f"Not a valid regular expression: {exc}") from exc
+        compile_pattern(value)
+    except PatternError as exc:
+        raise ValidationError(
+            f"Not a valid regular expression here: {exc}. The portal cannot run backreferences or "
+            "lookarounds, nor repetitions of more than 1000."
+        ) from exc
 
 
 class ClaimingMethod(models.Model):
@@ -64,9 +92,10 @@ class ClaimingMethod(models.Model):
     def __str__(self):
         return self.name
 
-    def layout_locked(self):
-        """Whether the fields' keys, order and normalization are fixed: true once any model
-        using this method has approved identities, whose stored columns follow that layout."""
+    def has_units(self):
+        """Whether any model using this method has approved units: its slug and its fields' keys,
+        order and normalization are then fixed (the stored columns follow that layout, serial
+        lists and the device API name the fields by their keys)."""
         return self.pk is not None and ApprovedIdentity.objects.filter(device_model__claiming_method=self).exists()
 
     def ordered_fields(self):
@@ -123,7 +152,7 @@ class IdentifierField(models.Model):
         """`clean_value` as a function of the raw value alone, set up once for the import's
         millions of calls: the normalization and the compiled pattern are looked up here."""
         normalize_value = normalizer(self.normalization)
-        fullmatch = re.compile(self.pattern).fullmatch
+        fullmatch = self._pattern_fullmatch()
         required = f"Enter the {self.label}."
         invalid = f"This is not a valid {self.label}: expected {self.format_hint}."
 
@@ -131,6 +160,7 @@ class IdentifierField(models.Model):
             value = normalize_value(raw or "")
             if not value:
                 raise ValidationError(required, code="required")
+            # The length first: the pattern only ever sees a bounded value.
             if len(value) > MAX_IDENTIFIER_LENGTH or not fullmatch(value):
                 raise ValidationError(invalid, code="invalid_format")
             return value
@@ -141,24 +171,15 @@ class IdentifierField(models.Model):
         """Normalize `raw` and check its format; raise ValidationError saying what is expected."""
         return self.value_cleaner(raw)
 
-
-def validate_setting_declarations(value):
-    validate_declarations(value, what="setting")
-
-
-def validate_command_declarations(value):
-    """A list of {"name", "label", "arguments": [declarations]}; see vendors/declarations.py."""
-    if not isinstance(value, list):
-        raise ValidationError("The commands must be a list.")
-    names = set()
-    for index, command in enumerate(value, start=1):
-        name = command.get("name") if isinstance(command, dict) else None
-        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name):
-            raise ValidationError(f"Command {index}: name must be lower-case letters, digits and underscores.")
-        if name in names:
-            raise ValidationError(f"Command {index}: the name {name!r} is used twice.")
-        names.add(name)
-        validate_declarations(command.get("arguments", []), what=f"argument of {name}")
+    def _pattern_fullmatch(self):
+        """The format pattern's fullmatch function."""
+        try:
+            return compile_pattern(self.pattern).fullmatch
+        except PatternError:
+            # A pattern stored before patterns were checked with RE2 (validate_pattern) admits no
+            # value until the vendor corrects it, rather than failing every claim of the model.
+            logger.warning("Identifier field %s has a pattern RE2 cannot run: %r", self.pk, self.pattern)
+            return lambda value: None
 
 
 class Attestation(models.TextChoices):
@@ -201,6 +222,11 @@ class DeviceModel(models.Model):
     def __str__(self):
         return self.name
 
+    def has_units(self):
+        """Whether units of this model are approved: its slug is then fixed (units activate with
+        it, factory signatures cover it)."""
+        return self.pk is not None and self.approved_identities.exists()
+
     def command_declaration(self, name):
         """The declaration of the command called `name`, or None."""
         return next((c for c in self.command_declarations if c["name"] == name), None)
@@ -208,7 +234,7 @@ class DeviceModel(models.Model):
     def clean(self):
         # Approved identities store their values in the method's field order: another method
         # would read them as something else.
-        if self.pk and self.approved_identities.exists():
+        if self.has_units():
             previous = DeviceModel.objects.filter(pk=self.pk).values_list("claiming_method_id", flat=True).first()
             if previous != self.claiming_method_id:
                 raise ValidationError(
