@@ -53,11 +53,6 @@ class Vendor(models.Model):
         with it, factory signatures cover it, activation operations are filed under it)."""
         return self.pk is not None and ApprovedIdentity.objects.filter(device_model__vendor=self).exists()
 
-    @property
-    def support_contact(self):
-        """What to tell a customer to reach this vendor's support."""
-        return self.support_email or self.support_url or f"{self.name} support"
-
 
 def validate_pattern(value):
     try:
