@@ -59,7 +59,7 @@ def organization_membership(user, ability=READ, **lookup):
     return membership
 
 
-# Vendor staff in the admin (issue 4): a staff user linked to a vendor sees only that vendor's data.
+# Vendor staff in the admin: a staff user linked to a vendor sees only that vendor's data.
 ALL_VENDORS = object()
 
 

@@ -98,5 +98,5 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["target", "actor_email", "organization__name"]
 
 
-# Issue 7: the admin's sign-in is throttled like the portal's.
+# The admin's sign-in is limited like the portal's.
 admin.site.login_form = ThrottledAdminAuthenticationForm

@@ -160,7 +160,7 @@ class VendorStaffFactory(DjangoModelFactory):
     vendor = factory.SubFactory(VendorFactory)
 
 
-# Issue 5: production batches (factory attestation). `private_key` is kept on the instance for signing.
+# Production batches (factory attestation). `private_key` is kept on the instance for signing.
 class ProductionBatchFactory(DjangoModelFactory):
     class Meta:
         model = ProductionBatch
