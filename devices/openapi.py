@@ -1,14 +1,16 @@
 """The OpenAPI 3.1 description of the device API, served at /api/v1/openapi.json.
 
 Written by hand next to the views (devices/api.py); tests check real responses against it and
-fuzz the API from it (tests/test_device_api_openapi.py).
+fuzz the API from it (tests/test_device_api_openapi.py, tests/test_device_api_hostile_input.py).
 """
 
 B64URL = "^[A-Za-z0-9_-]+$"
 # base64url without padding: any length except 4k + 1.
+B64URL_UNPADDED = "^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$"
 # Identifier values and batch names: no control characters (PostgreSQL cannot store NUL).
 PLAIN_TEXT = "^[^\\u0000-\\u001f\\u007f]*$"
-B64URL_UNPADDED = "^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$"
+# Command output: the same, but tab, line feed and carriage return are allowed.
+MULTILINE_TEXT = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$"
 
 _error = {
     "type": "object",
@@ -173,7 +175,7 @@ _command_result = {
     "additionalProperties": False,
     "properties": {
         "status": {"type": "string", "enum": ["succeeded", "failed"]},
-        "output": {"type": "string", "maxLength": 4000, "pattern": "^[^\\u0000]*$"},
+        "output": {"type": "string", "maxLength": 4000, "pattern": MULTILINE_TEXT},
     },
 }
 
