@@ -181,10 +181,10 @@ def parse_heartbeat(data: dict) -> tuple[dict, int | None]:
     optional "config_version" the device has applied. Returns (metrics, config_version)."""
     errors = _unknown_fields(data, {"metrics", "config_version"})
     config_version = data.get("config_version")
-    if config_version is not None and (
-        isinstance(config_version, bool) or not isinstance(config_version, int) or not 0 <= config_version < 2**31
-    ):
-        errors["config_version"] = "Must be a whole number, 0 or more."
+    if config_version is not None:
+        config_version = _whole_number(config_version, below=2**31)
+        if config_version is None:
+            errors["config_version"] = "Must be a whole number, 0 or more."
     metrics = data.get("metrics")
     if not isinstance(metrics, dict):
         errors["metrics"] = "Required: an object of name: number."
@@ -199,6 +199,16 @@ def parse_heartbeat(data: dict) -> tuple[dict, int | None]:
     if errors:
         raise InvalidRequest("The heartbeat is malformed.", errors)
     return metrics, config_version
+
+
+def _whole_number(value, *, below):
+    """`value` as an int when it is a whole number from 0 to `below` - 1, None otherwise. JSON does
+    not tell 3 from 3.0 (nor does JSON Schema's "integer"), so 3.0 is 3."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+        return None
+    if value != int(value) or not 0 <= value < below:
+        return None
+    return int(value)
 
 
 def _finite(number):
