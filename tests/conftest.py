@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from django.apps import apps
 from django.core.cache import cache
 from django.db import connection
 
@@ -160,6 +161,18 @@ def celery_worker_process(transactional_db):
         except subprocess.TimeoutExpired:
             process.kill()
         connection.close()
+
+
+SNAPSHOT_APPS = {"auth", "admin", "accounts", "vendors", "spaces", "devices"}
+
+
+def database_state():
+    """Every row of the portal's tables, to prove a refused request changed nothing."""
+    return {
+        model._meta.label: list(model.objects.order_by("pk").values())
+        for model in apps.get_models()
+        if model._meta.app_label in SNAPSHOT_APPS
+    }
 
 
 def wait_for(predicate, timeout=20.0, interval=0.1):

@@ -27,6 +27,7 @@ from devices.models import ActivationOperation
 from vendors.models import ClaimingMethod, ImportJob, VendorAuditEntry
 
 from . import url_registry
+from .conftest import database_state
 from .factories import (
     ClaimedDeviceFactory,
     MembershipFactory,
@@ -38,7 +39,6 @@ from .factories import (
 
 pytestmark = pytest.mark.django_db
 
-SNAPSHOT_APPS = {"auth", "admin", "accounts", "vendors", "spaces", "devices"}
 ADMIN_MODEL_ROUTE = re.compile(r"^admin/(?P<app>\w+)/(?P<model>\w+)/")
 
 
@@ -90,15 +90,6 @@ def test_every_url_pattern_is_classified_in_the_registry():
 def test_the_registry_names_no_pattern_that_is_gone():
     names = {name for name, _ in PORTAL_PATTERNS}
     assert set(url_registry.PORTAL_PAGES) - names == set()
-
-
-def database_state():
-    """Every row of the portal's tables, to prove a refused request changed nothing."""
-    return {
-        model._meta.label: list(model.objects.order_by("pk").values())
-        for model in apps.get_models()
-        if model._meta.app_label in SNAPSHOT_APPS
-    }
 
 
 @pytest.fixture
