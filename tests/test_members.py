@@ -30,47 +30,57 @@ from .factories import PASSWORD, MembershipFactory, OrganizationFactory, UserFac
 pytestmark = pytest.mark.django_db
 
 
+def _accept_url_for(token):
+    return "http://testserver" + reverse("invitation-accept", args=[token])
+
+
 def _invite(organization, actor, email="new.person@example.test", role=Role.OPERATOR):
-    return invite_member(
-        organization,
-        email=email,
-        role=role,
-        actor=actor,
-        accept_url_for=lambda token: "http://testserver" + reverse("invitation-accept", args=[token]),
-    )
+    return invite_member(organization, email=email, role=role, actor=actor, accept_url_for=_accept_url_for)
 
 
 def _link_in_last_mail():
     return re.search(r"https?://\S+/accounts/invitations/\S+/", mail.outbox[-1].body).group(0)
 
 
+def _assert_the_mail_invites(client, invitation):
+    """The last mail goes to the invitee, and its link opens the invitation."""
+    assert mail.outbox[-1].to == [invitation.email]
+    page = client.get(_link_in_last_mail())
+    assert page.status_code == 200
+    assert f"You are invited as <strong>{invitation.get_role_display().lower()}</strong>" in page.text
+
+
 def test_an_invitation_mails_a_signed_link_to_the_address_after_commit(
-    organization, owner, django_capture_on_commit_callbacks
+    client, organization, owner, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         invitation = _invite(organization, owner)
         assert mail.outbox == []
-    assert mail.outbox[-1].to == ["new.person@example.test"]
     assert _link_in_last_mail().endswith(f"/accounts/invitations/{invitation_token(invitation)}/")
     assert organization.name in mail.outbox[-1].subject
+    _assert_the_mail_invites(client, invitation)
 
 
-def test_a_redelivered_task_does_not_mail_the_link_twice(organization, owner):
+def test_a_redelivered_task_does_not_mail_the_link_twice(client, organization, owner):
     invitation = _invite(organization, owner)
-    assert deliver_invitation(invitation.pk, "http://testserver/link/")
-    assert not deliver_invitation(invitation.pk, "http://testserver/link/")
+    deliver_invitation(invitation.pk, _accept_url_for(invitation_token(invitation)))
+    deliver_invitation(invitation.pk, _accept_url_for(invitation_token(invitation)))
     assert len(mail.outbox) == 1
-    invitation.refresh_from_db()
-    assert invitation.email_sent_at is not None
+    _assert_the_mail_invites(client, invitation)
 
 
-def test_a_failed_send_is_marked_unsent_so_the_retry_sends_it(organization, owner, settings):
+def test_after_a_failed_send_the_retry_mails_the_link(client, organization, owner, settings):
     invitation = _invite(organization, owner)
+    accept_url = _accept_url_for(invitation_token(invitation))
+    working = settings.MAILERS
     settings.MAILERS = {"default": {"BACKEND": "tests.test_members.RefusingBackend"}}
     with pytest.raises(SMTPException):
-        deliver_invitation(invitation.pk, "http://testserver/link/")
-    invitation.refresh_from_db()
-    assert invitation.email_sent_at is None
+        deliver_invitation(invitation.pk, accept_url)
+    assert mail.outbox == []
+    settings.MAILERS = working
+    deliver_invitation(invitation.pk, accept_url)
+    assert len(mail.outbox) == 1
+    _assert_the_mail_invites(client, invitation)
 
 
 class RefusingBackend(BaseEmailBackend):
