@@ -27,15 +27,16 @@ from .factories import ApprovedIdentityFactory
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_application())
 
 
-def _validator(reference):
-    return jsonschema_rs.validator_for(
-        {"$ref": f"#/components/schemas/{reference}", "components": OPENAPI["components"]}
-    )
+def _validator(name):
+    """A validator for the description's schema at #/components/schemas/`name`."""
+    return jsonschema_rs.validator_for({"$ref": f"#/components/schemas/{name}", "components": OPENAPI["components"]})
 
 
 # The fields of an activation request that a real unit replaces.
-UNIT_FIELDS = {name: _validator(f"ActivationRequest/properties/{name}") for name in ("vendor", "model", "identifiers")}
-UNIT_FIELDS["attestation"] = _validator("ActivationRequest/properties/attestation")
+UNIT_FIELDS = {
+    name: _validator(f"ActivationRequest/properties/{name}")
+    for name in ("vendor", "model", "identifiers", "attestation")
+}
 
 
 def aim(case, fleet):
