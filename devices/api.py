@@ -87,18 +87,37 @@ def _string(data, name, errors, *, pattern=None, max_length=None):
 
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# Command output is several lines: tab, line feed and carriage return are allowed there.
+CONTROL_CHARACTERS_BUT_LINE_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+MAX_ECHOED_NAME = 64
 
 
-def _plain_text(value, max_length):
-    """A string of 1 to `max_length` characters that PostgreSQL can store: no control characters
-    (NUL cannot be stored at all) and no lone surrogates."""
-    if not isinstance(value, str) or not 1 <= len(value) <= max_length or CONTROL_CHARACTERS.search(value):
+def _plain_text(value, max_length, *, min_length=1, barred=CONTROL_CHARACTERS):
+    """A string of `min_length` to `max_length` characters that PostgreSQL can store: none of the
+    `barred` control characters (NUL cannot be stored at all) and no lone surrogates. Every text
+    a device sends is checked by this one function."""
+    if not isinstance(value, str) or not min_length <= len(value) <= max_length or barred.search(value):
         return False
     try:
         value.encode()
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _multiline_text(value, max_length):
+    """Plain text that may be empty and hold tabs and line breaks: a command's output."""
+    return _plain_text(value, max_length, min_length=0, barred=CONTROL_CHARACTERS_BUT_LINE_BREAKS)
+
+
+def _echoed(name):
+    """A field name as an error names it back: shortened, and a lone surrogate escaped (it would
+    make the answer invalid JSON)."""
+    return name[:MAX_ECHOED_NAME].encode("utf-8", "backslashreplace").decode()
+
+
+def _unknown_fields(data, known, prefix=""):
+    return {f"{prefix}{_echoed(name)}": "Unknown field." for name in sorted(set(data) - known)}
 
 
 def _base64url(value, name, errors, *, length=None):
@@ -114,9 +133,7 @@ def _base64url(value, name, errors, *, length=None):
 
 def parse_activation(data: dict) -> ActivationRequest:
     """Check the shape of an activation request (docs/device-api.md); InvalidRequest names each bad field."""
-    errors = {}
-    for name in sorted(set(data) - ACTIVATION_FIELDS):
-        errors[name] = "Unknown field."
+    errors = _unknown_fields(data, ACTIVATION_FIELDS)
     vendor = _string(data, "vendor", errors, pattern=SLUG)
     model = _string(data, "model", errors, pattern=SLUG)
     public_key = _string(data, "public_key", errors, max_length=64)
@@ -129,7 +146,7 @@ def parse_activation(data: dict) -> ActivationRequest:
     else:
         for key, value in identifiers.items():
             if not IDENTIFIER_KEY.fullmatch(key):
-                errors[f"identifiers.{key}"] = "Unknown identifier name."
+                errors[f"identifiers.{_echoed(key)}"] = "Unknown identifier name."
             elif not _plain_text(value, 128):
                 errors[f"identifiers.{key}"] = "Must be a string of 1 to 128 characters, without control characters."
 
@@ -138,8 +155,7 @@ def parse_activation(data: dict) -> ActivationRequest:
         if not isinstance(attestation, dict):
             errors["attestation"] = "Must be an object with batch and signature."
         else:
-            for name in sorted(set(attestation) - {"batch", "signature"}):
-                errors[f"attestation.{name}"] = "Unknown field."
+            errors |= _unknown_fields(attestation, {"batch", "signature"}, prefix="attestation.")
             if not _plain_text(attestation.get("batch"), 64):
                 errors["attestation.batch"] = "Required: a string of 1 to 64 characters, without control characters."
             signature = attestation.get("signature")
@@ -168,12 +184,12 @@ def parse_wait(raw) -> float | None:
 def parse_heartbeat(data: dict) -> tuple[dict, int | None]:
     """Check a heartbeat: {"metrics": {name: finite number}} with at most 32 metrics, and the
     optional "config_version" the device has applied. Returns (metrics, config_version)."""
-    errors = dict.fromkeys(sorted(set(data) - {"metrics", "config_version"}), "Unknown field.")
+    errors = _unknown_fields(data, {"metrics", "config_version"})
     config_version = data.get("config_version")
-    if config_version is not None and (
-        isinstance(config_version, bool) or not isinstance(config_version, int) or not 0 <= config_version < 2**31
-    ):
-        errors["config_version"] = "Must be a whole number, 0 or more."
+    if config_version is not None:
+        config_version = _whole_number(config_version, below=2**31)
+        if config_version is None:
+            errors["config_version"] = "Must be a whole number, 0 or more."
     metrics = data.get("metrics")
     if not isinstance(metrics, dict):
         errors["metrics"] = "Required: an object of name: number."
@@ -182,12 +198,22 @@ def parse_heartbeat(data: dict) -> tuple[dict, int | None]:
     else:
         for name, value in metrics.items():
             if not METRIC_NAME.fullmatch(name):
-                errors[f"metrics.{name[:64]}"] = "Metric names are 1 to 64 letters, digits or _ . : -."
+                errors[f"metrics.{_echoed(name)}"] = "Metric names are 1 to 64 letters, digits or _ . : -."
             elif isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
                 errors[f"metrics.{name}"] = "Must be a finite number."
     if errors:
         raise InvalidRequest("The heartbeat is malformed.", errors)
     return metrics, config_version
+
+
+def _whole_number(value, *, below):
+    """`value` as an int when it is a whole number from 0 to `below` - 1, None otherwise. JSON does
+    not tell 3 from 3.0 (nor does JSON Schema's "integer"), so 3.0 is 3."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+        return None
+    if value != int(value) or not 0 <= value < below:
+        return None
+    return int(value)
 
 
 def _finite(number):
@@ -367,14 +393,17 @@ class CommandResultView(DeviceKeyView):
 
 
 def parse_command_result(data):
-    """{"status": "succeeded" | "failed", "output": str (optional, at most 4000 characters)}."""
-    errors = dict.fromkeys(sorted(set(data) - {"status", "output"}), "Unknown field.")
+    """{"status": "succeeded" | "failed", "output": text (optional, at most 4000 characters, lines
+    allowed)}. Returns (succeeded, output)."""
+    errors = _unknown_fields(data, {"status", "output"})
     status = data.get("status")
     if status not in ("succeeded", "failed"):
         errors["status"] = 'Required: "succeeded" or "failed".'
     output = data.get("output", "")
-    if not isinstance(output, str) or len(output) > MAX_COMMAND_OUTPUT or "\x00" in output:
-        errors["output"] = f"Text of at most {MAX_COMMAND_OUTPUT} characters, without NUL."
+    if not _multiline_text(output, MAX_COMMAND_OUTPUT):
+        errors["output"] = (
+            f"Text of at most {MAX_COMMAND_OUTPUT} characters, without control characters but tab and line breaks."
+        )
     if errors:
         raise InvalidRequest("The command result is malformed.", errors)
     return status == "succeeded", output

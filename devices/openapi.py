@@ -1,14 +1,20 @@
 """The OpenAPI 3.1 description of the device API, served at /api/v1/openapi.json.
 
 Written by hand next to the views (devices/api.py); tests check real responses against it and
-fuzz the API from it (tests/test_device_api_openapi.py).
+fuzz the API from it (tests/test_device_api_openapi.py, tests/test_device_api_hostile_input.py).
 """
 
+import sys
+
 B64URL = "^[A-Za-z0-9_-]+$"
+SLUG = "^[A-Za-z0-9_-]+$"
 # base64url without padding: any length except 4k + 1.
+B64URL_UNPADDED = "^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$"
 # Identifier values and batch names: no control characters (PostgreSQL cannot store NUL).
 PLAIN_TEXT = "^[^\\u0000-\\u001f\\u007f]*$"
-B64URL_UNPADDED = "^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$"
+# Command output: the same, but tab, line feed and carriage return are allowed.
+MULTILINE_TEXT = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$"
+DOUBLE_MAX = sys.float_info.max
 
 _error = {
     "type": "object",
@@ -104,13 +110,13 @@ _activation_request = {
     "required": ["vendor", "model", "identifiers", "public_key"],
     "additionalProperties": False,
     "properties": {
-        "vendor": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,50}$", "example": "acme"},
-        "model": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,50}$", "example": "hub-2"},
+        "vendor": {"type": "string", "pattern": SLUG, "minLength": 1, "maxLength": 50, "example": "acme"},
+        "model": {"type": "string", "pattern": SLUG, "minLength": 1, "maxLength": 50, "example": "hub-2"},
         "identifiers": {
             "type": "object",
             "minProperties": 1,
             "maxProperties": 3,
-            "propertyNames": {"pattern": "^[a-z][a-z0-9_]{0,31}$"},
+            "propertyNames": {"pattern": "^[a-z][a-z0-9_]*$", "maxLength": 32},
             "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": PLAIN_TEXT},
             "example": {"serial_number": "AH2-260001", "mac_address": "02:AC:E0:00:00:01"},
         },
@@ -142,15 +148,16 @@ _heartbeat_request = {
         "metrics": {
             "type": "object",
             "maxProperties": 32,
-            "propertyNames": {"pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
-            "additionalProperties": {"type": "number"},
+            "propertyNames": {"pattern": "^[A-Za-z0-9_.:-]+$", "maxLength": 64},
+            # Finite: what a double holds (a larger number is refused as not finite).
+            "additionalProperties": {"type": "number", "minimum": -DOUBLE_MAX, "maximum": DOUBLE_MAX},
             "example": {"temperature": 21.5, "uptime": 3600},
         },
         "config_version": {
-            "type": "integer",
+            "type": ["integer", "null"],
             "minimum": 0,
             "maximum": 2147483647,
-            "description": "The configuration version the device has applied.",
+            "description": "The configuration version the device has applied (null or absent: none reported).",
         },
     },
 }
@@ -173,7 +180,7 @@ _command_result = {
     "additionalProperties": False,
     "properties": {
         "status": {"type": "string", "enum": ["succeeded", "failed"]},
-        "output": {"type": "string", "maxLength": 4000, "pattern": "^[^\\u0000]*$"},
+        "output": {"type": "string", "maxLength": 4000, "pattern": MULTILINE_TEXT},
     },
 }
 

@@ -1,5 +1,5 @@
 """Shared fixtures: an organization with one member per role, an outsider, a real Celery
-worker process, and real headless Chromium."""
+worker process, real headless Chromium, and a fleet for the device API tests."""
 
 import contextlib
 import os
@@ -8,16 +8,34 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from django.apps import apps
+from django.core.cache import cache
 from django.db import connection
 
 from accounts.models import Role
 from config.celery_app import app as celery_app
+from devices.claims import claim_device
+from devices.commands import deliver_pending_commands, report_command_result, send_command
+from devices.simulator import SimulatedDevice
+from vendors.attestation import attestation_message, sign
+from vendors.models import ApprovedIdentity
 
-from .factories import DeviceModelFactory, MembershipFactory, OrganizationFactory, SpaceFactory, UserFactory
+from .factories import (
+    ApprovedIdentityFactory,
+    ClaimedDeviceFactory,
+    DeviceModelFactory,
+    MembershipFactory,
+    OrganizationFactory,
+    ProductionBatchFactory,
+    SpaceFactory,
+    UserFactory,
+)
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM is still used
 # synchronously there (by the tests and the live server), which is safe in tests.
@@ -145,6 +163,18 @@ def celery_worker_process(transactional_db):
         connection.close()
 
 
+SNAPSHOT_APPS = {"auth", "admin", "accounts", "vendors", "spaces", "devices"}
+
+
+def database_state():
+    """Every row of the portal's tables, to prove a refused request changed nothing."""
+    return {
+        model._meta.label: list(model.objects.order_by("pk").values())
+        for model in apps.get_models()
+        if model._meta.app_label in SNAPSHOT_APPS
+    }
+
+
 def wait_for(predicate, timeout=20.0, interval=0.1):
     """Poll `predicate` until it returns a truthy value (returned) or `timeout` seconds pass (AssertionError)."""
     deadline = time.monotonic() + timeout
@@ -247,3 +277,82 @@ def approved_meanwhile(device_model, serial, mac):
     finally:
         committer.join()
         other.close()
+
+
+@dataclass
+class Fleet:
+    """What the device API tests aim at: a really activated device (its key sent as `authorization`)
+    claimed by `owner`, its commands and activation operations, and `units` to activate, each an
+    activation request without its public key."""
+
+    authorization: dict
+    device: Any
+    owner: Any
+    command_ids: list
+    operation_ids: list
+    units: list
+
+    def queued_command(self):
+        """The id of a new command waiting for the device."""
+        return str(send_command(self.device, name="reboot", arguments={}, actor=self.owner).code)
+
+
+def _unit(identity, **extra):
+    model = identity.device_model
+    return {"vendor": model.vendor.slug, "model": model.slug, "identifiers": identity.identifiers, **extra}
+
+
+def _signed_unit(batch, identity):
+    model = identity.device_model
+    message = attestation_message(model.vendor.slug, model.slug, list(identity.identifiers.values()))
+    return _unit(identity, attestation={"batch": batch.name, "signature": sign(batch.private_key, message)})
+
+
+@pytest.fixture
+def fleet(transactional_db, client, settings):
+    """A device activated over the API and claimed, with commands finished, delivered and queued;
+    another organization's command; activation operations assigned and failed; units approved
+    (new and activated), revoked and attested, of a model that requires a factory signature and of
+    one that does not, and a real model with no unit (its identifiers are never approved).
+    Transactional: activations run their task once the request's transaction commits."""
+    settings.ACTIVATION_RATE_PER_ADDRESS = 10**6  # hundreds of requests from one address; limits are tested elsewhere
+    settings.ACTIVATION_RATE_PER_IDENTITY = 10**6
+    cache.clear()
+    model = DeviceModelFactory()
+    owner = MembershipFactory(organization=OrganizationFactory(vendors=[model.vendor]), role=Role.OWNER).user
+    identity = ApprovedIdentityFactory(device_model=model)
+    unit = SimulatedDevice(_unit(identity))
+    activation = client.post("/api/v1/activations?wait=5", unit.activation_request(), content_type="application/json")
+    unit.finish_activation(activation.json())
+    device = claim_device(
+        space=SpaceFactory(organization=owner.memberships.get().organization),
+        device_model=model,
+        identifiers=identity.identifiers,
+        name="Hub",
+        actor=owner,
+    )
+    finished = send_command(device, name="reboot", arguments={}, actor=owner)
+    delivered = send_command(device, name="identify", arguments={"seconds": 5}, actor=owner)
+    deliver_pending_commands(device)
+    report_command_result(device, command_code=finished.code, succeeded=True, output="rebooted")
+    queued = send_command(device, name="firmware_update", arguments={"url": "https://example.test/f.bin"}, actor=owner)
+    theirs = send_command(ClaimedDeviceFactory(identity__device_model=model), name="reboot", arguments={}, actor=owner)
+    revoked = ApprovedIdentityFactory(device_model=model, status=ApprovedIdentity.Status.REVOKED)
+    refused = SimulatedDevice(_unit(revoked)).activation_request()
+    failed = client.post("/api/v1/activations?wait=5", refused, content_type="application/json")
+    batch = ProductionBatchFactory(device_model__vendor=model.vendor)
+    return Fleet(
+        authorization=unit.authorization,
+        device=device,
+        owner=owner,
+        command_ids=[str(command.code) for command in (finished, delivered, queued, theirs)],
+        operation_ids=[activation.json()["operation_id"], failed.json()["operation_id"]],
+        units=[
+            _unit(ApprovedIdentityFactory(device_model=model)),
+            _unit(identity),
+            _unit(revoked),
+            _signed_unit(batch, ApprovedIdentityFactory(device_model=batch.device_model)),
+            _unit(ApprovedIdentityFactory(device_model=batch.device_model)),
+            {"vendor": model.vendor.slug, "model": model.slug},
+        ],
+    )

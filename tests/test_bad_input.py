@@ -1,6 +1,7 @@
 """Bad input on every portal form: empty, 10,000 characters, unicode (right-to-left marks, emoji,
 NUL) and HTML/script. Each gives a field error or is stored and shown escaped; never a 500."""
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -20,7 +21,8 @@ from devices.forms import DeclaredValuesForm, DeviceNameForm, IdentifiersForm, R
 from spaces.forms import SpaceNameForm
 from spaces.models import Space
 
-from .factories import PASSWORD, ClaimedDeviceFactory, SpaceFactory, UserFactory
+from .conftest import database_state
+from .factories import PASSWORD, ApprovedIdentityFactory, ClaimedDeviceFactory, SpaceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -112,32 +114,84 @@ FORM_FIELDS = [
 ]
 
 
+# Passwords are never shown again; a too-long one is refused by the form as a whole: it does not
+# match its confirmation, or the sign-in (or old password) is wrong. So is a too-long e-mail
+# address at sign-in (refused as a wrong sign-in, the address kept).
+PASSWORDS = {
+    ("sign in", "password"),
+    ("password reset confirm", "new_password1"),
+    ("password change", "old_password"),
+    ("password change", "new_password1"),
+    ("accept invitation", "password1"),
+}
+REFUSED_BY_THE_WHOLE_FORM = PASSWORDS | {("sign in", "username")}
+# Chosen from a list, not typed: nothing typed to keep.
+CHOICES = {
+    ("invite", "role"),
+    ("change role", "role"),
+    ("delete space", "move_devices_to"),
+    ("configure device", "time_zone"),
+    ("send command", "command"),
+}
+# Buttons with no form page of their own: the refusal is a message above the page they return to.
+REFUSAL_MESSAGES = {
+    ("change role", "role"): "Choose one of the roles.",
+    ("send command", "command"): "has no such command; choose one of its commands.",
+}
+
+
 def _submit(portal, form_name, field, value):
+    """POST the form with `field` spoiled (redirects followed); the answer, and whether the
+    database changed."""
     url, user, valid = portal.forms[form_name]
     if user is None:
         portal.client.logout()
     else:
         portal.client.force_login(user)
     url = url() if callable(url) else url
-    return portal.client.post(url, valid | {field: value}, follow=True)
+    before = database_state()
+    response = portal.client.post(url, valid | {field: value}, follow=True)
+    return response, database_state() != before
 
 
 @pytest.mark.parametrize("kind", BAD_VALUES)
 @pytest.mark.parametrize(("form_name", "field"), FORM_FIELDS)
 def test_bad_input_is_a_field_error_or_shown_escaped(portal, form_name, field, kind):
-    response = _submit(portal, form_name, field, BAD_VALUES[kind])
+    """Empty, too long or NUL: refused by the form's own error on that field (or, where noted
+    above, by the whole form or a message), nothing stored or cut, what was typed kept. Unicode
+    and HTML: a field error, or stored and shown escaped."""
+    response, changed = _submit(portal, form_name, field, BAD_VALUES[kind])
     assert response.status_code in (200, 400), f"{form_name}.{field} with {kind} input: {response.status_code}"
     assert SCRIPT not in response.text
-    if kind in ("empty", "nul"):
-        assert _shows_an_error(response.text), f"{form_name}.{field} with {kind} input: no error shown"
+    if kind not in ("empty", "long", "nul"):
+        return
+    assert not changed, f"{form_name}.{field} with {kind} input was stored"
+    text = response.content.decode()
+    if (form_name, field) in REFUSAL_MESSAGES:
+        assert REFUSAL_MESSAGES[form_name, field] in text
+    elif kind == "long" and (form_name, field) in REFUSED_BY_THE_WHOLE_FORM:
+        assert _form_errors(text), f"{form_name} with a long {field}: no error of the form"
+    else:
+        assert _field_error(text, field), f"{form_name}.{field} with {kind} input: no error on the field"
+    if kind == "long" and (form_name, field) not in PASSWORDS | CHOICES:
+        assert f'value="{BAD_VALUES["long"]}"' in text, f"{form_name}.{field}: the long value was not kept"
 
 
-def _shows_an_error(text):
-    return "invalid-feedback" in text or "alert-danger" in text
+def _field_error(text, name):
+    """The error the form shows on its field `name` (crispy's feedback under the input), or None."""
+    found = re.search(rf'id="error_\d+_id_{re.escape(name)}"[^>]*>(.*?)</(?:p|span)>', text, re.S)
+    return found and re.sub(r"<[^>]+>", "", found.group(1)).strip()
+
+
+def _form_errors(text):
+    """Every error the form shows: on its fields, and about the whole form."""
+    on_fields = re.findall(r'id="error_\d+_id_[^"]+"', text)
+    whole = re.findall(r'<div class="alert alert-block alert-danger">\s*<ul class="m-0">\s*<li>', text)
+    return on_fields + whole
 
 
 def test_a_space_named_with_html_is_stored_as_typed_and_shown_escaped(portal):
-    response = _submit(portal, "create space", "name", SCRIPT)
+    response, _ = _submit(portal, "create space", "name", SCRIPT)
     assert Space.objects.filter(organization=portal.organization, name=SCRIPT).exists()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
 
@@ -159,7 +213,8 @@ def test_bad_audit_log_filters_are_field_errors(portal):
 
 
 def test_bad_identifiers_in_the_claim_wizard_are_field_errors_and_kept(client, organization, owner, space):
-    """The wizard's identifier and name steps, walked with each bad value; never a 500."""
+    """The wizard's identifiers step, walked with each bad value: an error on the identifier
+    fields, what was typed kept, nothing claimed; never a 500."""
     cache.clear()
     model = organization.connected_vendors.get().device_models.get()
     client.force_login(owner)
@@ -168,12 +223,40 @@ def test_bad_identifiers_in_the_claim_wizard_are_field_errors_and_kept(client, o
     for kind, value in BAD_VALUES.items():
         client.get(url)
         client.post(url, {step: "model", "model-device_model": model.pk})
+        before = database_state()
         response = client.post(
             url, {step: "identifiers", "identifiers-serial_number": value, "identifiers-mac_address": value}
         )
         assert response.status_code == 200, kind
         assert SCRIPT not in response.text
-        assert _shows_an_error(response.text), f"identifiers with {kind} input: no error shown"
+        text = response.content.decode()
+        assert _field_error(text, "identifiers-serial_number") or _field_error(text, "identifiers-mac_address"), kind
+        if kind == "long":
+            assert f'value="{value}"' in text, "the long identifiers were not kept"
+        assert database_state() == before, kind
+
+
+def test_a_bad_name_in_the_claim_wizard_is_a_field_error_and_kept(client, organization, owner, space):
+    """The wizard's last step, walked with each bad name after good identifiers: an error on the
+    name, what was typed kept, nothing claimed (unicode and HTML names are claimed as typed)."""
+    cache.clear()
+    model = organization.connected_vendors.get().device_models.get()
+    client.force_login(owner)
+    url = reverse("claim-device", args=[space.code])
+    step = f"claim_{space.code.hex}-current_step"
+    for kind in ("empty", "long", "nul"):
+        identity = ApprovedIdentityFactory(device_model=model)
+        client.get(url)
+        client.post(url, {step: "model", "model-device_model": model.pk})
+        typed = {"identifiers-serial_number": identity.identifier_1, "identifiers-mac_address": identity.identifier_2}
+        client.post(url, {step: "identifiers", **typed})
+        before = database_state()
+        response = client.post(url, {step: "name", "name-name": BAD_VALUES[kind]})
+        text = response.content.decode()
+        assert _field_error(text, "name-name"), kind
+        if kind == "long":
+            assert f'value="{BAD_VALUES[kind]}"' in text, "the long name was not kept"
+        assert database_state() == before, kind
 
 
 # Property-based: arbitrary text in every field of every portal form is either valid (and then

@@ -1,7 +1,9 @@
 """claim_device(): every way a claim is refused, the failure throttle, and two organizations racing."""
 
 import threading
+import time
 
+import psycopg
 import pytest
 from django.core.cache import cache
 from django.db import connection
@@ -21,6 +23,7 @@ from devices.claims import (
 from devices.models import Device, DeviceEvent
 from vendors.models import ApprovedIdentity
 
+from .conftest import database_url_for_subprocess
 from .factories import (
     ApprovedIdentityFactory,
     ClaimedDeviceFactory,
@@ -184,13 +187,21 @@ def test_nine_failures_still_allow_a_correct_claim(space, owner, device_model):
     assert _claim(identity, space, owner).status == Device.Status.CLAIMED
 
 
-def _race(identity, spaces_and_actors):
-    """Claim `identity` from one thread per (space, actor), all released at the same instant."""
-    start = threading.Barrier(len(spaces_and_actors))
-    outcomes = []
+def _race(identity, contenders):
+    """Claim `identity` from one thread per (space, actor), released together by a barrier, while
+    another connection holds the device history table: the claimant that locks the unit's row
+    first stops inside claim_device, at writing its history, still holding the lock. Once the
+    other is seen waiting on that lock (blocked by the first's backend), both go on.
+
+    Returns the outcomes (a Device or the refusal) and whether that overlap was seen."""
+    start = threading.Barrier(len(contenders))
+    backends, outcomes = [], []
 
     def attempt(space, actor):
         try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                backends.append(cursor.fetchone()[0])
             start.wait()
             outcomes.append(_claim(identity, space, actor))
         except ClaimedByAnotherOrganization as refused:
@@ -198,12 +209,39 @@ def _race(identity, spaces_and_actors):
         finally:
             connection.close()  # each thread has its own database connection
 
-    threads = [threading.Thread(target=attempt, args=pair) for pair in spaces_and_actors]
+    history = psycopg.connect(database_url_for_subprocess())
+    observer = psycopg.connect(database_url_for_subprocess(), autocommit=True)
+    history.execute("LOCK TABLE devices_deviceevent IN EXCLUSIVE MODE")
+    threads = [threading.Thread(target=attempt, args=pair) for pair in contenders]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
+    try:
+        overlapped = _one_waits_on_the_other(observer, backends, held_by=history.info.backend_pid)
+    finally:
+        history.commit()
+        for thread in threads:
+            thread.join()
+        history.close()
+        observer.close()
+    return outcomes, overlapped
+
+
+def _one_waits_on_the_other(observer, backends, *, held_by, timeout=20):
+    """Whether, within `timeout` seconds (a bound against a hang, not a speed goal), one backend of
+    `backends` waits on the other while that one waits on `held_by`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        blockers = {
+            pid: set(observer.execute("SELECT pg_blocking_pids(%s)", [pid]).fetchone()[0]) for pid in list(backends)
+        }
+        if len(blockers) == 2:
+            first, second = blockers
+            if (first in blockers[second] and held_by in blockers[first]) or (
+                second in blockers[first] and held_by in blockers[second]
+            ):
+                return True
+        time.sleep(0.02)
+    return False
 
 
 def _contender(vendor):
@@ -212,20 +250,21 @@ def _contender(vendor):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_organizations_racing_for_one_unit_end_with_exactly_one_claim(device_model):
-    # Many rounds, since one round may not overlap; most units have connected once already
-    # and so have their device row, the case that only the row lock decides.
-    for round_number in range(20):
-        identity = ApprovedIdentityFactory(device_model=device_model)
-        if round_number % 4:
-            DeviceFactory(identity=identity)
-        outcomes = _race(identity, [_contender(device_model.vendor), _contender(device_model.vendor)])
-        claimed = [o for o in outcomes if isinstance(o, Device)]
-        refused = [o for o in outcomes if isinstance(o, ClaimedByAnotherOrganization)]
-        assert (len(claimed), len(refused)) == (1, 1)
-        device = Device.objects.get(identity=identity)
-        assert device.organization_id == claimed[0].organization_id
-        assert device.events.filter(kind=DeviceEvent.Kind.CLAIMED).count() == 1
+@pytest.mark.parametrize("first_connected", [True, False], ids=["device row exists", "first row"])
+def test_two_organizations_racing_for_one_unit_end_with_exactly_one_claim(device_model, first_connected):
+    """The two claims overlap (one waits on the other's lock of the unit, which decides), whether
+    the unit has connected once already (its device row exists) or its row is created by the claim."""
+    identity = ApprovedIdentityFactory(device_model=device_model)
+    if first_connected:
+        DeviceFactory(identity=identity)
+    outcomes, overlapped = _race(identity, [_contender(device_model.vendor), _contender(device_model.vendor)])
+    assert overlapped, "the two claims never were inside claim_device at once"
+    claimed = [o for o in outcomes if isinstance(o, Device)]
+    refused = [o for o in outcomes if isinstance(o, ClaimedByAnotherOrganization)]
+    assert (len(claimed), len(refused)) == (1, 1)
+    device = Device.objects.get(identity=identity)
+    assert device.organization_id == claimed[0].organization_id
+    assert device.events.filter(kind=DeviceEvent.Kind.CLAIMED).count() == 1
 
 
 @pytest.mark.django_db

@@ -4,7 +4,9 @@ The rest of the suite runs on PostgreSQL; this test runs the same code on SQLite
 subprocess with the local settings, the way a newcomer's first `bin/run` does.
 """
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,28 +39,42 @@ device = claim_device(
 )
 client = Client()
 client.force_login(alice)
-pages = [
-    "/",
-    f"/o/{auditorium.organization.code}/",
-    f"/spaces/{auditorium.code}/",
-    f"/spaces/{auditorium.code}/claim/",
-    f"/devices/{device.code}/",
-    f"/accounts/o/{auditorium.organization.code}/audit/",
-]
-for url in pages:
-    print(url, client.get(url, follow=True).status_code)
+organization = auditorium.organization
+pages = {
+    "home": "/",
+    "overview": f"/o/{organization.code}/",
+    "dashboard": f"/spaces/{auditorium.code}/",
+    "claim": f"/spaces/{auditorium.code}/claim/",
+    "device": f"/devices/{device.code}/",
+    "audit log": f"/accounts/o/{organization.code}/audit/",
+}
+answers = {}
+for name, url in pages.items():
+    response = client.get(url)
+    answers[name] = {"status": response.status_code, "location": response.get("Location"), "html": response.text}
 unit = SimulatedDevice({"vendor": "acme", "model": "hub-2", "identifiers": demo_identifiers("acme", 2)})
 activation = client.post("/api/v1/activations?wait=5", unit.activation_request(), content_type="application/json")
-print("activation", activation.status_code)
+answers["activation"] = {"status": activation.status_code, "json": activation.json()}
 unit.finish_activation(activation.json())
 beat = client.post(
     "/api/v1/device/heartbeat", {"metrics": {"cpu": 1}}, content_type="application/json", headers=unit.authorization
 )
-print("heartbeat", beat.status_code)
+answers["heartbeat"] = {"status": beat.status_code, "json": beat.json()}
+print(json.dumps({"pages": pages, "answers": answers}))
 """
 
 
+def _title(html):
+    return " ".join(re.search(r"<title>(.*?)</title>", html, re.S).group(1).split())
+
+
+def _heading(html):
+    return " ".join(re.sub(r"<[^>]+>", "", re.search(r"<h1[^>]*>(.*?)</h1>", html, re.S).group(1)).split())
+
+
 def test_the_embedded_default_serves_every_main_page_on_sqlite(tmp_path):
+    """Each page answers itself (no redirect followed: a sign-in page bouncing every URL would
+    otherwise pass), with its own title, heading and content; the device API activates a unit."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")} | {
         "DJANGO_SETTINGS_MODULE": "config.settings.local",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'embedded.sqlite3'}",
@@ -66,10 +82,36 @@ def test_the_embedded_default_serves_every_main_page_on_sqlite(tmp_path):
         "DJANGO_LOG_LEVEL": "ERROR",
     }
     result = subprocess.run(
-        [sys.executable, "-c", "import os\n" + WALK], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", "import json, os\n" + WALK],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    statuses = dict(line.rsplit(" ", 1) for line in result.stdout.splitlines())
-    assert statuses.pop("activation") == "200", result.stdout
-    assert statuses.pop("heartbeat") == "200", result.stdout
-    assert set(statuses.values()) == {"200"}, result.stdout
+    walk = json.loads(result.stdout.splitlines()[-1])
+    pages, answers = walk["pages"], walk["answers"]
+
+    assert (answers["home"]["status"], answers["home"]["location"]) == (302, pages["overview"])
+    for name in ("overview", "dashboard", "claim", "device", "audit log"):
+        assert answers[name]["status"] == 200, f"{name}: {answers[name]['status']} {answers[name]['location']}"
+    overview, dashboard, claim, device, audit = (
+        answers[name]["html"] for name in ("overview", "dashboard", "claim", "device", "audit log")
+    )
+    assert (_title(overview), _heading(overview)) == ("Initech · Overview · Device Portal", "Initech")
+    assert "Auditorium" in overview
+    assert "Lobby" in overview
+    assert (_title(dashboard), _heading(dashboard)) == ("Auditorium · Dashboard · Device Portal", "Auditorium")
+    assert "Screen" in dashboard
+    assert _heading(claim) == "Claim a device"
+    assert _title(claim).startswith("Step 1 of ")
+    assert (_title(device), _heading(device)) == ("Screen · Device Portal", "Screen")
+    assert "AH2-260001" in device
+    assert (_title(audit), _heading(audit)) == ("Initech · Audit log · Device Portal", "Audit log")
+    assert "Screen" in audit
+
+    assert answers["activation"]["status"] == 200
+    assert answers["activation"]["json"]["status"] == "assigned"
+    assert answers["heartbeat"]["status"] == 200
+    assert answers["heartbeat"]["json"]["device"]["status"] == "registered"

@@ -44,33 +44,46 @@ def _link_in_last_mail():
     return re.search(r"https?://\S+/accounts/invitations/\S+/", mail.outbox[-1].body).group(0)
 
 
+def _assert_the_mail_invites(client, invitation):
+    """The last mail goes to the invitee, and its link opens the invitation."""
+    assert mail.outbox[-1].to == [invitation.email]
+    page = client.get(_link_in_last_mail())
+    assert page.status_code == 200
+    assert f"You are invited as <strong>{invitation.get_role_display().lower()}</strong>" in page.text
+
+
 def test_an_invitation_mails_a_signed_link_to_the_address_after_commit(
-    organization, owner, django_capture_on_commit_callbacks
+    client, organization, owner, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         invitation = _invite(organization, owner)
         assert mail.outbox == []
-    assert mail.outbox[-1].to == ["new.person@example.test"]
     assert _link_in_last_mail().endswith(f"/accounts/invitations/{invitation_token(invitation)}/")
     assert organization.name in mail.outbox[-1].subject
+    _assert_the_mail_invites(client, invitation)
 
 
-def test_a_redelivered_task_does_not_mail_the_link_twice(organization, owner):
+def test_a_redelivered_task_does_not_mail_the_link_twice(client, organization, owner):
     invitation = _invite(organization, owner)
     assert deliver_invitation(invitation.pk)
     assert not deliver_invitation(invitation.pk)
     assert len(mail.outbox) == 1
-    invitation.refresh_from_db()
-    assert invitation.email_sent_at is not None
+    _assert_the_mail_invites(client, invitation)
 
 
-def test_a_failed_send_is_marked_unsent_so_the_retry_sends_it(organization, owner, settings):
+def test_after_a_failed_send_the_retry_mails_the_link(client, organization, owner, settings):
     invitation = _invite(organization, owner)
+    working = settings.MAILERS
     settings.MAILERS = {"default": {"BACKEND": "tests.test_members.RefusingBackend"}}
     with pytest.raises(SMTPException):
         deliver_invitation(invitation.pk)
     invitation.refresh_from_db()
     assert invitation.email_sent_at is None
+    assert mail.outbox == []
+    settings.MAILERS = working
+    assert deliver_invitation(invitation.pk)
+    assert len(mail.outbox) == 1
+    _assert_the_mail_invites(client, invitation)
 
 
 class RefusingBackend(BaseEmailBackend):

@@ -3,13 +3,16 @@
 
 Every named URL pattern must have one line here; a new pattern without one fails the walk with
 its name. A line says the kind of page and how to build its URL arguments for a sample
-organization (`world`, see the walk's fixture), e.g.
+organization (`world`, see the walk's fixture) and, for a page that takes a POST, a POST the
+owner's succeeds with (the walk proves it does: the database changes), e.g.
 
     "space-dashboard": organization_page(a_space),
+    "device-rename": organization_page(a_device, managers_only=True, post=lambda w: {"name": "Renamed"}),
 
 Kinds: `public` (anyone, signed in or not), `own_account` (the signed-in user's own things,
 nobody else's), `organization_page` (shows or changes an organization's objects: an outsider
-gets 404 on GET and POST and nothing changes; with managers_only=True a viewer gets 403),
+gets 404 on GET and on the owner's POST and nothing changes; with managers_only=True a viewer
+gets 403; a page that answers GET with 405 must say its POST),
 `device_api` (the device API calls authenticated by the device key: a user's session, even
 the owner's, gets 401 and changes nothing).
 Admin URLs are covered by ADMIN_MODELS (one line per model registered in the admin: how to
@@ -18,6 +21,8 @@ build an object of *another* vendor or organization) and ADMIN_SITE_PAGES (the a
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from accounts.models import Role
 
 PUBLIC = "public"
 OWN_ACCOUNT = "own account"
@@ -31,6 +36,8 @@ class Page:
     kwargs: Any = field(default=lambda world: {})
     # For organization pages: only owners and admins may use it (a viewer gets 403).
     managers_only: bool = False
+    # For organization pages that take a POST: the form data the owner's POST succeeds with.
+    post: Any = None
 
 
 def public(kwargs=None):
@@ -41,8 +48,8 @@ def own_account():
     return Page(OWN_ACCOUNT)
 
 
-def organization_page(kwargs, *, managers_only=False):
-    return Page(ORGANIZATION, kwargs, managers_only)
+def organization_page(kwargs, *, managers_only=False, post=None):
+    return Page(ORGANIZATION, kwargs, managers_only, post)
 
 
 def device_api(kwargs=None):
@@ -71,6 +78,11 @@ def a_member(w):
     return {"code": w.organization.code, "pk": w.viewer_membership.pk}
 
 
+def nothing(w):
+    """A POST with no fields: a button."""
+    return {}
+
+
 PORTAL_PAGES = {
     # Accounts
     "login": public(),
@@ -82,31 +94,41 @@ PORTAL_PAGES = {
     "password_reset_confirm": public(lambda w: {"uidb64": "MQ", "token": "set-password"}),
     "password_reset_complete": public(),
     "invitation-accept": public(lambda w: {"token": w.invitation_token}),
-    "members": organization_page(the_organization),
-    "member-role": organization_page(a_member, managers_only=True),
-    "member-remove": organization_page(a_member, managers_only=True),
-    "invitation-withdraw": organization_page(an_invitation, managers_only=True),
-    "organization-leave": organization_page(the_organization),
+    "members": organization_page(the_organization, post=lambda w: {"email": "new@example.test", "role": Role.VIEWER}),
+    "member-role": organization_page(a_member, managers_only=True, post=lambda w: {"role": Role.OPERATOR}),
+    "member-remove": organization_page(a_member, managers_only=True, post=nothing),
+    "invitation-withdraw": organization_page(an_invitation, managers_only=True, post=nothing),
+    # The world's organization has a second owner: the last one may not leave.
+    "organization-leave": organization_page(the_organization, post=nothing),
     "audit-log": organization_page(the_organization, managers_only=True),
     "audit-log-csv": organization_page(the_organization, managers_only=True),
     # Spaces
     "home": own_account(),
     "organization-overview": organization_page(the_organization),
     "space-dashboard": organization_page(a_space),
-    "space-create": organization_page(the_organization, managers_only=True),
-    "space-settings": organization_page(a_space, managers_only=True),
-    "space-delete": organization_page(a_space, managers_only=True),
+    "space-create": organization_page(the_organization, managers_only=True, post=lambda w: {"name": "Third"}),
+    "space-settings": organization_page(a_space, managers_only=True, post=lambda w: {"name": "Renamed"}),
+    "space-delete": organization_page(
+        a_space, managers_only=True, post=lambda w: {"move_devices_to": w.second_space.pk}
+    ),
+    # A wizard: no single POST claims; its GET shows the owner the first step.
     "claim-device": organization_page(a_space, managers_only=True),
-    "space-bulk-action": organization_page(a_space, managers_only=True),
+    "space-bulk-action": organization_page(
+        a_space,
+        managers_only=True,
+        post=lambda w: {"action": "move", "devices": [w.device.code], "space": w.second_space.code},
+    ),
     # Devices
     "device-detail": organization_page(a_device),
     "device-commands": organization_page(a_device),
-    "device-send-command": organization_page(a_device, managers_only=True),
-    "device-configuration": organization_page(a_device, managers_only=True),
-    "device-rename": organization_page(a_device, managers_only=True),
-    "device-move": organization_page(a_device, managers_only=True),
-    "device-reactivation": organization_page(a_device, managers_only=True),
-    "device-release": organization_page(a_device, managers_only=True),
+    "device-send-command": organization_page(a_device, managers_only=True, post=lambda w: {"command": "reboot"}),
+    "device-configuration": organization_page(
+        a_device, managers_only=True, post=lambda w: {"volume": 10, "display_name": "Hall", "time_zone": "UTC"}
+    ),
+    "device-rename": organization_page(a_device, managers_only=True, post=lambda w: {"name": "Renamed"}),
+    "device-move": organization_page(a_device, managers_only=True, post=lambda w: {"space": w.second_space.code}),
+    "device-reactivation": organization_page(a_device, managers_only=True, post=nothing),
+    "device-release": organization_page(a_device, managers_only=True, post=lambda w: {"confirm_name": w.device.name}),
     # Device API (docs/device-api.md): activation is open to any unit, the rest needs the device key.
     "device-api:activations": public(),
     "device-api:activation": public(lambda w: {"operation_id": "7b0c9d2e-3f4a-4b5c-8d6e-9f0a1b2c3d4e"}),
