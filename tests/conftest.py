@@ -210,7 +210,7 @@ def page(browser, request):
     context.close()
 
 
-# Vendor staff in the admin (issue 4): two vendors, a staff user of the first, one model each.
+# Vendor staff in the admin: two vendors, a staff user of the first, one model each.
 @pytest.fixture
 def acme_model(db):
     return DeviceModelFactory(vendor__name="Acme", vendor__slug="acme", slug="hub-2", name="Acme Hub 2")
