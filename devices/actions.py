@@ -40,12 +40,12 @@ def lock_claimed(device, *related, refusal=DeviceActionError):
     return locked
 
 
-def lock_target_space(space):
-    """Lock the space devices are about to move to, against its deletion: deleting a space locks
-    it before the devices it moves away, so every move takes the space first, then the devices.
-    Refuses a space deleted meanwhile. Call it inside transaction.atomic()."""
+def lock_target_space(space, *, refusal=DeviceActionError):
+    """Lock the space devices are about to move (or be claimed) to, against its deletion: deleting a
+    space locks it before the devices it moves away, so every move and claim takes the space first,
+    then the devices. Raises `refusal` for a space deleted meanwhile. Call it inside transaction.atomic()."""
     if Space.objects.select_for_update(no_key=True).filter(pk=space.pk).first() is None:
-        raise DeviceActionError(f"The space “{space.name}” was deleted meanwhile.")
+        raise refusal(f"The space “{space.name}” was deleted meanwhile.")
 
 
 def lock_in_order(devices):

@@ -74,8 +74,12 @@ class DeviceAdmin(VendorScopedAdmin):
             self.message_user(request, "This device is not claimed: there is nothing to release.", messages.WARNING)
             return redirect("admin:devices_device_change", device.pk)
         if request.method == "POST" and form.is_valid():
-            release_device(device, actor=request.user, reason=form.cleaned_data["reason"])
-            self.message_user(request, f"{device} was released; its history is deleted.", messages.SUCCESS)
+            try:
+                release_device(device, actor=request.user, reason=form.cleaned_data["reason"])
+            except DeviceActionError as refusal:  # released or claimed anew since the page was read
+                self.message_user(request, refusal.message, messages.WARNING)
+            else:
+                self.message_user(request, f"{device} was released; its history is deleted.", messages.SUCCESS)
             return redirect("admin:devices_device_change", device.pk)
         return self.render_object_page(
             request, "admin/devices/force_release.html", device, f"Force release {device}", form=form

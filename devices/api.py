@@ -36,6 +36,7 @@ MAX_WAIT = 10
 MAX_METRICS = 32
 SLUG = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
 IDENTIFIER_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+SECONDS = re.compile(r"(?=.{1,32}$)[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?", re.ASCII)
 METRIC_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 ACTIVATION_FIELDS = {"vendor", "model", "identifiers", "public_key", "attestation"}
 
@@ -86,9 +87,10 @@ def _string(data, name, errors, *, pattern=None, max_length=None):
     return value
 
 
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# C0, DEL and C1 control characters.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Command output is several lines: tab, line feed and carriage return are allowed there.
-CONTROL_CHARACTERS_BUT_LINE_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+CONTROL_CHARACTERS_BUT_LINE_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MAX_ECHOED_NAME = 64
 
 
@@ -172,10 +174,8 @@ def parse_wait(raw) -> float | None:
     """The `?wait=N` seconds (0 < N <= 10), None when absent; InvalidRequest otherwise."""
     if raw is None:
         return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = math.nan
+    # A plain ASCII decimal number: float() would also take "1_0", "inf" and digits of other scripts.
+    seconds = float(raw) if SECONDS.fullmatch(raw) else math.nan
     if not (0 < seconds <= MAX_WAIT):
         raise InvalidRequest("wait must be a number of seconds, more than 0 and at most 10.", {"wait": "Out of range."})
     return seconds

@@ -14,6 +14,7 @@ from portal.ratelimit import RateLimit, RateLimitExceeded, RateLimitUnavailable,
 from vendors.identifiers import confusable_characters
 from vendors.models import ApprovedIdentity
 
+from .actions import lock_target_space
 from .history import record_change
 from .models import Device, DeviceEvent
 
@@ -77,6 +78,11 @@ class TooManyFailures(ClaimError):
     def __init__(self, message, *, retry_at):
         super().__init__(message)
         self.retry_at = retry_at
+
+
+class SpaceDeleted(ClaimError):
+    code = "space_deleted"
+    counts_as_failure = False
 
 
 class ClaimingUnavailable(ClaimError):
@@ -215,6 +221,7 @@ def _claim(*, space, device_model, identifiers, name, actor):
         )
 
     with transaction.atomic():
+        lock_target_space(space, refusal=SpaceDeleted)
         device = Device.objects.create_or_lock({identity.pk: device_model.pk})[identity.pk]
         if device.status == Device.Status.CLAIMED:
             if device.organization_id == space.organization_id:

@@ -10,10 +10,10 @@ B64URL = "^[A-Za-z0-9_-]+$"
 SLUG = "^[A-Za-z0-9_-]+$"
 # base64url without padding: any length except 4k + 1.
 B64URL_UNPADDED = "^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$"
-# Identifier values and batch names: no control characters (PostgreSQL cannot store NUL).
-PLAIN_TEXT = "^[^\\u0000-\\u001f\\u007f]*$"
+# Identifier values and batch names: no C0, DEL or C1 control characters (PostgreSQL cannot store NUL).
+PLAIN_TEXT = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
 # Command output: the same, but tab, line feed and carriage return are allowed.
-MULTILINE_TEXT = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$"
+MULTILINE_TEXT = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
 DOUBLE_MAX = sys.float_info.max
 
 _error = {

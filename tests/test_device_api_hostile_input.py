@@ -61,14 +61,18 @@ def encoded(body):
 
 
 def barred(text):
-    """Text that no field of the device API takes: a lone surrogate, NUL or another control
-    character (tab, line feed and carriage return are allowed in command output)."""
-    return any(0xD800 <= ord(c) <= 0xDFFF or (ord(c) < 0x20 and c not in "\t\n\r") or c == "\x7f" for c in text)
+    """Text that no field of the device API takes: a lone surrogate, NUL or another C0, DEL or C1
+    control character (tab, line feed and carriage return are allowed in command output)."""
+    return any(
+        0xD800 <= ord(c) <= 0xDFFF or (ord(c) < 0x20 and c not in "\t\n\r") or 0x7F <= ord(c) <= 0x9F for c in text
+    )
 
 
 HOSTILE_TEXT = (
     st.lists(
-        st.text(max_size=3) | st.characters(categories=["Cs"]) | st.sampled_from(["\x00", "\x01", "\x1b", "\x7f"]),
+        st.text(max_size=3)
+        | st.characters(categories=["Cs"])
+        | st.sampled_from(["\x00", "\x01", "\x1b", "\x7f", "\x85", "\x9b"]),
         min_size=1,
         max_size=4,
     )

@@ -20,9 +20,7 @@ json_values = st.recursive(
 slugs = st.from_regex(r"[a-z0-9][a-z0-9-]{0,20}", fullmatch=True)
 identifier_names = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True)
 # Lone surrogates cannot be stored in PostgreSQL and are refused (tested below), so codec="utf-8".
-identifier_values = st.text(
-    st.characters(min_codepoint=0x20, exclude_characters="\x7f", codec="utf-8"), min_size=1, max_size=40
-)
+identifier_values = st.text(st.characters(exclude_categories=["Cc"], codec="utf-8"), min_size=1, max_size=40)
 keys = st.binary(min_size=32, max_size=32).map(b64url_encode)
 
 
@@ -135,3 +133,14 @@ def test_config_version_is_accepted_only_as_a_whole_number_from_zero(version):
         type(version) in (int, float) and math.isfinite(version) and version == int(version) and 0 <= version < 2**31
     )
     assert accepted == whole
+
+
+@pytest.mark.parametrize("wait", ["1_0", "inf", "nan", "\u0661", "-1", "0", "10.5", " 1", "1" * 40])
+def test_wait_is_a_plain_ascii_number_of_seconds(wait):
+    with pytest.raises(InvalidRequest):
+        parse_wait(wait)
+
+
+@pytest.mark.parametrize(("wait", "seconds"), [("1", 1.0), ("0.5", 0.5), ("10", 10.0), ("2e0", 2.0), (".25", 0.25)])
+def test_wait_accepts_decimal_seconds(wait, seconds):
+    assert parse_wait(wait) == seconds

@@ -16,10 +16,11 @@ from devices.actions import (
     release_device,
     rename_device,
 )
-from devices.claims import claim_device
+from devices.claims import SpaceDeleted, claim_device
 from devices.commands import CommandError, send_command
 from devices.configuration import save_configuration
 from devices.models import Command, ConfigurationVersion, Device, DeviceEvent
+from spaces.actions import SpaceNotEmpty, delete_space
 
 from .factories import ApprovedIdentityFactory, OrganizationFactory, SpaceFactory
 from .racing import race
@@ -246,3 +247,38 @@ def test_a_move_to_another_organizations_space_is_refused_on_the_locked_row(spac
     with pytest.raises(DeviceActionError, match="own organization"):
         move_device(_copy(device), space=elsewhere, actor=owner)
     assert Device.objects.get(pk=device.pk).space == space
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_racing_the_deletion_of_its_space_is_refused_with_a_message(space, owner):
+    doomed = SpaceFactory(organization=space.organization, name="Annex")
+    identity = ApprovedIdentityFactory(device_model=space.organization.connected_vendors.get().device_models.get())
+
+    first, second, overlapped = race(
+        lambda: delete_space(doomed, actor=owner),
+        lambda: claim_device(
+            space=doomed, device_model=identity.device_model, identifiers=identity.identifiers, name="X", actor=owner
+        ),
+    )
+
+    assert overlapped
+    assert isinstance(second, SpaceDeleted), second
+    assert "was deleted meanwhile" in second.message
+    assert not Device.objects.filter(identity=identity, status=Device.Status.CLAIMED).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_space_racing_a_claim_into_it_finds_the_device_there(space, owner):
+    annex = SpaceFactory(organization=space.organization, name="Annex")
+    identity = ApprovedIdentityFactory(device_model=space.organization.connected_vendors.get().device_models.get())
+
+    first, second, overlapped = race(
+        lambda: claim_device(
+            space=annex, device_model=identity.device_model, identifiers=identity.identifiers, name="X", actor=owner
+        ),
+        lambda: delete_space(annex, actor=owner),
+    )
+
+    assert overlapped
+    assert isinstance(second, SpaceNotEmpty), second
+    assert Device.objects.get(identity=identity).space == annex
