@@ -28,9 +28,11 @@ def record_heartbeat(device, *, metrics, config_version=None, now=None):
     with transaction.atomic() if came_back else nullcontext():
         waiting = _mark_seen(device, now, config_version)
         if device.status == Device.Status.CLAIMED:
-            Heartbeat.objects.create(device=device, received_at=now, metrics=metrics)
+            _insert_while_claimed(Heartbeat, device, received_at=now, metrics=metrics)
             if came_back:
-                DeviceEvent.objects.create(device=device, kind=DeviceEvent.Kind.BACK_ONLINE, created_at=now)
+                _insert_while_claimed(
+                    DeviceEvent, device, kind=DeviceEvent.Kind.BACK_ONLINE, details={}, created_at=now
+                )
     device.last_seen_at, device.online = now, True
     if config_version is not None:
         device.applied_config_version = config_version
@@ -60,6 +62,28 @@ def _mark_seen(device, now, config_version):
         cursor.execute(sql, params)
         commands_pending, desired_version = cursor.fetchone()
     return {"commands_pending": bool(commands_pending), "config_version": desired_version}
+
+
+def _insert_while_claimed(model, device, **values):
+    """INSERT a history row of `model` for `device` if the device is still claimed when the
+    statement runs: the device read at authentication may have been released since, and its new
+    owner must not inherit the previous one's data.
+
+    The check reads the device row with FOR SHARE: a release that holds the row makes this wait
+    and then find the device released; a release that comes after waits for this, then deletes the
+    row with the rest of the history. Plain SQL, as _mark_seen: it runs on every heartbeat.
+    """
+    meta = model._meta
+    values = {"device": device.pk, **values}
+    fields = [meta.get_field(name) for name in values]
+    prepared = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values.values(), strict=True)]
+    lock = " FOR SHARE" if connection.features.has_select_for_update else ""
+    sql = f"""
+        INSERT INTO {meta.db_table} ({", ".join(field.column for field in fields)})
+        SELECT {", ".join(["%s"] * len(fields))} FROM {Device._meta.db_table} WHERE id = %s AND status = %s{lock}
+    """  # noqa: S608 - table and column names are the models', values are parameters
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*prepared, device.pk, Device.Status.CLAIMED])
 
 
 def record_connectivity_changes(now=None):

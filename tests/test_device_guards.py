@@ -6,6 +6,7 @@ another change committed, which is what a racing request holds.
 """
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import AuditEntry
 from devices.actions import (
@@ -19,7 +20,8 @@ from devices.actions import (
 from devices.claims import SpaceDeleted, claim_device
 from devices.commands import CommandError, send_command
 from devices.configuration import save_configuration
-from devices.models import Command, ConfigurationVersion, Device, DeviceEvent
+from devices.models import Command, ConfigurationVersion, Device, DeviceEvent, Heartbeat
+from devices.telemetry import record_heartbeat
 from spaces.actions import SpaceNotEmpty, delete_space
 
 from .factories import ApprovedIdentityFactory, OrganizationFactory, SpaceFactory
@@ -282,3 +284,22 @@ def test_deleting_a_space_racing_a_claim_into_it_finds_the_device_there(space, o
     assert overlapped
     assert isinstance(second, SpaceNotEmpty), second
     assert Device.objects.get(identity=identity).space == annex
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("was_online", [True, False], ids=["heartbeat", "back online"])
+def test_a_heartbeat_racing_a_release_leaves_nothing_for_the_next_owner(space, owner, was_online):
+    device = _claimed(space, owner)
+    Device.objects.filter(pk=device.pk).update(online=was_online, activated_at=timezone.now())
+    authenticated = _copy(device)  # what the heartbeat read when the device presented its key
+
+    first, second, overlapped = race(
+        lambda: release_device(_copy(device), actor=owner),
+        lambda: record_heartbeat(authenticated, metrics={"temperature": 21.5}),
+    )
+
+    assert overlapped
+    assert not isinstance(first, Exception), first
+    assert not isinstance(second, Exception), second
+    assert not Heartbeat.objects.filter(device=device).exists()
+    assert not DeviceEvent.objects.filter(device=device).exists()
