@@ -42,6 +42,8 @@ def authenticate_device(token: str) -> Device | None:
     if row is None or not key_matches(device_key, row[4]) or row[5] != ApprovedIdentity.Status.APPROVED:
         return None
     pk, code, status, online, key_hash, _ = row
-    # What the device API's views read; any other field loads on first access.
-    values = [pk, uuid.UUID(str(code)), status, bool(online), key_hash]
-    return Device.from_db(connection.alias, ["id", "code", "status", "online", "key_hash"], values)
+    # What the device API's views read; any other field loads on first access. from_db takes the
+    # values in the model's field order, whatever order the names are given in.
+    read = {"id": pk, "code": uuid.UUID(str(code)), "status": status, "online": bool(online), "key_hash": key_hash}
+    names = [field.attname for field in Device._meta.concrete_fields if field.attname in read]
+    return Device.from_db(connection.alias, names, [read[name] for name in names])

@@ -7,7 +7,7 @@ from django.core.cache import cache
 
 from devices.commands import send_command
 from devices.configuration import save_configuration
-from devices.models import Command, Device, Heartbeat
+from devices.models import Command, Device, DeviceEvent, Heartbeat
 from devices.simulator import SimulatedDevice
 from vendors.attestation import b64url_encode
 
@@ -150,3 +150,15 @@ def test_a_heartbeat_costs_the_same_few_queries_whatever_waits(client, unit, own
     with django_assert_max_num_queries(4):
         answer = call(client, "POST", "/api/v1/device/heartbeat", device, {"metrics": {"cpu": 2}, "config_version": 0})
     assert answer.json()["commands_pending"] is True
+
+
+def test_a_heartbeat_over_the_api_from_a_device_marked_offline_writes_back_online(client, unit):
+    device, stored = unit
+    Device.objects.filter(pk=stored.pk).update(online=False)
+    assert call(client, "POST", "/api/v1/device/heartbeat", device, {"metrics": {}}).status_code == 200
+    assert Device.objects.get(pk=stored.pk).online
+    assert list(stored.events.filter(kind=DeviceEvent.Kind.BACK_ONLINE).values_list("kind", flat=True)) == [
+        DeviceEvent.Kind.BACK_ONLINE
+    ]
+    assert call(client, "POST", "/api/v1/device/heartbeat", device, {"metrics": {}}).status_code == 200
+    assert stored.events.filter(kind=DeviceEvent.Kind.BACK_ONLINE).count() == 1, "an online device does not come back"
