@@ -49,10 +49,15 @@ def lock_target_space(space, *, refusal=DeviceActionError):
 
 
 def lock_in_order(devices):
-    """Lock the rows of `devices` in one statement, in id order, so that two bulk actions sharing
-    devices wait for each other instead of deadlocking. Call it inside transaction.atomic()."""
+    """Lock the rows of `devices` in one statement, in the one order every rule that locks several
+    devices follows (their identity's, as Device.objects.create_or_lock does for activation batches),
+    so that two of them sharing devices wait for each other instead of deadlocking. Call it inside
+    transaction.atomic()."""
     list(
-        Device.objects.select_for_update().filter(pk__in=[device.pk for device in devices]).order_by("pk").values("pk")
+        Device.objects.select_for_update()
+        .filter(pk__in=[device.pk for device in devices])
+        .order_by("identity_id")
+        .values("pk")
     )
 
 

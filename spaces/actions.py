@@ -97,7 +97,8 @@ def delete_space(space, *, actor, move_devices_to=None):
             return
         if move_devices_to is not None and move_devices_to.pk not in locked_spaces:
             raise SpaceActionError(f"The space “{move_devices_to.name}” was deleted meanwhile; choose another.")
-        devices = list(locked.devices.select_for_update().order_by("pk"))
+        # In identity order, as every rule that locks several devices (devices.actions.lock_in_order).
+        devices = list(locked.devices.select_for_update().order_by("identity_id"))
         if devices and move_devices_to is None:
             raise SpaceNotEmpty(
                 f"“{locked.name}” still has {len(devices)} device{'s' if len(devices) != 1 else ''}. "

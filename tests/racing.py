@@ -23,7 +23,7 @@ def race(first, second):
             with transaction.atomic():
                 outcomes["first"] = first()
                 start.wait()
-                _wait_until_someone_waits_for(second_waited)
+                wait_until_someone_waits_for(second_waited)
         except Exception as exc:  # the outcome is what the test looks at
             start.abort()  # a first rule that failed lets the second go at once
             outcomes["first"] = exc
@@ -47,7 +47,7 @@ def race(first, second):
     return outcomes["first"], outcomes["second"], second_waited.is_set()
 
 
-def _wait_until_someone_waits_for(waited):
+def wait_until_someone_waits_for(waited):
     """Set `waited` once another session waits for a lock this one holds (pg_locks is read live,
     unlike pg_stat_activity, which a transaction sees as a snapshot)."""
     deadline = time.monotonic() + LOCK_WAIT_LIMIT

@@ -5,13 +5,17 @@ assert that they overlapped. The sequential tests hand a rule a copy of the devi
 another change committed, which is what a racing request holds.
 """
 
+import threading
+
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import AuditEntry
 from devices.actions import (
     DeviceActionError,
     allow_reactivation,
+    lock_in_order,
     move_device,
     move_devices,
     release_device,
@@ -24,8 +28,8 @@ from devices.models import Command, ConfigurationVersion, Device, DeviceEvent, H
 from devices.telemetry import record_heartbeat
 from spaces.actions import SpaceNotEmpty, delete_space
 
-from .factories import ApprovedIdentityFactory, OrganizationFactory, SpaceFactory
-from .racing import race
+from .factories import ApprovedIdentityFactory, DeviceFactory, OrganizationFactory, SpaceFactory
+from .racing import race, wait_until_someone_waits_for
 
 
 def _claimed(space, owner):
@@ -303,3 +307,45 @@ def test_a_heartbeat_racing_a_release_leaves_nothing_for_the_next_owner(space, o
     assert not isinstance(second, Exception), second
     assert not Heartbeat.objects.filter(device=device).exists()
     assert not DeviceEvent.objects.filter(device=device).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bulk_action_and_an_activation_batch_lock_shared_devices_in_one_order():
+    """An activation batch locks its devices in identity order (Device.objects.create_or_lock); a
+    bulk action locking the same devices in another order would deadlock with it."""
+    first, second = ApprovedIdentityFactory(), ApprovedIdentityFactory()
+    later_device, earlier_device = DeviceFactory(identity=second), DeviceFactory(identity=first)
+    assert later_device.pk < earlier_device.pk, "device ids run against identity order"
+    batch_holds_first, bulk_waited, outcomes = threading.Event(), threading.Event(), {}
+
+    def activation_batch():
+        try:
+            with transaction.atomic():
+                Device.objects.create_or_lock({first.pk: first.device_model_id})
+                batch_holds_first.set()
+                wait_until_someone_waits_for(bulk_waited)
+                Device.objects.create_or_lock({second.pk: second.device_model_id})
+            outcomes["batch"] = "committed"
+        except Exception as exc:
+            outcomes["batch"] = exc
+        finally:
+            connection.close()
+
+    def bulk_action():
+        try:
+            batch_holds_first.wait(10)
+            with transaction.atomic():
+                lock_in_order([earlier_device, later_device])
+            outcomes["bulk"] = "committed"
+        except Exception as exc:
+            outcomes["bulk"] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=activation_batch), threading.Thread(target=bulk_action)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert bulk_waited.is_set()
+    assert outcomes == {"batch": "committed", "bulk": "committed"}
