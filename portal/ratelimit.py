@@ -4,10 +4,10 @@ Each attempt is counted before it is checked (one atomic increment), and refused
 passes the limit; an attempt that turns out fine may take its count back. Parallel attempts
 therefore cannot all slip under a limit, as they could when the count came after the check.
 
-A window starts with the first count of a subject and lasts `window` seconds. Counters live in
-Redis (one pipelined round trip for every limit an attempt counts against), under the cache's
-key prefix; without Redis (the embedded default) in the database cache, which every process
-shares too.
+Counters live in Redis (one pipelined round trip for every limit an attempt counts against),
+under the cache's key prefix, where a window starts with the first count of a subject and lasts
+`window` seconds; without Redis (the embedded default) in the database cache, which every process
+shares too, in windows that start on the clock.
 """
 
 import hashlib
@@ -19,6 +19,7 @@ from datetime import timedelta
 import redis
 from django.conf import settings
 from django.core.cache import cache
+from django.db import DatabaseError
 from django.utils import timezone
 
 from .redis import redis_client, redis_key
@@ -52,10 +53,10 @@ class RateLimit:
     def seconds(self) -> int:
         return self.window if isinstance(self.window, int) else getattr(settings, self.window)
 
-    def key(self, subject: str) -> str:
+    def name(self, subject: str) -> str:
         # Hashed: subjects are what clients sent (addresses, e-mails typed, identifiers).
         digest = hashlib.sha256(str(subject).encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        return redis_key(f"ratelimit:{self.scope}:{digest}")
+        return f"ratelimit:{self.scope}:{digest}"
 
 
 class RateLimitExceeded(Exception):
@@ -77,8 +78,8 @@ def count_attempt(*attempts: tuple[RateLimit, str]) -> None:
     """Count one attempt against each (limit, subject), then raise RateLimitExceeded if any count
     passed its limit. The counts stay: a refused attempt is an attempt too."""
     try:
-        counted = _increment([(limit.key(subject), limit.seconds()) for limit, subject in attempts])
-    except (redis.RedisError, OSError):
+        counted = _increment(attempts)
+    except _UNREACHABLE:
         if all(limit.fail_open for limit, _ in attempts):
             logger.warning("Rate limits are not counted: the cache is unreachable", exc_info=True)
             return
@@ -94,52 +95,76 @@ def count_attempt(*attempts: tuple[RateLimit, str]) -> None:
 
 def take_back(limit: RateLimit, subject: str) -> None:
     """Uncount one attempt of `subject` that turned out fine (a correct password, a claim that went through)."""
-    key = limit.key(subject)
     try:
         client = redis_client()
         if client is not None:
-            client.eval(_TAKE_BACK, 1, key)
-            return
-        cache.decr(key)
+            client.eval(_TAKE_BACK, 1, redis_key(limit.name(subject)))
+        else:
+            key, _ = _cache_window(limit, subject)
+            cache.decr(key)
     except ValueError:  # the window ended meanwhile: nothing to take back
         pass
-    except (redis.RedisError, OSError):
+    except _UNREACHABLE:
         logger.warning("Could not take back a rate-limit count", exc_info=True)
 
 
 def reset(limit: RateLimit, subject: str) -> None:
-    """Forget every count of `subject` under `limit`."""
-    key = limit.key(subject)
+    """Forget the counts of `subject` under `limit`."""
     try:
         client = redis_client()
         if client is not None:
-            client.delete(key)
+            client.delete(redis_key(limit.name(subject)))
         else:
-            cache.delete_many([key, f"{key}:ends"])
-    except (redis.RedisError, OSError):
+            cache.delete(_cache_window(limit, subject)[0])
+    except _UNREACHABLE:
         logger.warning("Could not reset a rate-limit count", exc_info=True)
 
 
-def _increment(keys_and_windows) -> list[tuple[int, int]]:
-    """Increment each counter, starting its window if it is new; (count, seconds left) for each."""
+# Redis, socket and (for the database cache) database errors: the counters cannot be reached.
+_UNREACHABLE = (redis.RedisError, OSError, DatabaseError)
+
+
+def _increment(attempts) -> list[tuple[int, int]]:
+    """Increment each counter, starting its window if it is new; (count, seconds left) for each.
+
+    On Redis a window starts with its first count (INCR, then EXPIRE NX): one pipelined round trip.
+    """
     client = redis_client()
     if client is None:
-        return [_increment_in_cache(key, window) for key, window in keys_and_windows]
+        return [_increment_in_cache(limit, subject) for limit, subject in attempts]
     pipe = client.pipeline(transaction=False)
-    for key, window in keys_and_windows:
-        pipe.incr(key).expire(key, window, nx=True).ttl(key)
+    for limit, subject in attempts:
+        key = redis_key(limit.name(subject))
+        pipe.incr(key).expire(key, limit.seconds(), nx=True).ttl(key)
     results = pipe.execute()
-    return [(count, ttl if ttl > 0 else window) for count, ttl in zip(results[::3], results[2::3], strict=True)]
+    windows = [limit.seconds() for limit, _ in attempts]
+    return [
+        (count, ttl if ttl > 0 else window)
+        for count, ttl, window in zip(results[::3], results[2::3], windows, strict=True)
+    ]
 
 
-def _increment_in_cache(key, window):
-    now = time.time()
-    cache.add(f"{key}:ends", now + window, timeout=window)
-    ends = cache.get(f"{key}:ends") or now + window
-    if cache.add(key, 1, timeout=window):
-        return 1, window
+def _cache_window(limit, subject):
+    """The cache key of the current fixed window of `subject` under `limit`, and the seconds it has left.
+
+    Without Redis the cache API cannot tell a counter's expiry, so windows start on the clock
+    (every `window` seconds) and the window is part of the key.
+    """
+    window, now = limit.seconds(), time.time()
+    start = int(now // window) * window
+    return f"{limit.name(subject)}:{start}", start + window - now
+
+
+def _increment_in_cache(limit, subject):
+    key, left = _cache_window(limit, subject)
+    timeout = int(left) + 1
+    if cache.add(key, 1, timeout=timeout):
+        return 1, max(1, int(left + 0.999))
     try:
-        return cache.incr(key), int(ends - now + 0.999)
-    except ValueError:  # expired between add and incr: a new window
-        cache.set(key, 1, timeout=window)
-        return 1, window
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=timeout)
+        return 1, max(1, int(left + 0.999))
+    # incr writes the counter back with the cache's default timeout: give it the window's again.
+    cache.touch(key, timeout)
+    return count, max(1, int(left + 0.999))

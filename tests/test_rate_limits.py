@@ -3,10 +3,12 @@ two deployments, and counters that cannot be reached."""
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.cache import cache
+from django.core.management import call_command
 from django.db import connection
 from django.test import Client, override_settings
 from django.urls import reverse
@@ -28,11 +30,11 @@ def fresh_counters():
 
 
 @pytest.fixture
-def counters_unreachable():
+def counters_unreachable(settings):
     """The raw Redis client points at a port where nothing listens, as when Redis is down."""
     redis_client.cache_clear()
-    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
-        yield
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    yield
     redis_client.cache_clear()
 
 
@@ -165,3 +167,51 @@ def test_activations_are_accepted_while_the_counters_are_unreachable(client, cou
     }
     response = client.post(ACTIVATIONS, json.dumps(body), content_type="application/json")
     assert response.status_code in (200, 202)
+
+
+@pytest.fixture
+def database_cache_without_redis(settings):
+    """The embedded default's counters: the database cache, no Redis, a default timeout shorter than the window."""
+    redis_client.cache_clear()
+    settings.REDIS_URL = ""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "rate_limit_test_cache",
+            "TIMEOUT": 1,
+        }
+    }
+    call_command("createcachetable", verbosity=0)
+    yield
+    redis_client.cache_clear()
+
+
+@pytest.mark.django_db
+def test_without_redis_a_window_outlasts_the_caches_default_timeout(database_cache_without_redis):
+    limit = RateLimit("no-redis-window", limit=2, window=600)
+    count_attempt((limit, "192.0.2.1"))
+    count_attempt((limit, "192.0.2.1"))
+    time.sleep(1.2)  # past the cache's one-second default timeout, well within the window
+    with pytest.raises(RateLimitExceeded) as exceeded:
+        count_attempt((limit, "192.0.2.1"))
+    assert exceeded.value.retry_after <= 600
+    count_attempt((limit, "192.0.2.2"))  # another subject has its own count
+
+
+@pytest.mark.django_db
+def test_without_redis_a_client_that_waits_for_retry_after_may_try_again(database_cache_without_redis):
+    limit = RateLimit("no-redis-retry", limit=1, window=1)
+    count_attempt((limit, "192.0.2.3"))
+    try:
+        count_attempt((limit, "192.0.2.3"))
+        count_attempt((limit, "192.0.2.3"))
+    except RateLimitExceeded as exceeded:
+        time.sleep(exceeded.retry_after)
+    count_attempt((limit, "192.0.2.3"))
+
+
+@pytest.mark.django_db
+def test_without_redis_a_correct_password_takes_its_attempt_back(database_cache_without_redis, settings):
+    settings.SIGN_IN_FAILURE_LIMIT_PER_ADDRESS = 2
+    for colleague in UserFactory.create_batch(4):
+        assert _sign_in(colleague.email, PASSWORD, address="192.0.2.83").status_code == 302
