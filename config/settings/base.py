@@ -126,9 +126,12 @@ REDIS_URL = env("REDIS_URL", default="")
 # answering (rather than refusing) must fail over to the degraded path, not hang a request.
 REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=1.0)
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=2.0)
+# With Redis, sessions live in PostgreSQL and Redis holds a copy of each (Django's cached_db), so a
+# Redis restart signs nobody out; portal.sessions reads them from PostgreSQL while Redis is down.
+REDIS_SESSION_ENGINE = "portal.sessions"
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-    SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+    SESSION_ENGINE = REDIS_SESSION_ENGINE
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "portal_cache"}}
     SESSION_ENGINE = "django.contrib.sessions.backends.db"

@@ -1,7 +1,7 @@
 """Test settings: real PostgreSQL and real Redis, never SQLite (see bin/test)."""
 
 from .base import *  # noqa: F403
-from .base import database_settings, env
+from .base import REDIS_SESSION_ENGINE, database_settings, env
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="test-only-not-secret-7d1f2c3b4a5e6f708192")
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
@@ -17,7 +17,7 @@ CACHES = {
         "KEY_PREFIX": env("TEST_CACHE_PREFIX", default="test"),
     }
 }
-SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+SESSION_ENGINE = REDIS_SESSION_ENGINE
 CELERY_BROKER_URL = REDIS_URL
 # Tests run tasks in-process unless they start a real worker (tests/conftest.py: celery_worker_process).
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
