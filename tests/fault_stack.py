@@ -41,8 +41,10 @@ class PrivatePostgres:
     nothing in it must outlive the tests). `remove()` stops it and deletes the directory."""
 
     def __init__(self):
-        initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))[-1:] or [shutil.which("initdb")]
-        self.bindir = Path(initdb[0]).parent
+        initdb = (sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb")])[-1]
+        if initdb is None:
+            raise RuntimeError("The fault tests start PostgreSQL servers of their own: apt-get install -y postgresql")
+        self.bindir = Path(initdb).parent
         # Directly under the system's temporary directory: the postgres user cannot enter pytest's.
         self.directory = Path(tempfile.mkdtemp(prefix="portal-fault-postgres-"))
         self.data = self.directory / "data"
@@ -94,6 +96,8 @@ class PrivateRedis:
         self.start()
 
     def start(self):
+        if not shutil.which("redis-server"):
+            raise RuntimeError("The fault tests start Redis servers of their own: apt-get install -y redis-server")
         command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
         log = open(self.directory / "redis.log", "a")  # noqa: SIM115 - the server writes to it after we return
         with log:
