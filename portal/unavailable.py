@@ -13,7 +13,7 @@ import logging
 
 import kombu.exceptions
 import redis
-from django.db import InterfaceError, OperationalError, connection
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connection, connections
 from django.http import HttpResponse, JsonResponse
 
 logger = logging.getLogger(__name__)
@@ -32,8 +32,9 @@ class _FirstStatementWatch:
     first: one wrapped call per request). Notes whether the first statement failed on a connection
     kept from an earlier request that turned out closed."""
 
-    def __init__(self):
-        self.kept = connection.connection is not None
+    def __init__(self, database):
+        self.database = database
+        self.kept = database.connection is not None
         self.started = False
         self.found_closed = False
         self.reached_database = False
@@ -44,10 +45,10 @@ class _FirstStatementWatch:
             result = execute(sql, params, many, context)
         except (OperationalError, InterfaceError):
             if first:
-                self.found_closed = self.kept and database_unreachable()
+                self.found_closed = self.kept and database_unreachable(self.database)
             raise
         self.reached_database = True
-        connection.execute_wrappers.remove(self)  # nothing will be run again now
+        self.database.execute_wrappers.remove(self)  # nothing will be run again now
         return result
 
     @property
@@ -55,10 +56,10 @@ class _FirstStatementWatch:
         return self.found_closed and not self.reached_database
 
 
-def database_unreachable():
+def database_unreachable(database=connection):
     """After a database error: is it that the connection is gone (closed by the server, or never
     made) rather than that the statement was refused (a deadlock, a timeout)?"""
-    raw = connection.connection
+    raw = database.connection
     return raw is None or getattr(raw, "closed", False) or getattr(raw, "broken", False)
 
 
@@ -74,20 +75,21 @@ class ServiceUnavailableMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        watch = _FirstStatementWatch()
-        connection.execute_wrappers.append(watch)
+        database = connections[DEFAULT_DB_ALIAS]  # this thread's, looked up once
+        watch = _FirstStatementWatch(database)
+        database.execute_wrappers.append(watch)
         try:
             response = self.get_response(request)
         finally:
-            if watch in connection.execute_wrappers:
-                connection.execute_wrappers.remove(watch)
+            if watch in database.execute_wrappers:
+                database.execute_wrappers.remove(watch)
         if not watch.may_run_again:
             return response
         # Nothing of the request reached the database, whatever its method: safe to run it all again.
         logger.info(
             "The kept database connection had been closed (PostgreSQL restarted?): running %s again", request.path
         )
-        connection.close()
+        database.close()
         return self.get_response(request)
 
     def process_exception(self, request, exception):
