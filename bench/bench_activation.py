@@ -21,7 +21,6 @@ PostgreSQL's max_connections: every thread keeps its own connection).
 """
 
 import argparse
-import contextlib
 import json
 import multiprocessing
 import os
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import psycopg
 import redis
-from common import ensure_wrk, run_wrk
+from common import ensure_wrk, run_wrk, start_celery_worker, start_gunicorn, stop_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -120,58 +119,17 @@ def approve_units(count, units_file):
         connection.execute("CHECKPOINT")
 
 
-def start_services(log_dir, stack):
-    workers = 2 * os.cpu_count()
-    gunicorn = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            "--workers",
-            str(workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            str(GUNICORN_THREADS),
-            "--bind",
-            f"127.0.0.1:{PORT}",
-            "--log-level",
-            "warning",
-            "--keep-alive",
-            "30",
-        ],
-        cwd=ROOT,
-        env=ENV,
-        stdout=stack.enter_context((log_dir / "gunicorn.log").open("w")),
-        stderr=subprocess.STDOUT,
+def start_services(log_dir):
+    gunicorn = start_gunicorn(
+        PORT, ENV, threads=GUNICORN_THREADS, log=log_dir / "gunicorn.log", extra=["--keep-alive", "30"]
     )
-    celery = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            "bench-i5",
-            "--pool",
-            CELERY_POOL,
-            "--concurrency",
-            str(CELERY_THREADS),
-            "--prefetch-multiplier",
-            str(CELERY_PREFETCH),
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=ENV,
-        stdout=stack.enter_context((log_dir / "celery.log").open("w")),
-        stderr=subprocess.STDOUT,
+    celery = start_celery_worker(
+        ENV,
+        queue="bench-i5",
+        pool=CELERY_POOL,
+        concurrency=CELERY_THREADS,
+        prefetch=CELERY_PREFETCH,
+        log=log_dir / "celery.log",
     )
     deadline = time.monotonic() + 60
     while True:
@@ -320,8 +278,7 @@ def main():
     print(f"Preparing {DATABASE}: migrate, approve {options.units} units (logs in {log_dir})")
     fresh_database()
     approve_units(options.units, units_file)
-    stack = contextlib.ExitStack()
-    processes = start_services(log_dir, stack)
+    processes = start_services(log_dir)
     try:
         from devices.simulator import simulate
 
@@ -403,15 +360,7 @@ def main():
         verdict = "met" if pages_answer else "NOT met"
         print(f"goal pages answer during the activations (none failed, p99 < 2 s): {verdict}")
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        stack.close()
+        stop_processes(processes)
 
 
 if __name__ == "__main__":

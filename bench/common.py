@@ -1,5 +1,6 @@
-"""Pieces the bench scripts share: a scratch PostgreSQL database, Django set-up, gunicorn on a
-free port, a cookie-keeping HTTP client, wrk runs and percentiles."""
+"""Pieces the bench scripts and the fault tests share: a scratch PostgreSQL database, Django set-up,
+the production processes (gunicorn, Celery worker and beat) on a free port, a cookie-keeping HTTP
+client, wrk runs and percentiles."""
 
 import http.client
 import os
@@ -48,7 +49,12 @@ def setup_django(env):
     django.setup()
 
 
-def free_port(ports):
+def free_port(ports=None):
+    """A port on 127.0.0.1 nothing listens on: the first of `ports`, or one the system picks."""
+    if ports is None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
     for port in ports:
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) != 0:
@@ -56,18 +62,22 @@ def free_port(ports):
     raise SystemExit(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
-def start_gunicorn(port, env, *, workers=None, extra=()):
-    """gunicorn serving the portal on 127.0.0.1:`port` (two workers per core unless told)."""
+def start_gunicorn(port, env, *, workers=None, threads=1, log=None, extra=()):
+    """gunicorn serving the portal on 127.0.0.1:`port`, two workers per core unless told; with
+    `threads` > 1 the gthread workers production runs. Output goes to the file `log`, if given."""
     workers = workers or 2 * os.cpu_count()
     command = [
-        str(Path(sys.executable).with_name("gunicorn")),
+        sys.executable,
+        "-m",
+        "gunicorn",
         "config.wsgi:application",
         f"--bind=127.0.0.1:{port}",
         f"--workers={workers}",
         "--log-level=warning",
+        *(["--worker-class=gthread", f"--threads={threads}"] if threads > 1 else []),
         *extra,
     ]
-    server = subprocess.Popen(command, cwd=ROOT, env=env)
+    server = _start(command, env, log)
     deadline = time.monotonic() + 30
     while True:
         with socket.socket() as probe:
@@ -75,8 +85,61 @@ def start_gunicorn(port, env, *, workers=None, extra=()):
                 return server
         if server.poll() is not None or time.monotonic() > deadline:
             server.kill()
-            raise SystemExit("gunicorn did not start")
+            raise RuntimeError(f"gunicorn did not start{f'; see {log}' if log else ''}")
         time.sleep(0.2)
+
+
+def start_celery_worker(env, *, queue, pool="threads", concurrency=8, prefetch=4, log=None, extra=()):
+    """A `celery worker` consuming `queue`, as production runs it (docs: a pool of threads)."""
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "-Q",
+        queue,
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "--prefetch-multiplier",
+        str(prefetch),
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel",
+        "WARNING",
+        *extra,
+    ]
+    return _start(command, env, log)
+
+
+def start_celery_beat(env, *, schedule_file, log=None):
+    """`celery beat`, keeping its schedule in `schedule_file` rather than the working directory."""
+    command = [sys.executable, "-m", "celery", "-A", "config", "beat", "--schedule", str(schedule_file)]
+    return _start([*command, "--loglevel", "WARNING"], env, log)
+
+
+def _start(command, env, log):
+    if log is None:
+        return subprocess.Popen(command, cwd=ROOT, env=env)
+    with open(log, "a") as out:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop_processes(processes, timeout=20):
+    """Terminate the processes, waiting up to `timeout` seconds for each before killing it."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class Browser:
@@ -93,8 +156,14 @@ class Browser:
             body = urlencode(form | {"csrfmiddlewaretoken": self.cookies.get("csrftoken", "")})
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         started = time.perf_counter()
-        self.connection.request(method, path, body=body, headers=headers)
-        response = self.connection.getresponse()
+        try:
+            self.connection.request(method, path, body=body, headers=headers)
+            response = self.connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError):
+            # The server closed the idle keep-alive connection: the request never reached it.
+            self.connection.close()
+            self.connection.request(method, path, body=body, headers=headers)
+            response = self.connection.getresponse()
         content = response.read()
         elapsed = (time.perf_counter() - started) * 1000
         for header in response.headers.get_all("Set-Cookie") or []:

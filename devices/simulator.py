@@ -21,6 +21,9 @@ from vendors.attestation import b64url_decode, b64url_encode
 
 from .keys import derive_device_key, public_bytes, shared_secret
 
+# Answers that ask the device to try again after Retry-After seconds.
+RETRY_LATER = (429, 503)
+
 
 class ActivationFailed(Exception):
     def __init__(self, code, message):
@@ -62,7 +65,11 @@ class HttpClient:
                 data = raw.read()
                 if raw.getheader("Connection", "").lower() == "close":
                     connection.close()
-                return Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, json.loads(data or b"{}"))
+                # Only JSON is parsed: a proxy's or a server's error page is an answer too.
+                is_json = raw.getheader("Content-Type", "").startswith("application/json")
+                return Response(
+                    raw.status, {k.lower(): v for k, v in raw.getheaders()}, json.loads(data) if is_json else {}
+                )
             except (http.client.RemoteDisconnected, ConnectionError, http.client.CannotSendRequest):
                 connection.close()
                 self._local.connection = None
@@ -87,21 +94,24 @@ class SimulatedDevice:
     def activate(self, client: HttpClient, wait=10, deadline_seconds=120):
         """Activate: POST (held by the server up to `wait` s, if given), poll Location while assigning, derive the key.
 
-        Honors Retry-After on 429. Raises ActivationFailed with the operation's error code.
+        Honors Retry-After on 429 and 503 (the server could not reach a service it needs).
+        Raises ActivationFailed with the operation's error code.
         """
         deadline = time.monotonic() + deadline_seconds
         while True:
             path = "/api/v1/activations" + (f"?wait={wait}" if wait else "")
             response = client.request("POST", path, self.activation_request())
-            if response.status != 429:
+            if response.status not in RETRY_LATER:
                 break
             self._pause(response, deadline)
         if response.status not in (200, 202):
             raise ActivationFailed(response.body.get("error", {}).get("code", str(response.status)), response.body)
         location = response.headers.get("location")
-        while response.body.get("status") == "assigning":
+        while response.status in RETRY_LATER or response.body.get("status") == "assigning":
             self._pause(response, deadline)
             response = client.request("GET", location)
+        if response.status != 200:
+            raise ActivationFailed(str(response.status), response.body)
         return self.finish_activation(response.body)
 
     def finish_activation(self, operation):

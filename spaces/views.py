@@ -41,7 +41,9 @@ class OrganizationOverviewView(LoginRequiredMixin, TemplateView):
             Organization.objects.filter(memberships__user=self.request.user), code=self.kwargs["code"]
         )
         membership = membership_for(self.request.user, organization.pk)
-        self.request.session[CURRENT_ORGANIZATION_KEY] = str(organization.code)
+        if self.request.session.get(CURRENT_ORGANIZATION_KEY) != str(organization.code):
+            # Only when it changes: a session written is a write to PostgreSQL (portal.sessions).
+            self.request.session[CURRENT_ORGANIZATION_KEY] = str(organization.code)
         now = timezone.now()
         spaces = organization.spaces.annotate(
             device_count=Count("devices"),

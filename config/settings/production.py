@@ -1,7 +1,7 @@
 """Production: PostgreSQL, Redis, gunicorn, Celery worker and beat, HTTPS. Secrets have no defaults."""
 
 from .base import *  # noqa: F403
-from .base import database_settings, env
+from .base import REDIS_SESSION_ENGINE, database_settings, env, redis_cache
 
 DEBUG = False
 ALLOW_DEMO_DATA = False
@@ -9,8 +9,8 @@ SECRET_KEY = env("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 DATABASES = {"default": database_settings(env.db("DATABASE_URL"))}
 REDIS_URL = env("REDIS_URL")
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+CACHES = {"default": redis_cache(REDIS_URL)}
+SESSION_ENGINE = REDIS_SESSION_ENGINE
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = False
 

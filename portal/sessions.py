@@ -1,0 +1,81 @@
+"""Sessions kept in PostgreSQL with a copy in Redis (Django's cached_db) that keep working while
+Redis is down or silent: SESSION_ENGINE = "portal.sessions" wherever Redis is configured.
+
+Django's cached_db reads a session from the database when reading the copy fails, but then
+writes the copy back without catching the error, and its existence check and its delete raise
+too: with Redis down every signed-in page was a 500. Here an unreachable Redis is a cache miss,
+and sessions are read and written in PostgreSQL alone until it answers again. Signing out is the
+exception (SessionStore.flush).
+"""
+
+import logging
+
+from django.contrib.sessions.backends import cached_db
+from django.contrib.sessions.backends.db import SessionStore as DatabaseStore
+from redis import RedisError
+
+logger = logging.getLogger(__name__)
+
+
+class SessionStore(cached_db.SessionStore):
+    """cached_db for which an unreachable Redis is a miss, not an error. Once Redis failed, the
+    rest of the request leaves it alone: a silent Redis costs a request one timeout, not one per
+    session operation."""
+
+    def __init__(self, session_key=None):
+        super().__init__(session_key)
+        self._redis_failed = False
+
+    def _try_cache(self, operation, *args, done_without):
+        """Run the cache operation unless Redis already failed in this request; on RedisError log
+        what was `done_without` it, and return None."""
+        if self._redis_failed:
+            return None
+        try:
+            return operation(*args)
+        except RedisError:
+            self._redis_failed = True
+            logger.warning("Redis is unreachable: session %s", done_without)
+            return None
+
+    def load(self):
+        data = self._try_cache(self._cache.get, self.cache_key, done_without="read from PostgreSQL")
+        if data is not None:
+            return data
+        session = self._get_session_from_db()
+        if session is None:
+            return {}
+        data = self.decode(session.session_data)
+        expiry = self.get_expiry_age(expiry=session.expire_date)
+        self._try_cache(self._cache.set, self.cache_key, data, expiry, done_without="not copied to Redis")
+        return data
+
+    def exists(self, session_key):
+        key = self.cache_key_prefix + (session_key or "")
+        cached = session_key and self._try_cache(self._cache.has_key, key, done_without="looked up in PostgreSQL only")
+        return bool(cached) or DatabaseStore.exists(self, session_key)
+
+    def save(self, must_create=False):
+        DatabaseStore.save(self, must_create)
+        # A copy older than the row is harmless: the next read after Redis is back may find it, and
+        # its auth hash is checked against the user's password on every request anyway.
+        expiry = self.get_expiry_age()
+        self._try_cache(self._cache.set, self.cache_key, self._session, expiry, done_without="saved to PostgreSQL only")
+
+    def delete(self, session_key=None):
+        """Delete a session, and its copy if Redis answers. Signing in and changing one's password
+        rotate the key through here: a copy left under the old key is harmless (anonymous, or
+        holding an auth hash that no longer matches the user's password)."""
+        DatabaseStore.delete(self, session_key)
+        session_key = session_key or self.session_key
+        if session_key is not None:
+            key = self.cache_key_prefix + session_key
+            self._try_cache(self._cache.delete, key, done_without="deleted from PostgreSQL only")
+
+    def flush(self):
+        """Sign out, deleting the copy first: raises RedisError while Redis cannot be reached (the
+        portal answers 503, try again). A Redis that came back still holding the copy would
+        otherwise let the session work again for anyone who has its cookie."""
+        if self.session_key is not None:
+            self._cache.delete(self.cache_key)
+        super().flush()

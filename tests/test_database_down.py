@@ -1,0 +1,86 @@
+"""A request whose kept database connection PostgreSQL closed meanwhile (as a restart does) runs
+again once on a new one; once a statement of it reached the database, it is answered 503 instead.
+
+Connections are kept between requests (CONN_MAX_AGE) without a health check, so the first
+statement after a restart is the one that finds the connection closed. Here the server closes it
+(pg_terminate_backend) without a restart; tests/test_faults.py restarts and stops a PostgreSQL of
+its own under the real processes.
+"""
+
+import time
+
+import psycopg
+import pytest
+from django.db import connection
+from django.urls import reverse
+
+from .conftest import database_url_for_subprocess
+from .factories import ApprovedIdentityFactory
+from .test_activation_worker import unit_of
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def no_broken_connection_left(transactional_db):
+    """The test client, unlike a server, does not retire a broken connection after a request."""
+    yield
+    connection.close()
+
+
+def close_from_the_server(connection_to_close):
+    """What a PostgreSQL restart does to a kept connection: the server ends its backend (57P01)."""
+    pid = connection_to_close.connection.info.backend_pid
+    with psycopg.connect(database_url_for_subprocess(), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        while other.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[0]:
+            time.sleep(0.01)
+
+
+def test_a_page_on_a_connection_the_server_closed_is_answered(client, organization, owner):
+    client.force_login(owner)
+    overview = reverse("organization-overview", args=[organization.code])
+    assert client.get(overview).status_code == 200
+    close_from_the_server(connection)
+
+    response = client.get(overview)
+
+    assert response.status_code == 200
+    assert organization.name in response.text
+
+
+def test_an_activation_on_a_connection_the_server_closed_is_accepted_once(client, device_model):
+    from devices.models import ActivationOperation
+    from devices.simulator import SimulatedDevice
+
+    request = SimulatedDevice(unit_of(ApprovedIdentityFactory(device_model=device_model))).activation_request()
+    close_from_the_server(connection)
+
+    response = client.post("/api/v1/activations", request, content_type="application/json")
+
+    assert response.status_code == 202
+    assert ActivationOperation.objects.count() == 1
+
+
+def test_a_request_that_reached_the_database_before_its_connection_broke_is_answered_503_not_run_again(
+    client, organization, owner
+):
+    client.force_login(owner)
+    overview = reverse("organization-overview", args=[organization.code])
+    assert client.get(overview).status_code == 200
+    statements = []
+
+    def break_after_the_first_statement(execute, sql, params, many, context):
+        statements.append(sql)
+        result = execute(sql, params, many, context)
+        if len(statements) == 1:
+            close_from_the_server(context["connection"])
+        return result
+
+    with connection.execute_wrapper(break_after_the_first_statement):
+        response = client.get(overview)
+
+    assert response.status_code == 503
+    assert int(response["Retry-After"]) > 0
+    assert response["Content-Type"].startswith("text/html")
+    assert len(statements) == 2, "the statement that failed, and no second run"
