@@ -273,7 +273,7 @@ def main():
     if options.waiters is not None:
         ENV["ACTIVATION_WAITERS_PER_PROCESS"] = str(options.waiters)
 
-    log_dir = Path(tempfile.mkdtemp(prefix="bench_i5_"))
+    log_dir = Path(tempfile.mkdtemp(prefix="bench_activation_"))
     units_file = log_dir / "units.jsonl"
     print(f"Preparing {DATABASE}: migrate, approve {options.units} units (logs in {log_dir})")
     fresh_database()

@@ -147,7 +147,14 @@ if REDIS_URL:
     CACHES = {"default": redis_cache(REDIS_URL)}
     SESSION_ENGINE = REDIS_SESSION_ENGINE
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "portal_cache"}}
+    # Rate-limit counters live here too: the default of 300 entries would cull them under load.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "portal_cache",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
     SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # Celery: the database is the source of truth, the broker only a doorbell, so no result backend.
@@ -211,7 +218,7 @@ CLAIM_FAILURE_WINDOW = 15 * 60
 ALLOW_DEMO_DATA = True
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="portal")
 
-# Issue 7: failed sign-ins are throttled per account and per client address (accounts/throttle.py).
+# Sign-in attempts are limited per account and per client address (accounts/throttle.py).
 SIGN_IN_FAILURE_LIMIT_PER_ACCOUNT = env.int("SIGN_IN_FAILURE_LIMIT_PER_ACCOUNT", default=5)
 SIGN_IN_FAILURE_LIMIT_PER_ADDRESS = env.int("SIGN_IN_FAILURE_LIMIT_PER_ADDRESS", default=30)
 SIGN_IN_FAILURE_WINDOW = env.int("SIGN_IN_FAILURE_WINDOW", default=15 * 60)
@@ -234,7 +241,7 @@ CELERY_BEAT_SCHEDULE |= {
 # that reads before writing fails at once with "database is locked" when devices activate together.
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {})["transaction_mode"] = "IMMEDIATE"
-# Serial-list imports (issue 4, vendors/imports.py). The web process and the workers must share
+# Serial-list imports (vendors/imports.py). The web process and the workers must share
 # MEDIA_ROOT: uploads wait there for the validation task.
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=5_000_000)
 IMPORT_DECISION_DAYS = env.int("IMPORT_DECISION_DAYS", default=7)
@@ -247,14 +254,14 @@ CELERY_BEAT_SCHEDULE["resend-unsent-invitations"] = {
     "schedule": 120.0,
 }
 
-# Periodic device housekeeping (issue 6).
+# Periodic device housekeeping.
 CELERY_BEAT_SCHEDULE |= {
     "expire-commands": {"task": "devices.tasks.expire_commands", "schedule": 60.0},
     "record-connectivity-changes": {"task": "devices.tasks.record_connectivity_changes", "schedule": 60.0},
     "purge-old-heartbeats": {"task": "devices.tasks.purge_old_heartbeats", "schedule": 3600.0},
 }
-# Issue 5 (activation throughput): Celery's Django fixup closes the database connection before and
-# after every task unless DB_REUSE_MAX is set, so each task paid a new PostgreSQL connection (a
-# backend fork and authentication: most of the worker's CPU). Keep it for 500 tasks per process;
-# config/celery_app.py still retires broken or old connections before each task, as Django does per request.
+# Celery's Django fixup closes the database connection before and after every task unless
+# DB_REUSE_MAX is set, so each task paid a new PostgreSQL connection (a backend fork and
+# authentication: most of the worker's CPU). Keep it for 500 tasks per process; config/celery_app.py
+# still retires broken or old connections before each task, as Django does per request.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=500)
