@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -29,6 +29,8 @@ _INVITATION_SALT = "accounts.invitation"
 SEND_LEASE = timedelta(minutes=10)
 # How long the sweep leaves a new invitation to the task sent when it was made.
 RESEND_AFTER = timedelta(minutes=2)
+# Senders that may take one invitation (each task retry and each sweep's task is one).
+MAX_SEND_ATTEMPTS = 10
 
 
 class MembershipError(UserFacingError):
@@ -48,21 +50,24 @@ def invitation_token(invitation):
     return signing.TimestampSigner(salt=_INVITATION_SALT).sign(str(invitation.code))
 
 
+_EXPIRED = "This invitation has expired (links are valid for 7 days). Ask the person who invited you to send a new one."
+
+
 def invitation_from_token(token):
     """The pending invitation a link's token stands for; InvalidInvitation if forged, expired or used."""
     signer = signing.TimestampSigner(salt=_INVITATION_SALT)
     try:
         code = signer.unsign(token, max_age=INVITATION_MAX_AGE)
     except signing.SignatureExpired as exc:
-        raise InvalidInvitation(
-            "This invitation has expired (links are valid for 7 days). Ask the person who invited you "
-            "to send a new one."
-        ) from exc
+        raise InvalidInvitation(_EXPIRED) from exc
     except signing.BadSignature as exc:
         raise InvalidInvitation("This invitation link is not valid. Check that you copied all of it.") from exc
     invitation = Invitation.objects.select_related("organization", "invited_by").filter(code=code).first()
     if invitation is None or invitation.accepted_at is not None:
         raise InvalidInvitation("This invitation has already been used or was withdrawn.")
+    # The link is signed when it is sent, which may be later than the invitation was made.
+    if invitation.created_at + INVITATION_MAX_AGE < timezone.now():
+        raise InvalidInvitation(_EXPIRED)
     return invitation
 
 
@@ -125,13 +130,14 @@ def deliver_invitation(invitation_id, *, now=None):
     A sender first takes the invitation with a compare-and-set (not sent, and held by no other
     sender, see SEND_LEASE), sends, and only then marks it sent: a sender that dies before the
     mark leaves it unsent, for the sweep to send once the lease has run out. A send the mail
-    server refuses gives the invitation back and raises, so that the task retries at once.
+    server refuses gives the invitation back and raises, so that the task retries at once; after
+    MAX_SEND_ATTEMPTS takes, nobody tries again (the inviter can invite the address anew).
     """
     now = now or timezone.now()
     taken = (
         Invitation.objects.pending()
-        .filter(_unclaimed(now), pk=invitation_id, email_sent_at__isnull=True)
-        .update(email_claimed_at=now)
+        .filter(_unclaimed(now), pk=invitation_id, email_sent_at__isnull=True, email_attempts__lt=MAX_SEND_ATTEMPTS)
+        .update(email_claimed_at=now, email_attempts=F("email_attempts") + 1)
     )
     invitation = Invitation.objects.select_related("organization", "invited_by").filter(pk=invitation_id).first()
     if not taken or invitation is None:
@@ -167,6 +173,7 @@ def resend_unsent_invitations(*, now=None):
         .filter(
             _unclaimed(now),
             email_sent_at__isnull=True,
+            email_attempts__lt=MAX_SEND_ATTEMPTS,
             created_at__lte=now - RESEND_AFTER,
             created_at__gt=now - INVITATION_MAX_AGE,
         )

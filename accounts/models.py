@@ -143,6 +143,9 @@ class Invitation(models.Model):
     # When a sender took the invitation to e-mail it (accounts/members.py, deliver_invitation):
     # other senders leave it alone while that sender may still be at work.
     email_claimed_at = models.DateTimeField(null=True, blank=True)
+    # How many times a sender took it: an address the mail server refuses for good is given up
+    # after a few, instead of being tried by every sweep for the invitation's whole life.
+    email_attempts = models.PositiveSmallIntegerField(default=0)
     # Set once the e-mail is sent, never before: an invitation without it is sent again by the sweep.
     email_sent_at = models.DateTimeField(null=True, blank=True)
     accepted_at = models.DateTimeField(null=True, blank=True)

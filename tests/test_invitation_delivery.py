@@ -14,7 +14,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import tasks
-from accounts.members import SEND_LEASE, deliver_invitation, resend_unsent_invitations
+from accounts.members import (
+    MAX_SEND_ATTEMPTS,
+    SEND_LEASE,
+    deliver_invitation,
+    invitation_token,
+    resend_unsent_invitations,
+)
 from accounts.models import Invitation, Role
 
 from .factories import MembershipFactory, OrganizationFactory
@@ -150,6 +156,27 @@ def test_a_send_the_mail_server_refused_is_retried_at_once(organization, owner, 
     settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
     assert deliver_invitation(invitation.pk)
     assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db
+def test_an_address_the_mail_server_always_refuses_is_given_up_after_a_few_attempts(organization, owner, settings):
+    invitation = Invitation.objects.create(organization=organization, email=INVITED, invited_by=owner, link_origin="x")
+    settings.MAILERS = {"default": {"BACKEND": "tests.test_invitation_delivery.RefusingBackend"}}
+    now = timezone.now()
+    for attempt in range(MAX_SEND_ATTEMPTS):  # the task's retries and the sweeps' tasks, hours apart
+        with pytest.raises(SMTPException):
+            deliver_invitation(invitation.pk, now=now + timedelta(hours=attempt))
+    later = now + timedelta(days=1)
+    assert not deliver_invitation(invitation.pk, now=later)
+    assert resend_unsent_invitations(now=later) == 0
+
+
+@pytest.mark.django_db
+def test_a_link_sent_days_after_the_invitation_expires_seven_days_after_it_was_made(client, organization, owner):
+    made = timezone.now() - timedelta(days=8)
+    invitation = Invitation.objects.create(organization=organization, email=INVITED, invited_by=owner, created_at=made)
+    page = client.get(reverse("invitation-accept", args=[invitation_token(invitation)]))
+    assert "This invitation has expired" in page.text
 
 
 class SlowMailServer(OutboxBackend):
