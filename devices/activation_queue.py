@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from portal.redis import redis_client, redis_key
@@ -146,7 +146,13 @@ def answer_when_finished(operation: ActivationOperation, seconds: float) -> dict
                     time.sleep(min(step, 0.2))
                 if announced is not None:
                     return json.loads(announced[1])
-            result = ActivationOperation.objects.select_related("device").get(pk=operation.pk).to_dict()
+            try:
+                result = ActivationOperation.objects.select_related("device").get(pk=operation.pk).to_dict()
+            except DatabaseError:
+                # The operation is committed: the device had better poll it (202 and its Location)
+                # than be told to retry the request, which would start a second one.
+                logger.warning("Could not read activation %s while it was awaited", operation.pk, exc_info=True)
+                return operation.to_dict()
             if result["status"] != ActivationOperation.Status.ASSIGNING or deadline <= time.monotonic():
                 return result
 

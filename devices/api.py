@@ -42,9 +42,9 @@ ACTIVATION_FIELDS = {"vendor", "model", "identifiers", "public_key", "attestatio
 
 
 # Activation requests per minute: every request counts against its client's address (malformed
-# ones too), a well-formed one against its unit as well. Counted before anything else is done;
-# while Redis is unreachable requests are let through (a device refused would only retry, and the
-# operation rows in PostgreSQL still bound the work).
+# ones too), a well-formed one against its unit as well. Counted once the body is parsed, before
+# anything is written; while Redis is unreachable requests are let through (a device refused
+# would only retry, and the operation rows in PostgreSQL still bound the work).
 ACTIVATIONS_PER_ADDRESS = RateLimit("activations:address", limit="ACTIVATION_RATE_PER_ADDRESS", fail_open=True)
 ACTIVATIONS_PER_UNIT = RateLimit("activations:unit", limit="ACTIVATION_RATE_PER_IDENTITY", fail_open=True)
 

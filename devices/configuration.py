@@ -6,6 +6,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from accounts.models import AuditEntry
+from portal.errors import UserFacingError
 from vendors.declarations import clean_values, defaults
 
 from .actions import lock_claimed
@@ -13,11 +14,11 @@ from .history import record_change
 from .models import ConfigurationVersion, DeviceEvent
 
 
-class ConfigurationError(Exception):
+class ConfigurationError(UserFacingError):
     """The values do not fit the model's settings; `errors` maps keys to messages."""
 
     def __init__(self, errors):
-        super().__init__("Invalid configuration")
+        super().__init__("The configuration was not saved: some settings are not valid.")
         self.errors = errors
 
 

@@ -84,3 +84,32 @@ def test_a_request_that_reached_the_database_before_its_connection_broke_is_answ
     assert int(response["Retry-After"]) > 0
     assert response["Content-Type"].startswith("text/html")
     assert len(statements) == 2, "the statement that failed, and no second run"
+
+
+def test_a_device_waiting_for_its_activation_when_the_connection_breaks_is_told_where_to_poll(client, device_model):
+    """Its operation is committed: answering 503 would make the device start a second one."""
+    from devices.activation_queue import doorbell_key
+    from devices.models import ActivationOperation
+    from devices.simulator import SimulatedDevice
+    from portal.redis import redis_client
+
+    redis_client().set(doorbell_key(), 1, ex=60)  # as if a task were on its way: the operation stays waiting
+    request = SimulatedDevice(unit_of(ApprovedIdentityFactory(device_model=device_model))).activation_request()
+    statements = []
+
+    def break_after_the_insert(execute, sql, params, many, context):
+        statements.append(sql)
+        result = execute(sql, params, many, context)
+        if sql.lstrip().upper().startswith("INSERT"):
+            close_from_the_server(context["connection"])
+        return result
+
+    with connection.execute_wrapper(break_after_the_insert):
+        response = client.post("/api/v1/activations?wait=0.3", request, content_type="application/json")
+    connection.close()  # as a server retires a broken connection after the request
+
+    assert response.status_code == 202
+    operation = ActivationOperation.objects.get()
+    assert response["Location"] == f"/api/v1/activations/{operation.pk}"
+    assert response.json() == {"operation_id": str(operation.pk), "status": "assigning"}
+    redis_client().delete(doorbell_key())
