@@ -1,9 +1,11 @@
 """Tasks of the accounts app: small, idempotent, take ids; the rules live in accounts/members.py."""
 
 import logging
+from importlib import import_module
 from smtplib import SMTPException
 
 from celery import shared_task
+from django.conf import settings
 
 from . import members
 
@@ -30,3 +32,10 @@ def resend_unsent_invitations_task():
     sent = members.resend_unsent_invitations()
     if sent:
         logger.info("sent %d unsent invitation(s) to the workers again", sent)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def clear_expired_sessions():
+    """Celery beat, daily: delete expired sessions, which live in PostgreSQL (so that a Redis restart
+    signs nobody out) and would otherwise pile up there."""
+    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()

@@ -253,6 +253,7 @@ CELERY_BEAT_SCHEDULE["resend-unsent-invitations"] = {
     "task": "accounts.tasks.resend_unsent_invitations_task",
     "schedule": 120.0,
 }
+CELERY_BEAT_SCHEDULE["clear-expired-sessions"] = {"task": "accounts.tasks.clear_expired_sessions", "schedule": 86400.0}
 
 # Periodic device housekeeping.
 CELERY_BEAT_SCHEDULE |= {
