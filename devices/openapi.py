@@ -402,3 +402,9 @@ OPENAPI = {
         },
     },
 }
+
+# Any call may be answered 503 while the portal cannot reach PostgreSQL or Redis (portal/unavailable.py).
+_unavailable = _error_response("PostgreSQL or Redis is unreachable for a moment: retry later.", _retry_after)
+for _operations in OPENAPI["paths"].values():
+    for _operation_description in _operations.values():
+        _operation_description["responses"]["503"] = _unavailable
