@@ -349,3 +349,39 @@ def test_a_bulk_action_and_an_activation_batch_lock_shared_devices_in_one_order(
         thread.join()
     assert bulk_waited.is_set()
     assert outcomes == {"batch": "committed", "bulk": "committed"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_heartbeat_whose_metrics_are_written_while_a_release_runs_keeps_none(space, owner):
+    """The release takes the device between the heartbeat's two statements: the metrics row must
+    wait for it and then see the device released, not write to the old owner's history."""
+    device = _claimed(space, owner)
+    Device.objects.filter(pk=device.pk).update(online=True, activated_at=timezone.now())
+    authenticated = _copy(device)
+    released, heartbeat_waited = threading.Event(), threading.Event()
+
+    def release():
+        try:
+            with transaction.atomic():
+                release_device(_copy(device), actor=owner)
+                released.set()
+                wait_until_someone_waits_for(heartbeat_waited)
+        finally:
+            connection.close()
+
+    releaser = threading.Thread(target=release)
+
+    def release_after_the_update(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.lstrip().startswith("UPDATE") and not releaser.is_alive() and not released.is_set():
+            releaser.start()
+            assert released.wait(10)
+        return result
+
+    with connection.execute_wrapper(release_after_the_update):
+        record_heartbeat(authenticated, metrics={"temperature": 21.5})
+    releaser.join()
+
+    assert heartbeat_waited.is_set(), "the metrics row waited for the release"
+    assert not Heartbeat.objects.filter(device=device).exists()
+    assert Device.objects.get(pk=device.pk).status != Device.Status.CLAIMED
