@@ -16,11 +16,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name="invitation",
-            name="email_attempts",
-            field=models.PositiveSmallIntegerField(default=0),
-        ),
-        migrations.AddField(
-            model_name="invitation",
             name="link_origin",
             field=models.CharField(blank=True, max_length=200),
         ),
