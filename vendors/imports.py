@@ -358,6 +358,13 @@ def import_validated_rows(job):
     imported = _import_staged_rows(job)
     if imported is not None:
         return imported
+    # Only one task validates again: a task delivered twice finds the job validating and leaves it.
+    again = ImportJob.objects.filter(
+        pk=job.pk, status__in=[ImportJob.Status.VALIDATED, ImportJob.Status.IMPORTING]
+    ).update(status=ImportJob.Status.VALIDATING, progress=0)
+    if not again:  # another task is validating it again, or the vendor cancelled meanwhile
+        job.refresh_from_db()
+        return job
     if job.file:
         validate_upload(job)
         asked = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.VALIDATED).update(
