@@ -10,10 +10,11 @@ from django.db import connection, transaction
 LOCK_WAIT_LIMIT = 20  # seconds; only reached when the second rule never waits, i.e. the test fails
 
 
-def race(first, second):
+def race(first, second, *, then=None):
     """Run `first` and `second` from two threads at the same instant, each in its own transaction;
-    `first` commits only once `second` waits for one of its locks. Returns (outcome of first,
-    outcome of second, whether second waited); an outcome is the rule's result or its exception."""
+    `first` commits only once `second` waits for one of its locks (and, if given, `then` has run in
+    first's transaction after that). Returns (outcome of first, outcome of second, whether second
+    waited); an outcome is the rule's result or its exception."""
     start = threading.Barrier(2, timeout=LOCK_WAIT_LIMIT)
     outcomes = {}
     second_waited = threading.Event()
@@ -24,6 +25,8 @@ def race(first, second):
                 outcomes["first"] = first()
                 start.wait()
                 wait_until_someone_waits_for(second_waited)
+                if then is not None:
+                    then()
         except Exception as exc:  # the outcome is what the test looks at
             start.abort()  # a first rule that failed lets the second go at once
             outcomes["first"] = exc

@@ -316,39 +316,20 @@ def test_a_bulk_action_and_an_activation_batch_lock_shared_devices_in_one_order(
     first, second = ApprovedIdentityFactory(), ApprovedIdentityFactory()
     later_device, earlier_device = DeviceFactory(identity=second), DeviceFactory(identity=first)
     assert later_device.pk < earlier_device.pk, "device ids run against identity order"
-    batch_holds_first, bulk_waited, outcomes = threading.Event(), threading.Event(), {}
-
-    def activation_batch():
-        try:
-            with transaction.atomic():
-                Device.objects.create_or_lock({first.pk: first.device_model_id})
-                batch_holds_first.set()
-                wait_until_someone_waits_for(bulk_waited)
-                Device.objects.create_or_lock({second.pk: second.device_model_id})
-            outcomes["batch"] = "committed"
-        except Exception as exc:
-            outcomes["batch"] = exc
-        finally:
-            connection.close()
 
     def bulk_action():
-        try:
-            batch_holds_first.wait(10)
-            with transaction.atomic():
-                lock_in_order([earlier_device, later_device])
-            outcomes["bulk"] = "committed"
-        except Exception as exc:
-            outcomes["bulk"] = exc
-        finally:
-            connection.close()
+        with transaction.atomic():
+            lock_in_order([earlier_device, later_device])
 
-    threads = [threading.Thread(target=activation_batch), threading.Thread(target=bulk_action)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert bulk_waited.is_set()
-    assert outcomes == {"batch": "committed", "bulk": "committed"}
+    batch, bulk, overlapped = race(
+        lambda: Device.objects.create_or_lock({first.pk: first.device_model_id}),
+        bulk_action,
+        then=lambda: Device.objects.create_or_lock({second.pk: second.device_model_id}),
+    )
+
+    assert overlapped
+    assert not isinstance(batch, Exception), batch
+    assert not isinstance(bulk, Exception), bulk
 
 
 @pytest.mark.django_db(transaction=True)
