@@ -111,8 +111,11 @@ class Device(models.Model):
     )
     activated_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
-    # SHA-256 of the key derived at activation (hex). The key itself is never stored.
+    # SHA-256 of the key derived at activation (hex). The key itself is never stored; empty when
+    # the device has no key (never activated, released, or its key was reset).
     key_hash = models.CharField(max_length=64, blank=True)
+    # The network address the activation that issued the current key came from (activated_at is when).
+    key_issued_from = models.GenericIPAddressField(null=True, blank=True)
     # Set by "Allow re-activation" (after a factory reset): until then the unit may activate again.
     reactivation_allowed_until = models.DateTimeField(null=True, blank=True)
     # Kept by heartbeats and the connectivity sweep, so that went-offline / back-online
@@ -296,12 +299,31 @@ class ActivationOperation(models.Model):
         FAILED = "failed", "Failed"
 
     class Error(models.TextChoices):
+        """What the device is told (every failed proof is not_approved)."""
+
         NOT_APPROVED = "not_approved", "Not approved"
         UNKNOWN_MODEL = "unknown_model", "Unknown model"
         REVOKED = "revoked", "Revoked"
         ALREADY_ACTIVATED = "already_activated", "Already activated"
         ATTESTATION_FAILED = "attestation_failed", "Attestation failed"
         INVALID_PUBLIC_KEY = "invalid_public_key", "Invalid public key"
+
+    class Reason(models.TextChoices):
+        """Why a proof failed precisely: for vendor staff in the admin, never for the device."""
+
+        NOT_ON_LIST = "not_on_list", "Not on the approved list"
+        WRONG_IDENTIFIER_FIELDS = "wrong_identifier_fields", "Not the model's identifier fields"
+        INVALID_IDENTIFIER = "invalid_identifier", "An identifier has the wrong format"
+        REVOKED = "revoked", "Unit withdrawn by the vendor"
+        CLAIM_CODE_MISSING = "claim_code_missing", "Claim code missing"
+        CLAIM_CODE_WRONG = "claim_code_wrong", "Wrong claim code"
+        ATTESTATION_MISSING = "attestation_missing", "Attestation missing"
+        UNKNOWN_BATCH = "unknown_batch", "Unknown production batch"
+        BATCH_REVOKED = "batch_revoked", "Production batch revoked"
+        CERTIFICATE_INVALID = "certificate_invalid", "Unit certificate does not verify or match"
+        SIGNATURE_INVALID = "signature_invalid", "Request signature does not verify"
+        SIGNATURE_STALE = "signature_stale", "signed_at too far from the server's clock"
+        SIGNATURE_REPLAYED = "signature_replayed", "Request signature already used"
 
     # The operation id of the protocol; its 16 raw bytes are the HKDF salt.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -312,11 +334,15 @@ class ActivationOperation(models.Model):
     identifiers = models.JSONField()
     device_public_key = models.CharField(max_length=43)
     attestation = models.JSONField(null=True, blank=True)
+    # HMAC of the claim code the request carried (vendors/claim_codes.py), never the code itself.
+    claim_code_hash = models.CharField(max_length=64, blank=True, default="")
+    client_address = models.GenericIPAddressField(null=True, blank=True)
     # The result.
     device = models.ForeignKey(Device, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     server_public_key = models.CharField(max_length=43, blank=True)
     error_code = models.CharField(max_length=32, choices=Error.choices, blank=True)
     error_message = models.CharField(max_length=300, blank=True)
+    refusal_reason = models.CharField(max_length=32, choices=Reason.choices, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     # When the task was last sent for it: the sweeper re-sends operations left assigning too long after this.
     sent_at = models.DateTimeField(default=timezone.now)
@@ -354,3 +380,18 @@ class ActivationOperation(models.Model):
         elif self.status == self.Status.FAILED:
             result["error"] = {"code": self.error_code, "message": self.error_message}
         return result
+
+
+class UsedAttestationSignature(models.Model):
+    """A request signature of factory attestation that verified once: it never activates again.
+
+    Kept a little longer than a signature's signed_at is accepted (devices/activation.py), after
+    which the clock check refuses a replay by itself.
+    """
+
+    # SHA-256 (hex) of the signature's raw bytes.
+    signature_hash = models.CharField(max_length=64, primary_key=True)
+    used_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self):
+        return self.signature_hash

@@ -33,7 +33,7 @@ auditorium = Space.objects.get(name="Auditorium")
 device = claim_device(
     space=auditorium,
     device_model=DeviceModel.objects.get(slug="hub-2"),
-    identifiers=demo_identifiers("acme", 1),
+    identifiers=demo_identifiers("hub-2", 1),
     name="Screen",
     actor=alice,
 )
@@ -52,7 +52,7 @@ answers = {}
 for name, url in pages.items():
     response = client.get(url)
     answers[name] = {"status": response.status_code, "location": response.get("Location"), "html": response.text}
-unit = SimulatedDevice({"vendor": "acme", "model": "hub-2", "identifiers": demo_identifiers("acme", 2)})
+unit = SimulatedDevice({"vendor": "acme", "model": "hub-2", "identifiers": demo_identifiers("hub-2", 2)})
 activation = client.post("/api/v1/activations?wait=5", unit.activation_request(), content_type="application/json")
 answers["activation"] = {"status": activation.status_code, "json": activation.json()}
 unit.finish_activation(activation.json())

@@ -20,7 +20,7 @@ def test_seed_demo_is_idempotent():
     first = _counts()
     call_command("seed_demo", stdout=io.StringIO())
     assert _counts() == first
-    assert first == [7, 2, 4, 3, 2, 2, 120]
+    assert first == [7, 2, 4, 3, 2, 3, 180]
 
 
 def test_seed_demo_creates_the_documented_organizations_and_roles():
@@ -41,7 +41,7 @@ def test_seed_demo_list_prints_units_that_are_approved(capsys):
     call_command("seed_demo", stdout=io.StringIO())
     call_command("seed_demo", "--list")
     units = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(units) == 120
+    assert len(units) == 180
     acme = units[0]
     assert set(acme) == {"vendor", "model", "identifiers"}
     assert ApprovedIdentity.objects.filter(
@@ -79,3 +79,38 @@ def test_seed_demo_makes_globex_require_a_factory_signature_and_lists_signatures
         assert unit["attestation"]["batch"] == batch.name
         assert signature_is_valid(batch.public_key, message, unit["attestation"]["signature"])
     assert not signature_is_valid(batch.public_key, message, globex[-1]["attestation"]["signature"])
+
+
+def test_seed_demo_adds_acme_cam_1_whose_units_list_a_claim_code_and_a_label_link(capsys, settings):
+    from vendors.claim_codes import claim_code_matches, normalize_claim_code
+    from vendors.labels import parse_label_payload
+
+    settings.PORTAL_ORIGIN = "https://portal.example"
+    call_command("seed_demo", stdout=io.StringIO())
+    call_command("seed_demo", "--list")
+    units = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    cameras = [unit for unit in units if unit["model"] == "cam-1"]
+    camera_model = DeviceModel.objects.get(vendor__slug="acme", slug="cam-1")
+
+    assert camera_model.name == "Acme Cam 1"
+    assert camera_model.claiming_method.requires_claim_code
+    assert [field.key for field in camera_model.claiming_method.ordered_fields()] == ["serial_number"]
+    assert len(cameras) == 60
+    assert len({unit["claim_code"] for unit in cameras}) == 60
+    for unit in cameras[:5]:
+        assert set(unit["identifiers"]) == {"serial_number"}
+        identity = ApprovedIdentity.objects.get(
+            device_model=camera_model, identifier_1=unit["identifiers"]["serial_number"]
+        )
+        assert normalize_claim_code(unit["claim_code"]) == unit["claim_code"]
+        assert claim_code_matches(unit["claim_code"], identity.claim_code_hash)
+        assert unit["claim_code"] not in identity.claim_code_hash
+        prefix = "https://portal.example/claim/label/"
+        assert unit["label_url"].startswith(prefix)
+        assert parse_label_payload(unit["label_url"][len(prefix) : -1]) == {
+            "vendor": "acme",
+            "model": "cam-1",
+            "identifiers": unit["identifiers"],
+            "claim_code": unit["claim_code"],
+        }
+    assert all("claim_code" not in unit for unit in units if unit["model"] != "cam-1")

@@ -80,6 +80,14 @@ class ClaimingMethod(models.Model):
         related_name="claiming_methods",
         help_text="The vendor that defined and may change this method; empty for the methods every vendor may use.",
     )
+    requires_claim_code = models.BooleanField(
+        default=False,
+        help_text=(
+            "Each unit also comes with an 11-digit claim code, a secret printed on its label and known to its "
+            "firmware: customers type it to claim the unit, the unit sends it to activate. Without one, whoever "
+            "reads the identifiers off a sticker can claim or activate the unit."
+        ),
+    )
 
     class Meta:
         ordering = ["name"]
@@ -285,6 +293,8 @@ class ApprovedIdentity(models.Model):
     identifier_2 = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, null=True, blank=True)
     identifier_3 = models.CharField(max_length=MAX_IDENTIFIER_LENGTH, null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.APPROVED)
+    # HMAC-SHA256 of the unit's claim code (vendors/claim_codes.py), for methods that require one.
+    claim_code_hash = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
@@ -436,6 +446,7 @@ class ImportRow(models.Model):
     identifier_1 = models.TextField(null=True)
     identifier_2 = models.TextField(null=True)
     identifier_3 = models.TextField(null=True)
+    claim_code_hash = models.TextField(null=True)
     error = models.TextField(null=True, help_text="Why the row cannot be imported; empty for a good row.")
 
     def __str__(self):

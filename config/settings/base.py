@@ -215,6 +215,15 @@ LOGGING = {
 # Domain settings.
 CLAIM_FAILURE_LIMIT = 10
 CLAIM_FAILURE_WINDOW = 15 * 60
+# Failed claims of all the members of one organization together (an owner cannot multiply the
+# guesses at a claim code by inviting more members).
+CLAIM_FAILURE_LIMIT_PER_ORGANIZATION = env.int("CLAIM_FAILURE_LIMIT_PER_ORGANIZATION", default=30)
+# The key of the claim codes' HMAC (vendors/claim_codes.py); empty: derived from SECRET_KEY. Set it
+# before rotating SECRET_KEY, or every claim code already printed stops matching.
+CLAIM_CODE_SECRET = env("DJANGO_CLAIM_CODE_SECRET", default="")
+# The portal's address as printed in QR labels' links (seed_demo --list, label sheets made
+# outside a request).
+PORTAL_ORIGIN = env("DJANGO_PORTAL_ORIGIN", default="http://127.0.0.1:8000")
 ALLOW_DEMO_DATA = True
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="portal")
 

@@ -1,4 +1,4 @@
-"""Demo data: two vendors, two organizations, the demo users and approved units to try.
+"""Demo data: two vendors (three models), two organizations, the demo users and approved units to try.
 
 Idempotent: running it again changes nothing (demo passwords are reset to the documented one).
 """
@@ -15,8 +15,10 @@ from django.db import transaction
 from accounts.models import Membership, Organization, Role, User
 from spaces.models import Space
 from vendors.attestation import attestation_message, public_key_text, sign
+from vendors.claim_codes import RANDOM_DIGITS, hash_claim_code, verhoeff_check_digit
 from vendors.claiming_methods import SHIPPED_METHODS, install_shipped_methods
 from vendors.identifiers import normalize
+from vendors.labels import label_url
 from vendors.models import (
     ApprovedIdentity,
     Attestation,
@@ -62,6 +64,10 @@ DISPLAY_SETTINGS = [
     },
     {"key": "time_zone", "label": "Time zone", "type": "choice", "choices": TIME_ZONES, "default": "UTC"},
 ]
+CAMERA_SETTINGS = [
+    {"key": "resolution", "label": "Resolution", "type": "choice", "choices": ["720p", "1080p"], "default": "1080p"},
+    {"key": "time_zone", "label": "Time zone", "type": "choice", "choices": TIME_ZONES, "default": "UTC"},
+]
 
 VENDORS = [
     {
@@ -69,29 +75,41 @@ VENDORS = [
         "name": "Acme Devices",
         "support_email": "support@acme.example",
         "support_url": "https://support.acme.example",
-        "model": {
-            "slug": "hub-2",
-            "name": "Acme Hub 2",
-            "method": "serial-mac",
-            "heartbeat_interval": 60,
-            "command_declarations": HUB_COMMANDS,
-            "setting_declarations": HUB_SETTINGS,
-        },
+        "models": [
+            {
+                "slug": "hub-2",
+                "name": "Acme Hub 2",
+                "method": "serial-mac",
+                "heartbeat_interval": 60,
+                "command_declarations": HUB_COMMANDS,
+                "setting_declarations": HUB_SETTINGS,
+            },
+            {
+                "slug": "cam-1",
+                "name": "Acme Cam 1",
+                "method": "serial-claim-code",
+                "heartbeat_interval": 60,
+                "command_declarations": HUB_COMMANDS[:2],
+                "setting_declarations": CAMERA_SETTINGS,
+            },
+        ],
     },
     {
         "slug": "globex",
         "name": "Globex",
         "support_email": "help@globex.example",
         "support_url": "https://globex.example/support",
-        "model": {
-            "slug": "display-55",
-            "name": "Globex Display 55",
-            "method": "cloud-id",
-            "heartbeat_interval": 120,
-            "command_declarations": HUB_COMMANDS[:2],
-            "setting_declarations": DISPLAY_SETTINGS,
-            "attestation": Attestation.FACTORY_SIGNATURE,
-        },
+        "models": [
+            {
+                "slug": "display-55",
+                "name": "Globex Display 55",
+                "method": "cloud-id",
+                "heartbeat_interval": 120,
+                "command_declarations": HUB_COMMANDS[:2],
+                "setting_declarations": DISPLAY_SETTINGS,
+                "attestation": Attestation.FACTORY_SIGNATURE,
+            },
+        ],
     },
 ]
 
@@ -111,16 +129,31 @@ USERS = [
 ]
 
 
-def demo_identifiers(vendor_slug, index):
-    """The identifiers of demo unit number `index` (1-based) of the vendor's demo model, as a device sends them."""
-    if vendor_slug == "acme":
+def demo_identifiers(model_slug, index):
+    """The identifiers of demo unit number `index` (1-based) of the demo model `model_slug`, as a device sends them."""
+    if model_slug == "hub-2":
         return {
             "serial_number": f"AH2-26{index:04d}",
             "mac_address": f"02:AC:E0:00:{index // 256:02X}:{index % 256:02X}",
         }
+    if model_slug == "cam-1":
+        return {"serial_number": f"AC1-26{index:04d}"}
     digest = hashlib.sha256(f"globex/display-55/{index}".encode()).digest()
     cloud_id = base64.b32encode(digest[:10]).decode()
     return {"cloud_id": "-".join(cloud_id[i : i + 4] for i in range(0, 16, 4))}
+
+
+# Demo claim codes are derived from this fixed, published seed, so that `--list` can print them
+# and the simulator send them: public knowledge, for demo data only. A real serial list's codes
+# are random (vendors/claim_codes.generate_claim_code) and only their hashes are stored.
+DEMO_CLAIM_CODE_SEED = "device-portal demo claim code"
+
+
+def demo_claim_code(model_slug, index):
+    """The claim code of demo unit number `index` of a model that requires one."""
+    digest = hashlib.sha256(f"{DEMO_CLAIM_CODE_SEED}/{model_slug}/{index}".encode()).digest()
+    digits = f"{int.from_bytes(digest[:8], 'big') % 10**RANDOM_DIGITS:0{RANDOM_DIGITS}d}"
+    return digits + verhoeff_check_digit(digits)
 
 
 # The demo production batch of every model that requires a factory signature. Its Ed25519 key
@@ -136,30 +169,42 @@ def demo_batch_private_key(vendor_slug, model_slug):
     return Ed25519PrivateKey.from_private_bytes(seed)
 
 
-def demo_attestation(spec, identifiers):
-    """The attestation object a demo unit of `spec`'s model sends: the demo batch's signature of its identifiers."""
-    method = next(method for method in SHIPPED_METHODS if method["slug"] == spec["model"]["method"])
+def demo_attestation(vendor_slug, model_spec, identifiers):
+    """The attestation object a demo unit of `model_spec` sends: the demo batch's signature of its identifiers."""
+    method = next(method for method in SHIPPED_METHODS if method["slug"] == model_spec["method"])
     values = [normalize(identifiers[field["key"]], field["normalization"]) for field in method["fields"]]
-    message = attestation_message(spec["slug"], spec["model"]["slug"], values)
+    message = attestation_message(vendor_slug, model_spec["slug"], values)
     return {
         "batch": DEMO_BATCH_NAME,
-        "signature": sign(demo_batch_private_key(spec["slug"], spec["model"]["slug"]), message),
+        "signature": sign(demo_batch_private_key(vendor_slug, model_spec["slug"]), message),
     }
 
 
+def requires_claim_code(model_spec):
+    return next(method for method in SHIPPED_METHODS if method["slug"] == model_spec["method"]).get(
+        "requires_claim_code", False
+    )
+
+
 def demo_units():
-    """Every demo unit as {"vendor", "model", "identifiers"} (+ "attestation" where the model requires one):
-    the body of its activation request, less the public key."""
+    """Every demo unit as {"vendor", "model", "identifiers"} (+ "attestation" where the model requires
+    one, + "claim_code" and "label_url" where it requires a claim code): the body of its activation
+    request, less the public key."""
     for spec in VENDORS:
-        for index in range(1, UNITS_PER_MODEL + 1):
-            unit = {
-                "vendor": spec["slug"],
-                "model": spec["model"]["slug"],
-                "identifiers": demo_identifiers(spec["slug"], index),
-            }
-            if spec["model"].get("attestation") == Attestation.FACTORY_SIGNATURE:
-                unit["attestation"] = demo_attestation(spec, unit["identifiers"])
-            yield unit
+        for model_spec in spec["models"]:
+            for index in range(1, UNITS_PER_MODEL + 1):
+                unit = {
+                    "vendor": spec["slug"],
+                    "model": model_spec["slug"],
+                    "identifiers": demo_identifiers(model_spec["slug"], index),
+                }
+                if model_spec.get("attestation") == Attestation.FACTORY_SIGNATURE:
+                    unit["attestation"] = demo_attestation(spec["slug"], model_spec, unit["identifiers"])
+                if requires_claim_code(model_spec):
+                    unit["claim_code"] = demo_claim_code(model_spec["slug"], index)
+                    link = (spec["slug"], model_spec["slug"], unit["identifiers"], unit["claim_code"])
+                    unit["label_url"] = label_url(settings.PORTAL_ORIGIN, *link)
+                yield unit
 
 
 class Command(BaseCommand):
@@ -192,26 +237,28 @@ class Command(BaseCommand):
                 defaults={k: spec[k] for k in ("name", "support_email", "support_url")},
             )
             vendors[spec["slug"]] = vendor
-            model_spec = spec["model"]
-            device_model, _ = DeviceModel.objects.update_or_create(
-                vendor=vendor,
-                slug=model_spec["slug"],
-                defaults={
-                    "name": model_spec["name"],
-                    "claiming_method": ClaimingMethod.objects.get(slug=model_spec["method"]),
-                    "heartbeat_interval": model_spec["heartbeat_interval"],
-                    "command_declarations": model_spec["command_declarations"],
-                    "setting_declarations": model_spec["setting_declarations"],
-                    "attestation": model_spec.get("attestation", Attestation.NONE),
-                },
-            )
-            self.approve_demo_units(device_model)
-            if device_model.attestation == Attestation.FACTORY_SIGNATURE:
-                ProductionBatch.objects.get_or_create(
-                    device_model=device_model,
-                    name=DEMO_BATCH_NAME,
-                    defaults={"public_key": public_key_text(demo_batch_private_key(vendor.slug, device_model.slug))},
+            for model_spec in spec["models"]:
+                device_model, _ = DeviceModel.objects.update_or_create(
+                    vendor=vendor,
+                    slug=model_spec["slug"],
+                    defaults={
+                        "name": model_spec["name"],
+                        "claiming_method": ClaimingMethod.objects.get(slug=model_spec["method"]),
+                        "heartbeat_interval": model_spec["heartbeat_interval"],
+                        "command_declarations": model_spec["command_declarations"],
+                        "setting_declarations": model_spec["setting_declarations"],
+                        "attestation": model_spec.get("attestation", Attestation.NONE),
+                    },
                 )
+                self.approve_demo_units(device_model)
+                if device_model.attestation == Attestation.FACTORY_SIGNATURE:
+                    ProductionBatch.objects.get_or_create(
+                        device_model=device_model,
+                        name=DEMO_BATCH_NAME,
+                        defaults={
+                            "public_key": public_key_text(demo_batch_private_key(vendor.slug, device_model.slug))
+                        },
+                    )
 
         organizations = {}
         for spec in ORGANIZATIONS:
@@ -241,9 +288,10 @@ class Command(BaseCommand):
         rows = [
             ApprovedIdentity(
                 device_model=device_model,
+                claim_code_hash=hash_claim_code(unit["claim_code"]) if "claim_code" in unit else "",
                 **{field.column: field.clean_value(unit["identifiers"][field.key]) for field in fields},
             )
             for unit in demo_units()
-            if unit["model"] == device_model.slug
+            if (unit["vendor"], unit["model"]) == (device_model.vendor.slug, device_model.slug)
         ]
         ApprovedIdentity.objects.bulk_create(rows, ignore_conflicts=True)

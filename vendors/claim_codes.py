@@ -1,0 +1,130 @@
+"""Claim codes: the per-unit secret that proves a person (or the unit itself) holds the unit.
+
+A claim code is 11 digits, as Matter's manual pairing code: 10 random digits (33 bits) and a
+Verhoeff check digit, so that a typo is caught before it counts as a failed claim. People type it
+with any spaces or dashes; it is printed in groups of 4-3-4 ("1234-567-8901").
+
+The portal never stores a code: it stores HMAC-SHA256(key, code), the key being
+`CLAIM_CODE_SECRET`, or derived from `SECRET_KEY` when that is empty. Ten digits hashed without a
+secret key would be reversed by trying them all in seconds.
+"""
+
+import hashlib
+import hmac
+import secrets
+
+from django.conf import settings
+
+CLAIM_CODE_LENGTH = 11
+RANDOM_DIGITS = CLAIM_CODE_LENGTH - 1
+
+# Verhoeff's dihedral-group tables: multiplication, permutation and inverse.
+_D = (
+    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+    (1, 2, 3, 4, 0, 6, 7, 8, 9, 5),
+    (2, 3, 4, 0, 1, 7, 8, 9, 5, 6),
+    (3, 4, 0, 1, 2, 8, 9, 5, 6, 7),
+    (4, 0, 1, 2, 3, 9, 5, 6, 7, 8),
+    (5, 9, 8, 7, 6, 0, 4, 3, 2, 1),
+    (6, 5, 9, 8, 7, 1, 0, 4, 3, 2),
+    (7, 6, 5, 9, 8, 2, 1, 0, 4, 3),
+    (8, 7, 6, 5, 9, 3, 2, 1, 0, 4),
+    (9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+)
+_P = (
+    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+    (1, 5, 7, 6, 2, 8, 3, 0, 9, 4),
+    (5, 8, 0, 3, 7, 9, 6, 1, 4, 2),
+    (8, 9, 1, 6, 0, 4, 3, 5, 2, 7),
+    (9, 4, 5, 3, 1, 2, 6, 8, 7, 0),
+    (4, 2, 8, 6, 5, 7, 3, 9, 0, 1),
+    (2, 7, 9, 3, 8, 0, 6, 4, 1, 5),
+    (7, 0, 4, 6, 9, 1, 3, 2, 5, 8),
+)
+_INV = (0, 4, 3, 2, 1, 5, 6, 7, 8, 9)
+
+_SEPARATORS = str.maketrans("", "", " -\t")
+
+
+class ClaimCodeError(ValueError):
+    """A typed claim code that cannot be a claim code; `typo` when it has the right length but its
+    check digit fails (the person mistyped one digit or swapped two)."""
+
+    def __init__(self, message, *, typo=False):
+        super().__init__(message)
+        self.message = message
+        self.typo = typo
+
+
+def verhoeff_check_digit(digits: str) -> str:
+    """The Verhoeff check digit to append to `digits` (a string of decimal digits)."""
+    check = 0
+    for position, digit in enumerate(reversed(digits), start=1):
+        check = _D[check][_P[position % 8][int(digit)]]
+    return str(_INV[check])
+
+
+def verhoeff_is_valid(code: str) -> bool:
+    """Whether the last digit of `code` is the Verhoeff check digit of the others."""
+    check = 0
+    for position, digit in enumerate(reversed(code)):
+        check = _D[check][_P[position % 8][int(digit)]]
+    return check == 0
+
+
+def normalize_claim_code(raw) -> str:
+    """The 11 digits of a claim code typed as `raw` (spaces and dashes anywhere are ignored).
+
+    Raises ClaimCodeError: `typo=True` for 11 digits whose check digit fails.
+    """
+    code = (raw or "").translate(_SEPARATORS) if isinstance(raw, str) else ""
+    if not code:
+        raise ClaimCodeError("Enter the claim code.")
+    if len(code) != CLAIM_CODE_LENGTH or not code.isascii() or not code.isdigit():
+        raise ClaimCodeError("A claim code is 11 digits, e.g. 1234-567-8901.")
+    if not verhoeff_is_valid(code):
+        raise ClaimCodeError(
+            "This claim code has a typo: one digit is wrong or two are swapped. Check it against the label.",
+            typo=True,
+        )
+    return code
+
+
+def generate_claim_code() -> str:
+    """A new claim code: 10 digits from the operating system's CSPRNG, then the check digit."""
+    digits = f"{secrets.randbelow(10**RANDOM_DIGITS):0{RANDOM_DIGITS}d}"
+    return digits + verhoeff_check_digit(digits)
+
+
+def format_claim_code(code: str) -> str:
+    """The code as printed on labels: 4-3-4 digits joined by dashes."""
+    return f"{code[:4]}-{code[4:7]}-{code[7:]}"
+
+
+def _hmac_key() -> bytes:
+    secret = settings.CLAIM_CODE_SECRET or settings.SECRET_KEY
+    # Derived, so that the claim-code key is never the signing key itself.
+    return hashlib.sha256(b"device-portal claim-code key:" + secret.encode()).digest()
+
+
+def claim_code_hasher():
+    """A function from a normalized code to its stored hash (hex HMAC-SHA256), with the key set up
+    once, for callers that hash a million codes (the serial-list import)."""
+    prepared = hmac.new(_hmac_key(), digestmod=hashlib.sha256)
+
+    def hash_code(code: str) -> str:
+        mac = prepared.copy()
+        mac.update(code.encode("ascii"))
+        return mac.hexdigest()
+
+    return hash_code
+
+
+def hash_claim_code(code: str) -> str:
+    """What the portal stores for the normalized claim code `code`."""
+    return claim_code_hasher()(code)
+
+
+def claim_code_matches(code: str, stored_hash: str) -> bool:
+    """Constant-time check of a normalized code against a stored hash; False when none is stored."""
+    return bool(stored_hash) and hmac.compare_digest(hash_claim_code(code), stored_hash)
