@@ -110,6 +110,10 @@ def move_device(device, *, space, actor):
     return device
 
 
+# What revoke_key changes, for callers that save only those fields.
+REVOKED_KEY_FIELDS = ["key_hash", "key_issued_from", "reactivation_allowed_until"]
+
+
 def revoke_key(device, *, now=None):
     """Take the key away from `device` (a locked row the caller saves): the hash the device API
     authenticates by is emptied, so the old key matches no device, and the re-activation window
@@ -155,6 +159,34 @@ def release_device(device, *, actor, reason=""):
         locked.claimed_at = None
         locked.claimed_by = None
         locked.save()
+    return locked
+
+
+def reset_device_key(device, *, actor, now=None):
+    """Revoke the key of a claimed device at once, for an owner who fears someone else holds it
+    (say, it was issued from a network they do not know): from the commit on, every device API call
+    with it gets 401, and the unit must activate again, which the window opened here allows.
+
+    Checked on the locked row (see lock_claimed); refused for a device that holds no key. Recorded
+    in the device's history and the organization's audit log, with when and from where the revoked
+    key was issued. Who may do it (owners and admins) is the caller's check, as for every rule here.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = lock_claimed(device)
+        if not locked.key_hash:
+            raise DeviceActionError("This device holds no key now: it receives one when it activates.")
+        revoked = {"issued_at": locked.activated_at.isoformat(), "issued_from": locked.key_issued_from}
+        revoke_key(locked, now=now)
+        locked.save(update_fields=REVOKED_KEY_FIELDS)
+        record_change(
+            locked,
+            DeviceEvent.Kind.KEY_RESET,
+            actor=actor,
+            audit_action=AuditEntry.Action.DEVICE_KEY_RESET,
+            details=revoked,
+            at=now,
+        )
     return locked
 
 
