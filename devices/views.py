@@ -368,7 +368,7 @@ class AllowReactivationView(DeviceActionView):
 
     def perform(self, device, form):
         actions.allow_reactivation(device, actor=self.request.user)
-        return "Re-activation allowed for 24 hours: reset the device and let it activate again."
+        return "Re-activation allowed for 24 hours: factory-reset the device and let it activate again."
 
 
 class ConfirmedDeviceActionView(DeviceMixin, View):
