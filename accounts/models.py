@@ -206,6 +206,7 @@ class AuditEntry(models.Model):
         DEVICE_MOVED = "device_moved", "Device moved"
         DEVICE_RENAMED = "device_renamed", "Device renamed"
         DEVICE_RELEASED = "device_released", "Device released"
+        DEVICE_KEY_RESET = "device_key_reset", "Device key reset"
         COMMAND_SENT = "command_sent", "Command sent"
         CONFIGURATION_CHANGED = "configuration_changed", "Configuration changed"
         SPACE_CREATED = "space_created", "Space created"

@@ -110,15 +110,31 @@ def move_device(device, *, space, actor):
     return device
 
 
+# What revoke_key changes, for callers that save only those fields.
+REVOKED_KEY_FIELDS = ["key_hash", "key_issued_from", "reactivation_allowed_until"]
+
+
+def revoke_key(device, *, now=None):
+    """Take the key away from `device` (a locked row the caller saves): the hash the device API
+    authenticates by is emptied, so the old key matches no device, and the re-activation window
+    opens so the unit can activate again and receive a new key. The address the key was issued
+    from goes with it: it said where the previous key holder's network was."""
+    device.key_hash = ""
+    device.key_issued_from = None
+    device.reactivation_allowed_until = (now or timezone.now()) + REACTIVATION_WINDOW
+
+
 def release_device(device, *, actor, reason=""):
     """Release a claimed device so that any organization can claim it again; refused if it was
     released meanwhile (see lock_claimed), so that nobody releases a device they no longer hold.
 
     Deletes the device's whole history (events, telemetry, commands, configuration) in one
-    transaction; the device goes back to registered, or to unregistered if it never connected.
-    Its key stays valid: the unit itself has not changed hands on the network, only its owner.
-    The vendor's audit log records the release, with `reason` when vendor staff force it
-    (see VendorAuditEntry).
+    transaction and revokes its key (see revoke_key): from the commit on, every device API call
+    with the old key gets 401, so a previous owner who kept a copy of it cannot follow the unit to
+    its next owner; the unit may activate afresh within REACTIVATION_WINDOW. The device goes back
+    to registered, or to unregistered if it never connected: the vendor's statuses say whether it
+    ever registered with the server, Device.has_key whether it can reach it now. The vendor's audit
+    log records the release, with `reason` when vendor staff force it (see VendorAuditEntry).
     """
     with transaction.atomic():
         locked = lock_claimed(device, "identity", "device_model")
@@ -134,6 +150,7 @@ def release_device(device, *, actor, reason=""):
         # The whole history goes: events, telemetry, commands and configuration versions.
         for history in (locked.events, locked.heartbeats, locked.commands, locked.configuration_versions):
             history.all().delete()
+        revoke_key(locked)
         locked.applied_config_version = None
         locked.status = Device.Status.REGISTERED if locked.activated_at else Device.Status.UNREGISTERED
         locked.organization = None
@@ -142,6 +159,34 @@ def release_device(device, *, actor, reason=""):
         locked.claimed_at = None
         locked.claimed_by = None
         locked.save()
+    return locked
+
+
+def reset_device_key(device, *, actor, now=None):
+    """Revoke the key of a claimed device at once, for an owner who fears someone else holds it
+    (say, it was issued from a network they do not know): from the commit on, every device API call
+    with it gets 401, and the unit must activate again, which the window opened here allows.
+
+    Checked on the locked row (see lock_claimed); refused for a device that holds no key. Recorded
+    in the device's history and the organization's audit log, with when and from where the revoked
+    key was issued. Who may do it (owners and admins) is the caller's check, as for every rule here.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = lock_claimed(device)
+        if not locked.key_hash:
+            raise DeviceActionError("This device holds no key now: it receives one when it activates.")
+        revoked = {"issued_at": locked.activated_at.isoformat(), "issued_from": locked.key_issued_from}
+        revoke_key(locked, now=now)
+        locked.save(update_fields=REVOKED_KEY_FIELDS)
+        record_change(
+            locked,
+            DeviceEvent.Kind.KEY_RESET,
+            actor=actor,
+            audit_action=AuditEntry.Action.DEVICE_KEY_RESET,
+            details=revoked,
+            at=now,
+        )
     return locked
 
 

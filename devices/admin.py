@@ -37,7 +37,9 @@ class DeviceAdmin(VendorScopedAdmin):
     list_select_related = ["device_model", "organization", "space", "identity"]
     raw_id_fields = ["identity", "claimed_by"]
     people_fields = ("claimed_by",)
-    readonly_fields = ["code", "key_hash", "activated_at", "last_seen_at", "claimed_at"]
+    # The address a key was issued from is the unit's network, seen by the vendor's own device API
+    # (as the activation operations are): staff see it, as they see the organization, never a person.
+    readonly_fields = ["code", "key_hash", "activated_at", "key_issued_from", "last_seen_at", "claimed_at"]
     search_fields = ["identity__identifier_1"]
     show_full_result_count = False
     change_form_template = "admin/devices/device/change_form.html"
@@ -65,7 +67,8 @@ class DeviceAdmin(VendorScopedAdmin):
         return admin_vendor_scope(request.user) is not None
 
     def force_release_view(self, request, object_id):
-        """Release a claimed device as its customer would, with a reason for the vendor audit log."""
+        """Release a claimed device as its customer would (its key dies with it), with a reason for
+        the vendor audit log."""
         device = self.get_object(request, object_id)
         if not self.has_support_permission(request):
             raise PermissionDenied
@@ -79,7 +82,9 @@ class DeviceAdmin(VendorScopedAdmin):
             except DeviceActionError as refusal:  # released or claimed anew since the page was read
                 self.message_user(request, refusal.message, messages.WARNING)
             else:
-                self.message_user(request, f"{device} was released; its history is deleted.", messages.SUCCESS)
+                self.message_user(
+                    request, f"{device} was released; its history is deleted and its key revoked.", messages.SUCCESS
+                )
             return redirect("admin:devices_device_change", device.pk)
         return self.render_object_page(
             request, "admin/devices/force_release.html", device, f"Force release {device}", form=form

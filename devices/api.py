@@ -339,6 +339,8 @@ class HeartbeatView(DeviceKeyView):
         except InvalidRequest as invalid:
             return error_response(400, "invalid_request", invalid.message, fields=invalid.fields)
         waiting = record_heartbeat(device, metrics=metrics, config_version=config_version)
+        if waiting is None:  # the key was revoked since it was checked
+            return unauthorized()
         return JsonResponse(
             {
                 "device": {"id": str(device.code), "status": device.status},

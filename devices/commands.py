@@ -59,13 +59,18 @@ def send_command(device, *, name, arguments, actor, now=None):
 def deliver_pending_commands(device, now=None):
     """The commands the device should run now, oldest first; queued ones become delivered.
 
-    Delivered but unfinished commands are handed out again (the device may have restarted).
+    Delivered but unfinished commands are handed out again (the device may have restarted). Each
+    statement checks that the device still has the key it authenticated with: a release or key
+    reset that committed since hands the old key nothing sent after it.
     """
     now = now or timezone.now()
-    pending = list(device.commands.filter(status__in=Command.PENDING, expires_at__gt=now).order_by("created_at", "id"))
+    current = {"device__key_hash": device.key_hash}
+    pending = list(
+        device.commands.filter(status__in=Command.PENDING, expires_at__gt=now, **current).order_by("created_at", "id")
+    )
     queued = [c.pk for c in pending if c.status == Command.Status.QUEUED]
     if queued:
-        Command.objects.filter(pk__in=queued, status=Command.Status.QUEUED).update(
+        Command.objects.filter(pk__in=queued, status=Command.Status.QUEUED, **current).update(
             status=Command.Status.DELIVERED, delivered_at=now
         )
     return pending

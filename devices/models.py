@@ -153,6 +153,11 @@ class Device(models.Model):
         return self.name or str(self.identity)
 
     @property
+    def has_key(self):
+        """Whether the unit holds a key the device API accepts (released and reset devices do not)."""
+        return bool(self.key_hash)
+
+    @property
     def awaiting_first_connection(self):
         return self.status == self.Status.CLAIMED and self.activated_at is None
 
@@ -183,6 +188,7 @@ class DeviceEvent(models.Model):
         MOVED = "moved", "Moved"
         RENAMED = "renamed", "Renamed"
         REACTIVATION_ALLOWED = "reactivation_allowed", "Re-activation allowed"
+        KEY_RESET = "key_reset", "Device key reset"
         COMMAND_SENT = "command_sent", "Command sent"
         CONFIGURATION_CHANGED = "configuration_changed", "Configuration changed"
         WENT_OFFLINE = "went_offline", "Went offline"

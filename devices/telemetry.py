@@ -19,7 +19,8 @@ def record_heartbeat(device, *, metrics, config_version=None, now=None):
     Updates last_seen_at (and the applied configuration version it reports), keeps the metrics
     of a claimed device for the monitoring chart (an unclaimed device's show nowhere, so they are
     not kept), and writes a back-online event when the device had been marked offline.
-    Returns {"commands_pending": bool, "config_version": desired version}.
+    Returns {"commands_pending": bool, "config_version": desired version}, or None when the key
+    `device` was authenticated by was revoked meanwhile (the caller answers as to a wrong key).
     """
     now = now or timezone.now()
     came_back = not device.online
@@ -27,6 +28,8 @@ def record_heartbeat(device, *, metrics, config_version=None, now=None):
     # back online needs its flag and its event written together.
     with transaction.atomic() if came_back else nullcontext():
         waiting = _mark_seen(device, now, config_version)
+        if waiting is None:
+            return None
         if device.status == Device.Status.CLAIMED:
             _insert_while_claimed(Heartbeat, device, received_at=now, metrics=metrics)
             if came_back:
@@ -41,14 +44,19 @@ def record_heartbeat(device, *, metrics, config_version=None, now=None):
 
 def _mark_seen(device, now, config_version):
     """Mark the device seen (and online, with the configuration version it reports) and read what
-    waits for it: {"commands_pending": bool, "config_version": desired version}, in one statement.
+    waits for it: {"commands_pending": bool, "config_version": desired version}, in one statement;
+    None if the device no longer has the key it authenticated with.
+
+    The key is checked again in the UPDATE itself: a release or key reset that committed after the
+    authentication, or holds the row now (the UPDATE waits for it, then reads the emptied key),
+    leaves the row unchanged, so an old key cannot mark the device online or read what waits for it.
 
     Plain SQL on purpose: this runs on every heartbeat of every device, and building the same
     statement with the ORM (Exists, Subquery, Coalesce) costs many times its execution.
     """
     applied = ", applied_config_version = %s" if config_version is not None else ""
     sql = f"""
-        UPDATE {Device._meta.db_table} SET last_seen_at = %s, online = %s{applied} WHERE id = %s
+        UPDATE {Device._meta.db_table} SET last_seen_at = %s, online = %s{applied} WHERE id = %s AND key_hash = %s
         RETURNING
             EXISTS (SELECT 1 FROM {Command._meta.db_table}
                     WHERE device_id = %s AND status IN (%s, %s) AND expires_at > %s),
@@ -56,11 +64,14 @@ def _mark_seen(device, now, config_version):
                       WHERE device_id = %s ORDER BY version DESC LIMIT 1), 0)
     """  # noqa: S608 - table names are the models', values are parameters
     when = connection.ops.adapt_datetimefield_value(now)
-    params = [when, True, *([config_version] if config_version is not None else []), device.pk]
+    params = [when, True, *([config_version] if config_version is not None else []), device.pk, device.key_hash]
     params += [device.pk, *Command.PENDING, when, device.pk]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        commands_pending, desired_version = cursor.fetchone()
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    commands_pending, desired_version = row
     return {"commands_pending": bool(commands_pending), "config_version": desired_version}
 
 

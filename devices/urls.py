@@ -13,4 +13,5 @@ urlpatterns = [
     path("devices/<uuid:code>/move/", views.MoveDeviceView.as_view(), name="device-move"),
     path("devices/<uuid:code>/reactivation/", views.AllowReactivationView.as_view(), name="device-reactivation"),
     path("devices/<uuid:code>/release/", views.ReleaseDeviceView.as_view(), name="device-release"),
+    path("devices/<uuid:code>/reset-key/", views.ResetDeviceKeyView.as_view(), name="device-reset-key"),
 ]

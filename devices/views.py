@@ -368,35 +368,73 @@ class AllowReactivationView(DeviceActionView):
 
     def perform(self, device, form):
         actions.allow_reactivation(device, actor=self.request.user)
-        return "Re-activation allowed for 24 hours: reset the device and let it activate again."
+        return "Re-activation allowed for 24 hours: factory-reset the device and let it activate again."
 
 
-class ReleaseDeviceView(DeviceMixin, View):
-    """Confirmation page, then the release: the device's whole history is deleted."""
+class ConfirmedDeviceActionView(DeviceMixin, View):
+    """A destructive action on one device: GET shows its confirmation page, POST calls the domain
+    function. Subclasses set `template_name` and implement `build_form` and `perform` (returning
+    the response after success); a refusal shows the confirmation page again with the reason."""
 
     ability = MANAGE
+    template_name = ""
+
+    def build_form(self, device, data=None):
+        raise NotImplementedError
+
+    def perform(self, device, form):
+        raise NotImplementedError
 
     def get(self, request, code):
         device, membership = self.get_device()
-        return self.render(device, ReleaseDeviceForm(device=device))
+        return self.render(device, self.build_form(device))
 
     def post(self, request, code):
         device, membership = self.get_device()
-        form = ReleaseDeviceForm(request.POST, device=device)
-        if not form.is_valid():
-            return self.render(device, form, status=400)
-        space, name = device.space, device.name
-        try:
-            actions.release_device(device, actor=request.user)
-        except actions.DeviceActionError as refusal:
-            form.add_error(None, refusal.message)
-            return self.render(device, form, status=400)
-        messages.success(request, f"“{name}” was released and its history deleted.")
-        return redirect("space-dashboard", code=space.code)
+        form = self.build_form(device, request.POST)
+        if form.is_valid():
+            try:
+                return self.perform(device, form)
+            except actions.DeviceActionError as refusal:
+                form.add_error(None, refusal.message)
+        return self.render(device, form, status=400)
 
     def render(self, device, form, status=200):
         context = {"device": device, "organization": device.organization, "form": form}
-        return render(self.request, "devices/device_release.html", context, status=status)
+        return render(self.request, self.template_name, context, status=status)
+
+
+class ReleaseDeviceView(ConfirmedDeviceActionView):
+    """The release: the device's whole history is deleted and its key revoked."""
+
+    template_name = "devices/device_release.html"
+
+    def build_form(self, device, data=None):
+        return ReleaseDeviceForm(data, device=device)
+
+    def perform(self, device, form):
+        space, name = device.space, device.name
+        actions.release_device(device, actor=self.request.user)
+        messages.success(self.request, f"“{name}” was released, its history deleted and its key revoked.")
+        return redirect("space-dashboard", code=space.code)
+
+
+class ResetDeviceKeyView(ConfirmedDeviceActionView):
+    """Reset the device key: the old key stops working and the unit must activate again."""
+
+    template_name = "devices/device_reset_key.html"
+
+    def build_form(self, device, data=None):
+        return ConfirmForm(data)
+
+    def perform(self, device, form):
+        actions.reset_device_key(device, actor=self.request.user)
+        messages.success(
+            self.request,
+            f"The key of “{device.name}” is revoked. Re-activation is allowed for 24 hours: "
+            "the device receives a new key when it activates again.",
+        )
+        return redirect("device-detail", code=device.code)
 
 
 class SpaceBulkActionView(LoginRequiredMixin, View):

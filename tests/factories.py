@@ -7,6 +7,7 @@ from factory.django import DjangoModelFactory
 
 from accounts.management.commands.seed_demo import HUB_COMMANDS, HUB_SETTINGS
 from accounts.models import Membership, Organization, Role, User
+from devices.keys import hash_device_key
 from devices.models import Device
 from spaces.models import Space
 from vendors.attestation import public_key_text
@@ -150,6 +151,15 @@ class ClaimedDeviceFactory(DeviceFactory):
     status = Device.Status.CLAIMED
     name = factory.Sequence(lambda n: f"Device {n}")
     claimed_at = factory.LazyFunction(timezone.now)
+
+
+class ActivatedDeviceFactory(ClaimedDeviceFactory):
+    """A claimed device that activated: it holds a key (tests that need the key itself activate
+    through the API) issued from a documentation address."""
+
+    key_hash = factory.Sequence(lambda n: hash_device_key(n.to_bytes(32, "big")))
+    activated_at = factory.LazyFunction(timezone.now)
+    key_issued_from = "198.51.100.7"
 
 
 class VendorStaffFactory(DjangoModelFactory):

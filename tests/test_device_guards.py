@@ -205,10 +205,11 @@ def test_an_organization_that_lost_the_device_cannot_release_it_from_its_new_own
 def test_an_owner_cannot_allow_re_activation_of_a_device_released_meanwhile(space, owner):
     device = _claimed(space, owner)
     stale = _copy(device)
-    release_device(_copy(device), actor=owner)
+    released = release_device(_copy(device), actor=owner)
     with pytest.raises(DeviceActionError, match="released"):
         allow_reactivation(stale, actor=owner)
-    assert Device.objects.get(pk=device.pk).reactivation_allowed_until is None
+    assert Device.objects.get(pk=device.pk).reactivation_allowed_until == released.reactivation_allowed_until
+    assert not DeviceEvent.objects.filter(device=device).exists(), "the next owner finds no trace of it"
 
 
 @pytest.mark.django_db
@@ -222,7 +223,7 @@ def test_vendor_staff_cannot_allow_re_activation_of_a_claimed_unit(space, owner,
 @pytest.mark.django_db
 def test_vendor_staff_cannot_allow_re_activation_of_a_unit_claimed_since_they_looked(space, owner, acme_staff):
     device = _claimed(space, owner)
-    release_device(_copy(device), actor=owner)
+    released = release_device(_copy(device), actor=owner)
     seen_unclaimed = _copy(device)
     claim_device(
         space=space,
@@ -233,7 +234,7 @@ def test_vendor_staff_cannot_allow_re_activation_of_a_unit_claimed_since_they_lo
     )
     with pytest.raises(DeviceActionError, match="its owner allows re-activation from the portal"):
         allow_reactivation(seen_unclaimed, actor=acme_staff, by_vendor_staff=True)
-    assert Device.objects.get(pk=device.pk).reactivation_allowed_until is None
+    assert Device.objects.get(pk=device.pk).reactivation_allowed_until == released.reactivation_allowed_until
 
 
 @pytest.mark.django_db

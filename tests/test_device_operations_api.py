@@ -118,7 +118,7 @@ def test_a_malformed_config_version_is_a_400(client, unit):
     assert "config_version" in response.json()["error"]["fields"]
 
 
-def test_release_leaves_the_new_owner_none_of_the_old_owners_commands_or_configuration(client, unit, owner, outsider):
+def test_after_a_release_and_a_new_claim_the_old_key_reaches_nothing(client, unit, owner, outsider):
     from devices.actions import release_device
     from devices.claims import claim_device
 
@@ -135,10 +135,24 @@ def test_release_leaves_the_new_owner_none_of_the_old_owners_commands_or_configu
         name="Mine now",
         actor=outsider,
     )
-    assert call(client, "GET", "/api/v1/device/commands", device).json() == {"commands": []}
-    assert call(client, "GET", "/api/v1/device/config", device).json()["version"] == 0
+    send_command(claimed, name="reboot", arguments={}, actor=outsider)
+    save_configuration(claimed, values={"volume": 2, "display_name": "New", "time_zone": "UTC"}, actor=outsider)
+    answers = [
+        call(client, "POST", "/api/v1/device/heartbeat", device, {"metrics": {"cpu": 2}}),
+        call(client, "GET", "/api/v1/device/commands", device),
+        call(
+            client,
+            "POST",
+            f"/api/v1/device/commands/{claimed.commands.get().code}/result",
+            device,
+            {"status": "failed"},
+        ),
+        call(client, "GET", "/api/v1/device/config", device),
+    ]
+    assert [answer.status_code for answer in answers] == [401] * 4
+    assert claimed.commands.get().status == "queued"
     assert not claimed.heartbeats.exists()
-    assert list(claimed.events.values_list("kind", flat=True)) == ["claimed"]
+    assert list(claimed.events.values_list("kind", flat=True)) == ["configuration_changed", "command_sent", "claimed"]
 
 
 def test_a_heartbeat_costs_the_same_few_queries_whatever_waits(client, unit, owner, django_assert_max_num_queries):

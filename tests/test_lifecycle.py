@@ -64,6 +64,7 @@ def test_release_deletes_the_history_and_returns_an_activated_device_to_register
     device = _claim(device.identity, space, owner)
     released = release_device(device, actor=owner)
     assert released.status == Device.Status.REGISTERED
+    assert not released.has_key
     assert (released.organization, released.space, released.name, released.claimed_by) == (None, None, "", None)
     assert not DeviceEvent.objects.filter(device=device).exists()
 

@@ -29,6 +29,7 @@ from vendors.models import ClaimingMethod, ImportJob, VendorAuditEntry
 from . import url_registry
 from .conftest import database_state
 from .factories import (
+    ActivatedDeviceFactory,
     ClaimedDeviceFactory,
     MembershipFactory,
     ProductionBatchFactory,
@@ -97,7 +98,7 @@ def world(organization, owner, viewer, space, device_model):
     """A victim organization with something behind every kind of URL argument (and a second owner,
     so that one may leave), vendor staff of another vendor, and a device of theirs that the
     organization's owner claimed."""
-    device = ClaimedDeviceFactory(space=space, identity__device_model=device_model)
+    device = ActivatedDeviceFactory(space=space, identity__device_model=device_model)
     rename_device(device, name="Lobby screen", actor=owner)
     invitation = Invitation.objects.create(organization=organization, email="invited@example.test", role=Role.ADMIN)
     MembershipFactory(organization=organization, role=Role.OWNER)

@@ -129,6 +129,7 @@ PORTAL_PAGES = {
     "device-move": organization_page(a_device, managers_only=True, post=lambda w: {"space": w.second_space.code}),
     "device-reactivation": organization_page(a_device, managers_only=True, post=nothing),
     "device-release": organization_page(a_device, managers_only=True, post=lambda w: {"confirm_name": w.device.name}),
+    "device-reset-key": organization_page(a_device, managers_only=True, post=nothing),
     # Device API (docs/device-api.md): activation is open to any unit, the rest needs the device key.
     "device-api:activations": public(),
     "device-api:activation": public(lambda w: {"operation_id": "7b0c9d2e-3f4a-4b5c-8d6e-9f0a1b2c3d4e"}),
