@@ -179,7 +179,7 @@ class ProductionBatchFactory(DjangoModelFactory):
         return batch
 
 
-def attested_unit(batch, identity, unit_key=None, **certified):
+def attested_unit(batch, identity, /, unit_key=None, **certified):
     """A unit of `batch`'s model as `seed_demo --list` gives a Globex one: its identifiers, its
     attestation (the batch's certificate of its unit key, `unit_key` or a new one) and that key's
     seed, for SimulatedDevice to sign requests with. `certified` overrides what the certificate covers."""
