@@ -58,6 +58,10 @@ def proof_failed(reason):
     return ActivationRefused(Error.NOT_APPROVED, NOT_APPROVED_MESSAGE, reason)
 
 
+# A claim code is 11 digits, typed with any spaces or dashes: room for those, no more.
+MAX_CLAIM_CODE = 32
+
+
 @dataclass(frozen=True)
 class ActivationRequest:
     """A well-formed activation request (the API checked its shape; the rule checks its meaning)."""

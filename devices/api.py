@@ -21,7 +21,7 @@ from portal.errors import UserFacingError
 from portal.ratelimit import RateLimit, RateLimitExceeded, count_attempt
 from vendors.attestation import ED25519_KEY_BYTES, ED25519_SIGNATURE_BYTES, SIGNED_AT, b64url_decode, is_b64url
 
-from .activation import ActivationRequest
+from .activation import MAX_CLAIM_CODE, ActivationRequest
 from .activation_queue import answer_when_finished, start_activation
 from .authentication import device_from_bearer
 from .commands import MAX_OUTPUT as MAX_COMMAND_OUTPUT
@@ -41,8 +41,6 @@ METRIC_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 ACTIVATION_FIELDS = {"vendor", "model", "identifiers", "public_key", "attestation", "claim_code"}
 ATTESTATION_FIELDS = {"batch", "unit_public_key", "certificate", "signed_at", "signature"}
 MAX_BATCH_NAME = 64
-# A claim code is 11 digits, typed with any spaces or dashes: room for those, no more.
-MAX_CLAIM_CODE = 32
 
 
 # Activation requests per minute: every request counts against its client's address (malformed

@@ -6,9 +6,9 @@ fuzz the API from it (tests/test_device_api_openapi.py, tests/test_device_api_ho
 
 import sys
 
-from vendors.attestation import SIGNED_AT
+from vendors.attestation import ED25519_KEY_BYTES, ED25519_SIGNATURE_BYTES, SIGNED_AT
 
-from .activation import ANSWERED_ERRORS
+from .activation import ANSWERED_ERRORS, MAX_CLAIM_CODE
 
 B64URL = "^[A-Za-z0-9_-]+$"
 SLUG = "^[A-Za-z0-9_-]+$"
@@ -135,7 +135,7 @@ _activation_request = {
             "ignored). Any string is accepted here; one that is not the unit's code fails the operation as "
             "not_approved.",
             "minLength": 1,
-            "maxLength": 32,
+            "maxLength": MAX_CLAIM_CODE,
             "pattern": PLAIN_TEXT,
             "example": "8294-816-4301",
         },
@@ -147,15 +147,17 @@ _activation_request = {
             "additionalProperties": False,
             "properties": {
                 "batch": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": PLAIN_TEXT},
-                "unit_public_key": _b64url_bytes(32, "The unit's Ed25519 public key."),
-                "certificate": _b64url_bytes(64, "The batch key's Ed25519 signature of the unit's certificate."),
+                "unit_public_key": _b64url_bytes(ED25519_KEY_BYTES, "The unit's Ed25519 public key."),
+                "certificate": _b64url_bytes(
+                    ED25519_SIGNATURE_BYTES, "The batch key's Ed25519 signature of the unit's certificate."
+                ),
                 "signed_at": {
                     "type": "string",
                     "pattern": f"^{SIGNED_AT.pattern}$",
                     "description": "RFC 3339 UTC; within 5 minutes of the server's clock.",
                     "example": "2026-12-01T12:00:00Z",
                 },
-                "signature": _b64url_bytes(64, "The unit key's Ed25519 signature of the request."),
+                "signature": _b64url_bytes(ED25519_SIGNATURE_BYTES, "The unit key's Ed25519 signature of the request."),
             },
         },
     },
