@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/bench_activation.py [--units 5000] [--concurrency 64]
 
-Creates the database bench_i5 afresh, approves the units, starts gunicorn (two workers per core,
-threads for ?wait) on 127.0.0.1:13000 and one Celery worker on Redis db 5; then
+Creates the database bench_i5 afresh (BENCH_DATABASE_URL), approves the units (a third each of
+serial + MAC, serial + claim code, and attested by the unit's own key, mixed), starts gunicorn (two
+workers per core, threads for ?wait) on 127.0.0.1:13000 and one Celery worker on Redis db 5
+(BENCH_REDIS_URL); then
 1. measures the requests/s of the trivial JSON view /api/v1/health on that gunicorn (the baseline),
 2. lets the simulator activate every unit at the given concurrency (first POST until the first
    heartbeat with the derived key is accepted) and prints activations/s, p50 and p99,
@@ -11,7 +13,8 @@ threads for ?wait) on 127.0.0.1:13000 and one Celery worker on Redis db 5; then
    against the same view measured with wrk (after a warm-up, before and after the activations, the
    better of the two): the Python client spends far more CPU per request than wrk, which holds its
    baseline down more than the activations,
-4. checks in the database that no activation was lost or doubled,
+4. checks in the database that no activation was lost or doubled (and each attested unit used
+   one request signature),
 5. samples a portal page (the sign-in page, on a new connection each time, so any worker may answer)
    before and during the activations: devices waiting with ?wait=N hold web threads, and at most
    ACTIVATION_WAITERS_PER_PROCESS of them per process may (--waiters changes it for comparison);
@@ -39,15 +42,14 @@ from pathlib import Path
 
 import psycopg
 import redis
-from common import ensure_wrk, run_wrk, start_celery_worker, start_gunicorn, stop_processes
+from common import ensure_wrk, recreate_database, run_wrk, start_celery_worker, start_gunicorn, stop_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PORT = 13000
-DATABASE = "bench_i5"
-SERVER = "postgres://postgres@127.0.0.1:5432"
-REDIS_URL = "redis://127.0.0.1:6379/5"
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_i5")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 URL = f"http://127.0.0.1:{PORT}"
 BASELINE_SECONDS = 10
 # One worker process with a pool of threads: the task spends about a third of its time waiting on
@@ -61,7 +63,7 @@ CELERY_THREADS = int(os.environ.get("BENCH_CELERY_THREADS", 8))
 CELERY_PREFETCH = 4
 # Threads per gunicorn worker: a device waiting with ?wait=N holds one while its task runs.
 GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", 16))
-GOALS = {"ratio": 0.05, "p99": 2.0}
+GOALS = {"ratio": 0.07, "p99": 2.0}
 # Threads per gunicorn worker that pages keep while devices wait: the waiter cap is the rest.
 PAGE_THREADS = 4
 PAGE = "/accounts/login/"
@@ -71,7 +73,7 @@ STORM_HOLD = 6
 ENV = os.environ | {
     "DJANGO_SETTINGS_MODULE": "config.settings.local",
     "DJANGO_DEBUG": "False",
-    "DATABASE_URL": f"{SERVER}/{DATABASE}",
+    "DATABASE_URL": DATABASE_URL,
     "REDIS_URL": REDIS_URL,
     "CELERY_QUEUE": "bench-i5",
     "DJANGO_LOG_LEVEL": "WARNING",
@@ -82,44 +84,76 @@ ENV = os.environ | {
 
 
 def fresh_database():
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        connection.execute(f"CREATE DATABASE {DATABASE}")
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=ENV, check=True)
+    recreate_database(DATABASE_URL, ENV)
     redis.Redis.from_url(REDIS_URL).flushdb()
 
 
 def approve_units(count, units_file):
-    """Approve `count` units of a bench model (serial + MAC) with one INSERT; write them as `seed_demo --list` does."""
+    """Approve `count` units with one INSERT per model, a third each of three bench models: serial +
+    MAC, serial + claim code, and serial + MAC with factory attestation (a batch certificate of each
+    unit's own key); write them, mixed, as `seed_demo --list` does."""
     os.environ.update(ENV)
     import django
 
     django.setup()
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from tests.factories import shipped_method
-    from vendors.models import ApprovedIdentity, DeviceModel, Vendor
+    from vendors.attestation import b64url_encode, certificate_message, public_key_text, sign
+    from vendors.claim_codes import claim_code_hasher, generate_claim_code
+    from vendors.models import ApprovedIdentity, Attestation, DeviceModel, ProductionBatch, Vendor
 
     vendor = Vendor.objects.create(name="Bench", slug="bench")
-    model = DeviceModel.objects.create(
-        vendor=vendor, name="Bench unit", slug="unit", claiming_method=shipped_method("serial-mac")
+    models = {
+        kind: DeviceModel.objects.create(
+            vendor=vendor,
+            name=f"Bench {kind}",
+            slug=kind,
+            claiming_method=shipped_method(method),
+            attestation=attestation,
+        )
+        for kind, method, attestation in (
+            ("unit", "serial-mac", Attestation.NONE),
+            ("coded", "serial-claim-code", Attestation.NONE),
+            ("attested", "serial-mac", Attestation.FACTORY_SIGNATURE),
+        )
+    }
+    batch_key = Ed25519PrivateKey.generate()
+    ProductionBatch.objects.create(
+        device_model=models["attested"], name="bench-1", public_key=public_key_text(batch_key)
     )
+    hash_code = claim_code_hasher()
     rows = []
     with open(units_file, "w") as out:
         for index in range(count):
-            serial, mac = (
-                f"BN-{index:06d}",
-                ":".join(f"{b:02X}" for b in (2, 0xBE, 0, index >> 16, (index >> 8) & 255, index & 255)),
+            kind = list(models)[index % len(models)]
+            serial = f"BN-{index:06d}"
+            mac = ":".join(f"{b:02X}" for b in (2, 0xBE, 0, index >> 16, (index >> 8) & 255, index & 255))
+            identifiers = (
+                {"serial_number": serial} if kind == "coded" else {"serial_number": serial, "mac_address": mac}
             )
-            rows.append(ApprovedIdentity(device_model=model, identifier_1=serial, identifier_2=mac))
-            out.write(
-                json.dumps(
-                    {"vendor": "bench", "model": "unit", "identifiers": {"serial_number": serial, "mac_address": mac}}
-                )
-                + "\n"
-            )
+            unit = {"vendor": "bench", "model": kind, "identifiers": identifiers}
+            identity = ApprovedIdentity(device_model=models[kind], identifier_1=serial)
+            if kind == "coded":
+                unit["claim_code"] = generate_claim_code()
+                identity.claim_code_hash = hash_code(unit["claim_code"])
+            else:
+                identity.identifier_2 = mac
+            if kind == "attested":
+                unit_key = Ed25519PrivateKey.generate()
+                certified = certificate_message("bench", kind, "bench-1", identifiers, public_key_text(unit_key))
+                unit["attestation"] = {
+                    "batch": "bench-1",
+                    "unit_public_key": public_key_text(unit_key),
+                    "certificate": sign(batch_key, certified),
+                }
+                unit["unit_private_key"] = b64url_encode(unit_key.private_bytes_raw())
+            rows.append(identity)
+            out.write(json.dumps(unit) + "\n")
     ApprovedIdentity.objects.bulk_create(rows, batch_size=5000)
     # Settle the database before measuring: fresh statistics, and the set-up's writes flushed now
     # rather than by a checkpoint in the middle of a measurement.
-    with psycopg.connect(f"{SERVER}/{DATABASE}", autocommit=True) as connection:
+    with psycopg.connect(DATABASE_URL, autocommit=True) as connection:
         connection.execute("VACUUM ANALYZE")
         connection.execute("CHECKPOINT")
 
@@ -268,8 +302,9 @@ def cpu_seconds(pid):
 
 
 def check_database(count):
-    """Every unit activated exactly once: one key, one event, one assigned operation each."""
-    with psycopg.connect(f"{SERVER}/{DATABASE}") as connection:
+    """Every unit activated exactly once: one key, one event, one assigned operation each, and one
+    used request signature per attested unit."""
+    with psycopg.connect(DATABASE_URL) as connection:
         query = lambda sql: connection.execute(sql).fetchone()[0]  # noqa: E731
         return {
             "devices activated": query(
@@ -284,6 +319,11 @@ def check_database(count):
             "operations not assigned": query(
                 "SELECT count(*) FROM devices_activationoperation WHERE status <> 'assigned'"
             ),
+            "attested units activated": query(
+                "SELECT count(*) FROM devices_device d JOIN vendors_devicemodel m ON m.id = d.device_model_id"
+                " WHERE m.slug = 'attested' AND d.activated_at IS NOT NULL"
+            ),
+            "used attestation signatures": query("SELECT count(*) FROM devices_usedattestationsignature"),
         }
 
 
@@ -299,7 +339,9 @@ def main():
 
     log_dir = Path(tempfile.mkdtemp(prefix="bench_activation_"))
     units_file = log_dir / "units.jsonl"
-    print(f"Preparing {DATABASE}: migrate, approve {options.units} + {options.storm_units} units (logs in {log_dir})")
+    print(
+        f"Preparing {DATABASE_URL}: migrate, approve {options.units} + {options.storm_units} units (logs in {log_dir})"
+    )
     fresh_database()
     approve_units(options.units + options.storm_units, units_file)
     processes = start_services(log_dir)
@@ -313,7 +355,7 @@ def main():
         )
         print(
             f"celery: 1 worker, {CELERY_POOL} pool of {CELERY_THREADS}, prefetch multiplier {CELERY_PREFETCH},"
-            f" on Redis db 5; PostgreSQL database {DATABASE}"
+            f" on {REDIS_URL}; PostgreSQL {DATABASE_URL}"
         )
         print("load average before the run (other work on this machine): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         ensure_wrk()
@@ -379,14 +421,16 @@ def main():
             f" {held['pages'].failures} failed of {held_pages['count']}"
         )
         checks = check_database(len(everyone))
+        attested = sum(unit["model"] == "attested" for unit in everyone)
         for name, value in checks.items():
             print(f"  database: {name}: {value}")
         intact = (
             checks["devices activated"] == checks["activated events"] == checks["operations assigned"] == len(everyone)
             and checks["devices with more than one event"] == 0
             and checks["operations not assigned"] == 0
+            and checks["attested units activated"] == checks["used attestation signatures"] == attested
         )
-        print(f"goal ratio >= 5%: {'met' if ratio >= GOALS['ratio'] else 'NOT met'}")
+        print(f"goal ratio >= {GOALS['ratio']:.0%}: {'met' if ratio >= GOALS['ratio'] else 'NOT met'}")
         print(f"goal p99 < 2 s: {'met' if p99 < GOALS['p99'] else 'NOT met'}")
         failures = result.failures or held["result"].failures
         print(f"goal none lost or doubled: {'met' if intact and not failures else 'NOT met'}")

@@ -190,21 +190,25 @@ def reset_device_key(device, *, actor, now=None):
     return locked
 
 
-def record_activations(new_keys: dict, *, at=None, locked=False) -> list:
+def record_activations(new_keys: dict, *, issued_from=None, at=None, locked=False) -> list:
     """Mark devices activated with new keys: registered, or still claimed if they were claimed.
 
-    `new_keys` maps each device to the hash of its new key. Replaces any previous key at once and
-    writes an `activated` event for each. Pass `locked=True` when the caller already holds the
-    devices' row locks in the current transaction (the activation task does, through
-    Device.objects.create_or_lock), which spares re-reading the rows. Returns the devices, updated.
+    `new_keys` maps each device to the hash of its new key, `issued_from` (optional) each device to
+    the network address its key was issued to (shown on the device page with `activated_at`).
+    Replaces any previous key at once and writes an `activated` event for each. Pass `locked=True`
+    when the caller already holds the devices' row locks in the current transaction (the activation
+    task does, through Device.objects.create_or_lock), which spares re-reading the rows. Returns the
+    devices, updated.
     """
     at = at or timezone.now()
+    addresses = {device.pk: address for device, address in (issued_from or {}).items()}
     with transaction.atomic(savepoint=False):
         if not locked:
             fresh = Device.objects.select_for_update().in_bulk([device.pk for device in new_keys])
             new_keys = {fresh[device.pk]: key_hash for device, key_hash in new_keys.items()}
         for device, key_hash in new_keys.items():
             device.key_hash = key_hash
+            device.key_issued_from = addresses.get(device.pk)
             device.reactivation_allowed_until = None
             device.activated_at = device.last_seen_at = at
             if device.status == Device.Status.UNREGISTERED:
@@ -212,11 +216,22 @@ def record_activations(new_keys: dict, *, at=None, locked=False) -> list:
         # Plain SQL, one statement of each kind for the whole batch (pipelined on PostgreSQL): every
         # activation of a burst comes here, and the ORM took longer to build them than to run them.
         when = connection.ops.adapt_datetimefield_value(at)
+        address_field = Device._meta.get_field("key_issued_from")
         with connection.cursor() as cursor:
             cursor.executemany(
-                f"UPDATE {Device._meta.db_table} SET key_hash = %s, reactivation_allowed_until = NULL,"  # noqa: S608
-                " activated_at = %s, last_seen_at = %s, status = %s WHERE id = %s",
-                [[device.key_hash, when, when, device.status, device.pk] for device in new_keys],
+                f"UPDATE {Device._meta.db_table} SET key_hash = %s, key_issued_from = %s,"  # noqa: S608
+                " reactivation_allowed_until = NULL, activated_at = %s, last_seen_at = %s, status = %s WHERE id = %s",
+                [
+                    [
+                        device.key_hash,
+                        address_field.get_db_prep_save(device.key_issued_from, connection),
+                        when,
+                        when,
+                        device.status,
+                        device.pk,
+                    ]
+                    for device in new_keys
+                ],
             )
             cursor.executemany(
                 f"INSERT INTO {DeviceEvent._meta.db_table} (device_id, kind, details, created_at)"  # noqa: S608

@@ -21,8 +21,9 @@ from portal.redis import redis_client, redis_key
 
 from . import tasks
 from .activation import ActivationRequest, process_activations
+from .activation_proofs import USED_SIGNATURES_KEPT, stored_claim_code
 from .activation_sql import insert_operation, lock_waiting
-from .models import ActivationOperation
+from .models import ActivationOperation, UsedAttestationSignature
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +49,12 @@ def _finished_key(operation_id):
     return redis_key(f"activation-finished:{operation_id}")
 
 
-def start_activation(request: ActivationRequest) -> ActivationOperation:
+def start_activation(request: ActivationRequest, *, client_address: str | None = None) -> ActivationOperation:
     """Record the activation request (status assigning) and ring the doorbell once the row is committed.
 
-    If the broker is down the request is still accepted: the sweeper rings again later.
+    Keeps only the keyed hash of its claim code, and the address it came from (`client_address`,
+    an IP address or None). If the broker is down the request is still accepted: the sweeper rings
+    again later.
     """
     operation = ActivationOperation(
         vendor_slug=request.vendor,
@@ -59,6 +62,8 @@ def start_activation(request: ActivationRequest) -> ActivationOperation:
         identifiers=request.identifiers,
         device_public_key=request.public_key,
         attestation=request.attestation,
+        claim_code_hash=stored_claim_code(request.claim_code),
+        client_address=client_address,
     )
     insert_operation(operation)
     transaction.on_commit(ring_doorbell)
@@ -264,7 +269,10 @@ def resend_stuck_activations(now=None) -> int:
 
 
 def delete_finished_activations(now=None) -> int:
-    """Delete operations that finished more than 7 days ago (their result has long been fetched)."""
+    """Delete operations that finished more than 7 days ago (their result has long been fetched),
+    and the record of request signatures used more than a day ago (a copy of one is refused as
+    stale by then: activation_proofs.USED_SIGNATURES_KEPT). Returns how many operations."""
     now = now or timezone.now()
     deleted, _ = ActivationOperation.objects.filter(finished_at__lt=now - KEEP_FINISHED).delete()
+    UsedAttestationSignature.objects.filter(used_at__lt=now - USED_SIGNATURES_KEPT).delete()
     return deleted

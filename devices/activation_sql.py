@@ -10,12 +10,20 @@ from collections import defaultdict
 
 from django.db import connection
 
-from vendors.models import ApprovedIdentity
+from vendors.models import ApprovedIdentity, ProductionBatch
 
-from .models import ActivationOperation
+from .models import ActivationOperation, UsedAttestationSignature
 
 # What processing an operation writes: writing only these spares re-sending the request's columns.
-FINISHED_FIELDS = ["status", "error_code", "error_message", "device", "server_public_key", "finished_at"]
+FINISHED_FIELDS = [
+    "status",
+    "error_code",
+    "error_message",
+    "refusal_reason",
+    "device",
+    "server_public_key",
+    "finished_at",
+]
 
 
 def insert_operation(operation: ActivationOperation) -> None:
@@ -70,9 +78,9 @@ def save_finished(operations) -> None:
         cursor.executemany(sql, rows)
 
 
-def approved_identities(wanted) -> list[tuple[int, str] | None]:
-    """For each (device model, normalized {column: value}) of `wanted`, the (id, status) of the
-    approved identity it names, or None. One query per model and set of identifier columns: the
+def approved_identities(wanted) -> list[tuple[int, str, str] | None]:
+    """For each (device model, normalized {column: value}) of `wanted`, the (id, status, claim code
+    hash) of the approved identity it names, or None. One query per model and set of identifier columns: the
     batch's units are a VALUES list joined to the serial list."""
     found = [None] * len(wanted)
     groups = defaultdict(list)
@@ -83,12 +91,47 @@ def approved_identities(wanted) -> list[tuple[int, str] | None]:
         matches = " AND ".join(f"i.{name} = w.{name}" for name in names)
         sql = f"""
             WITH w (position, {", ".join(names)}) AS (VALUES {rows})
-            SELECT w.position, i.id, i.status FROM w
+            SELECT w.position, i.id, i.status, i.claim_code_hash FROM w
             JOIN {ApprovedIdentity._meta.db_table} i ON i.device_model_id = %s AND {matches}
         """  # noqa: S608
         params = [value for position in positions for value in (position, *wanted[position][1].values())]
         with connection.cursor() as cursor:
             cursor.execute(sql, [*params, device_model_id])
-            for position, identity_id, status in cursor.fetchall():
-                found[int(position)] = (identity_id, status)
+            for position, *identity in cursor.fetchall():
+                found[int(position)] = tuple(identity)
     return found
+
+
+def production_batches(wanted) -> dict:
+    """The batches named by `wanted`, a set of (device model id, batch name): {(device model id,
+    name): (public key, revoked)}, in one query whatever the number."""
+    if not wanted:
+        return {}
+    wanted = sorted(wanted)
+    rows = ", ".join(["(%s, %s)"] * len(wanted))
+    sql = f"""
+        WITH w (device_model_id, name) AS (VALUES {rows})
+        SELECT b.device_model_id, b.name, b.public_key, b.revoked_at IS NOT NULL
+        FROM {ProductionBatch._meta.db_table} b JOIN w ON b.device_model_id = w.device_model_id AND b.name = w.name
+    """  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for pair in wanted for value in pair])
+        return {(model_id, name): (public_key, bool(revoked)) for model_id, name, public_key, revoked in cursor}
+
+
+def claim_signatures(signature_hashes, at) -> set:
+    """Record request signatures as used, in one statement; returns those that were not used yet
+    (INSERT ... ON CONFLICT DO NOTHING RETURNING). Of two transactions claiming one signature, the
+    second waits for the first and gets nothing back if it commits."""
+    if not signature_hashes:
+        return set()
+    meta = UsedAttestationSignature._meta
+    used_at = connection.ops.adapt_datetimefield_value(at)
+    rows = ", ".join(["(%s, %s)"] * len(signature_hashes))
+    sql = f"""
+        INSERT INTO {meta.db_table} (signature_hash, used_at) VALUES {rows}
+        ON CONFLICT (signature_hash) DO NOTHING RETURNING signature_hash
+    """  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for signature_hash in signature_hashes for value in (signature_hash, used_at)])
+        return {signature_hash for (signature_hash,) in cursor.fetchall()}

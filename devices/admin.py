@@ -116,10 +116,23 @@ class DeviceEventAdmin(admin.ModelAdmin):
 
 @admin.register(ActivationOperation)
 class ActivationOperationAdmin(ReadOnlyAdminMixin, VendorScopedAdmin):
-    """Read-only: what devices asked and why an activation failed (support looks here)."""
+    """Read-only: what devices asked and why an activation failed (support looks here). The device
+    is only told not_approved for any failed proof; the refusal reason says which check failed."""
 
     staff_may = frozenset({"view"})
-    list_display = ["id", "vendor_slug", "model_slug", "status", "error_code", "created_at", "finished_at"]
-    list_filter = ["status", "error_code"]
+    list_display = [
+        "id",
+        "vendor_slug",
+        "model_slug",
+        "status",
+        "error_code",
+        "refusal_reason",
+        "client_address",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "error_code", "refusal_reason"]
+    # A keyed hash of a secret: of no use to support, and no business of the page.
+    exclude = ["claim_code_hash"]
     search_fields = ["=id", "vendor_slug", "model_slug"]
     show_full_result_count = False

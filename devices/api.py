@@ -16,12 +16,12 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from portal.client import client_address
+from portal.client import client_address, client_ip
 from portal.errors import UserFacingError
 from portal.ratelimit import RateLimit, RateLimitExceeded, count_attempt
-from vendors.attestation import b64url_decode, is_b64url
+from vendors.attestation import ED25519_KEY_BYTES, ED25519_SIGNATURE_BYTES, SIGNED_AT, b64url_decode, is_b64url
 
-from .activation import ActivationRequest
+from .activation import MAX_CLAIM_CODE, ActivationRequest
 from .activation_queue import answer_when_finished, start_activation
 from .authentication import device_from_bearer
 from .commands import MAX_OUTPUT as MAX_COMMAND_OUTPUT
@@ -38,7 +38,9 @@ SLUG = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
 IDENTIFIER_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 SECONDS = re.compile(r"(?=.{1,32}$)[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?", re.ASCII)
 METRIC_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-ACTIVATION_FIELDS = {"vendor", "model", "identifiers", "public_key", "attestation"}
+ACTIVATION_FIELDS = {"vendor", "model", "identifiers", "public_key", "attestation", "claim_code"}
+ATTESTATION_FIELDS = {"batch", "unit_public_key", "certificate", "signed_at", "signature"}
+MAX_BATCH_NAME = 64
 
 
 # Activation requests per minute: every request counts against its client's address (malformed
@@ -153,21 +155,40 @@ def parse_activation(data: dict) -> ActivationRequest:
                 errors[f"identifiers.{key}"] = "Must be a string of 1 to 128 characters, without control characters."
 
     attestation = data.get("attestation")
-    if "attestation" in data and attestation is not None:
-        if not isinstance(attestation, dict):
-            errors["attestation"] = "Must be an object with batch and signature."
-        else:
-            errors |= _unknown_fields(attestation, {"batch", "signature"}, prefix="attestation.")
-            if not _plain_text(attestation.get("batch"), 64):
-                errors["attestation.batch"] = "Required: a string of 1 to 64 characters, without control characters."
-            signature = attestation.get("signature")
-            if not isinstance(signature, str) or len(signature) > 128:
-                errors["attestation.signature"] = "Required: a base64url string."
-            else:
-                _base64url(signature, "attestation.signature", errors)
+    if attestation is not None:
+        errors |= _attestation_errors(attestation)
+    # Only the shape is checked here: a string that is no claim code fails as a wrong one would.
+    claim_code = data.get("claim_code")
+    if claim_code is not None and not _plain_text(claim_code, MAX_CLAIM_CODE):
+        errors["claim_code"] = f"Must be a string of 1 to {MAX_CLAIM_CODE} characters, without control characters."
     if errors:
         raise InvalidRequest("The activation request is malformed.", errors)
-    return ActivationRequest(vendor, model, identifiers, public_key, attestation)
+    return ActivationRequest(vendor, model, identifiers, public_key, attestation, claim_code)
+
+
+def _attestation_errors(attestation) -> dict:
+    """What is wrong with the shape of an attestation object, by dotted field name."""
+    if not isinstance(attestation, dict):
+        return {"attestation": f"Must be an object with {', '.join(sorted(ATTESTATION_FIELDS))}."}
+    errors = _unknown_fields(attestation, ATTESTATION_FIELDS, prefix="attestation.")
+    if not _plain_text(attestation.get("batch"), MAX_BATCH_NAME):
+        errors["attestation.batch"] = (
+            f"Required: a string of 1 to {MAX_BATCH_NAME} characters, without control characters."
+        )
+    for name, length in (
+        ("unit_public_key", ED25519_KEY_BYTES),
+        ("certificate", ED25519_SIGNATURE_BYTES),
+        ("signature", ED25519_SIGNATURE_BYTES),
+    ):
+        value = attestation.get(name)
+        if not isinstance(value, str) or len(value) > 2 * length:
+            errors[f"attestation.{name}"] = f"Required: {length} bytes, base64url without padding."
+        else:
+            _base64url(value, f"attestation.{name}", errors, length=length)
+    signed_at = attestation.get("signed_at")
+    if not isinstance(signed_at, str) or not SIGNED_AT.fullmatch(signed_at):
+        errors["attestation.signed_at"] = 'Required: an RFC 3339 UTC time, e.g. "2026-12-01T12:00:00Z".'
+    return errors
 
 
 def parse_wait(raw) -> float | None:
@@ -286,7 +307,7 @@ class ActivationsView(DeviceAPIView):
         if refusal is not None:
             return refusal
 
-        operation = start_activation(activation_request)
+        operation = start_activation(activation_request, client_address=client_ip(request))
         result = operation.to_dict() if wait is None else answer_when_finished(operation, wait)
         if result["status"] != ActivationOperation.Status.ASSIGNING:
             return operation_response(result, 200)

@@ -305,13 +305,11 @@ class ActivationOperation(models.Model):
         FAILED = "failed", "Failed"
 
     class Error(models.TextChoices):
-        """What the device is told (every failed proof is not_approved)."""
+        """What the device is told (every failed proof is not_approved; refusal_reason says which)."""
 
         NOT_APPROVED = "not_approved", "Not approved"
         UNKNOWN_MODEL = "unknown_model", "Unknown model"
-        REVOKED = "revoked", "Revoked"
         ALREADY_ACTIVATED = "already_activated", "Already activated"
-        ATTESTATION_FAILED = "attestation_failed", "Attestation failed"
         INVALID_PUBLIC_KEY = "invalid_public_key", "Invalid public key"
 
     class Reason(models.TextChoices):
@@ -391,8 +389,7 @@ class ActivationOperation(models.Model):
 class UsedAttestationSignature(models.Model):
     """A request signature of factory attestation that verified once: it never activates again.
 
-    Kept a little longer than a signature's signed_at is accepted (devices/activation.py), after
-    which the clock check refuses a replay by itself.
+    Kept a day (devices/activation_proofs.py), long after the clock check refuses a copy by itself.
     """
 
     # SHA-256 (hex) of the signature's raw bytes.

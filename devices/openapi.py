@@ -6,6 +6,10 @@ fuzz the API from it (tests/test_device_api_openapi.py, tests/test_device_api_ho
 
 import sys
 
+from vendors.attestation import ED25519_KEY_BYTES, ED25519_SIGNATURE_BYTES, SIGNED_AT
+
+from .activation import ANSWERED_ERRORS, MAX_CLAIM_CODE
+
 B64URL = "^[A-Za-z0-9_-]+$"
 SLUG = "^[A-Za-z0-9_-]+$"
 # base64url without padding: any length except 4k + 1.
@@ -87,16 +91,7 @@ _operation = {
                     "type": "object",
                     "required": ["code", "message"],
                     "properties": {
-                        "code": {
-                            "enum": [
-                                "not_approved",
-                                "unknown_model",
-                                "revoked",
-                                "already_activated",
-                                "attestation_failed",
-                                "invalid_public_key",
-                            ]
-                        },
+                        "code": {"enum": [str(code) for code in ANSWERED_ERRORS]},
                         "message": {"type": "string"},
                     },
                 },
@@ -104,6 +99,13 @@ _operation = {
         },
     ]
 }
+
+
+def _b64url_bytes(size, description):
+    """A string holding `size` bytes, base64url without padding."""
+    length = -(-size * 4 // 3)
+    return {"type": "string", "pattern": B64URL, "minLength": length, "maxLength": length, "description": description}
+
 
 _activation_request = {
     "type": "object",
@@ -127,14 +129,35 @@ _activation_request = {
             "minLength": 43,
             "maxLength": 43,
         },
+        "claim_code": {
+            "type": ["string", "null"],
+            "description": "For models that require one: the unit's 11-digit claim code (spaces and dashes are "
+            "ignored). Any string is accepted here; one that is not the unit's code fails the operation as "
+            "not_approved.",
+            "minLength": 1,
+            "maxLength": MAX_CLAIM_CODE,
+            "pattern": PLAIN_TEXT,
+            "example": "8294-816-4301",
+        },
         "attestation": {
             "type": ["object", "null"],
-            "description": "Only for models that require a factory signature.",
-            "required": ["batch", "signature"],
+            "description": "For models that require factory attestation: the factory's certificate of the unit key "
+            "and the unit key's signature of this request (docs/device-api.md).",
+            "required": ["batch", "unit_public_key", "certificate", "signed_at", "signature"],
             "additionalProperties": False,
             "properties": {
                 "batch": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": PLAIN_TEXT},
-                "signature": {"type": "string", "pattern": B64URL_UNPADDED, "minLength": 1, "maxLength": 128},
+                "unit_public_key": _b64url_bytes(ED25519_KEY_BYTES, "The unit's Ed25519 public key."),
+                "certificate": _b64url_bytes(
+                    ED25519_SIGNATURE_BYTES, "The batch key's Ed25519 signature of the unit's certificate."
+                ),
+                "signed_at": {
+                    "type": "string",
+                    "pattern": f"^{SIGNED_AT.pattern}$",
+                    "description": "RFC 3339 UTC; within 5 minutes of the server's clock.",
+                    "example": "2026-12-01T12:00:00Z",
+                },
+                "signature": _b64url_bytes(ED25519_SIGNATURE_BYTES, "The unit key's Ed25519 signature of the request."),
             },
         },
     },

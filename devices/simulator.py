@@ -13,16 +13,20 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from vendors.attestation import b64url_decode, b64url_encode
+from vendors.attestation import b64url_decode, b64url_encode, format_signed_at, request_message, sign
 
 from .keys import derive_device_key, public_bytes, shared_secret
 
 # Answers that ask the device to try again after Retry-After seconds.
 RETRY_LATER = (429, 503)
+# What of a unit (a line of `seed_demo --list`) its activation request carries as it is.
+REQUEST_FIELDS = ("vendor", "model", "identifiers", "claim_code", "attestation")
 
 
 class ActivationFailed(Exception):
@@ -80,7 +84,8 @@ class HttpClient:
 
 @dataclass
 class SimulatedDevice:
-    """One unit: `unit` is a line of `seed_demo --list` (vendor, model, identifiers, maybe attestation)."""
+    """One unit: `unit` is a line of `seed_demo --list` (vendor, model, identifiers, and its claim
+    code, or its attestation and unit_private_key, if its model requires them)."""
 
     unit: dict
     private_key: X25519PrivateKey = field(default_factory=X25519PrivateKey.generate)
@@ -88,8 +93,23 @@ class SimulatedDevice:
     status: str | None = None
     device_key: bytes | None = None
 
-    def activation_request(self):
-        return {**self.unit, "public_key": b64url_encode(public_bytes(self.private_key))}
+    def activation_request(self, signed_at=None):
+        """The body of the activation request, signed now (or at `signed_at`) by the unit key as
+        firmware signs it, when the unit has one (docs/device-api.md)."""
+        request = {name: self.unit[name] for name in REQUEST_FIELDS if name in self.unit}
+        request["public_key"] = b64url_encode(public_bytes(self.private_key))
+        if "unit_private_key" in self.unit:
+            unit_key = Ed25519PrivateKey.from_private_bytes(b64url_decode(self.unit["unit_private_key"]))
+            stamp = format_signed_at(signed_at or datetime.now(UTC))
+            message = request_message(
+                request["vendor"], request["model"], request["identifiers"], request["public_key"], stamp
+            )
+            request["attestation"] = {
+                **request["attestation"],
+                "signed_at": stamp,
+                "signature": sign(unit_key, message),
+            }
+        return request
 
     def activate(self, client: HttpClient, wait=10, deadline_seconds=120):
         """Activate: POST (held by the server up to `wait` s, if given), poll Location while assigning, derive the key.

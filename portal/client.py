@@ -1,5 +1,7 @@
 """Who sent a request: the one client-address function that every rate limit and log uses."""
 
+import ipaddress
+
 from django.conf import settings
 
 
@@ -14,3 +16,12 @@ def client_address(request) -> str:
         if len(forwarded) >= proxies:
             return forwarded[-proxies]
     return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def client_ip(request) -> str | None:
+    """client_address as an IP address to store (GenericIPAddressField), or None when it is none
+    (no REMOTE_ADDR, or a proxy forwarded something else)."""
+    try:
+        return str(ipaddress.ip_address(client_address(request)))
+    except ValueError:
+        return None

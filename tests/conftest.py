@@ -23,7 +23,7 @@ from config.celery_app import app as celery_app
 from devices.claims import claim_device
 from devices.commands import deliver_pending_commands, report_command_result, send_command
 from devices.simulator import SimulatedDevice
-from vendors.attestation import attestation_message, sign
+from vendors.claim_codes import hash_claim_code
 from vendors.models import ApprovedIdentity
 
 from .factories import (
@@ -35,6 +35,7 @@ from .factories import (
     ProductionBatchFactory,
     SpaceFactory,
     UserFactory,
+    attested_unit,
 )
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM is still used
@@ -297,23 +298,26 @@ class Fleet:
         return str(send_command(self.device, name="reboot", arguments={}, actor=self.owner).code)
 
 
+CLAIM_CODE = "82948164301"
+
+
 def _unit(identity, **extra):
     model = identity.device_model
     return {"vendor": model.vendor.slug, "model": model.slug, "identifiers": identity.identifiers, **extra}
 
 
-def _signed_unit(batch, identity):
-    model = identity.device_model
-    message = attestation_message(model.vendor.slug, model.slug, list(identity.identifiers.values()))
-    return _unit(identity, attestation={"batch": batch.name, "signature": sign(batch.private_key, message)})
+def _without_public_key(device):
+    """The device's signed activation request less its public key (which a replaced one no longer fits)."""
+    return {name: value for name, value in device.activation_request().items() if name != "public_key"}
 
 
 @pytest.fixture
 def fleet(transactional_db, client, settings):
     """A device activated over the API and claimed, with commands finished, delivered and queued;
     another organization's command; activation operations assigned and failed; units approved
-    (new and activated), revoked and attested, of a model that requires a factory signature and of
-    one that does not, and a real model with no unit (its identifiers are never approved).
+    (new and activated), revoked, attested (of a model that requires factory attestation) and with
+    its claim code (of a model that requires one), and a real model with no unit (its identifiers
+    are never approved).
     Transactional: activations run their task once the request's transaction commits."""
     settings.ACTIVATION_RATE_PER_ADDRESS = 10**6  # hundreds of requests from one address; limits are tested elsewhere
     settings.ACTIVATION_RATE_PER_IDENTITY = 10**6
@@ -341,6 +345,9 @@ def fleet(transactional_db, client, settings):
     refused = SimulatedDevice(_unit(revoked)).activation_request()
     failed = client.post("/api/v1/activations?wait=5", refused, content_type="application/json")
     batch = ProductionBatchFactory(device_model__vendor=model.vendor)
+    coded = ApprovedIdentityFactory(
+        device_model__vendor=model.vendor, device_model__claim_code=True, claim_code_hash=hash_claim_code(CLAIM_CODE)
+    )
     return Fleet(
         authorization=unit.authorization,
         device=device,
@@ -351,7 +358,10 @@ def fleet(transactional_db, client, settings):
             _unit(ApprovedIdentityFactory(device_model=model)),
             _unit(identity),
             _unit(revoked),
-            _signed_unit(batch, ApprovedIdentityFactory(device_model=batch.device_model)),
+            _without_public_key(
+                SimulatedDevice(attested_unit(batch, ApprovedIdentityFactory(device_model=batch.device_model)))
+            ),
+            _unit(coded, claim_code=CLAIM_CODE),
             _unit(ApprovedIdentityFactory(device_model=batch.device_model)),
             {"vendor": model.vendor.slug, "model": model.slug},
         ],

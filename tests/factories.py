@@ -10,7 +10,7 @@ from accounts.models import Membership, Organization, Role, User
 from devices.keys import hash_device_key
 from devices.models import Device
 from spaces.models import Space
-from vendors.attestation import public_key_text
+from vendors.attestation import b64url_encode, certificate_message, public_key_text, sign
 from vendors.claiming_methods import install_shipped_methods
 from vendors.models import (
     ApprovedIdentity,
@@ -104,6 +104,7 @@ class DeviceModelFactory(DjangoModelFactory):
 
     class Params:
         cloud_id = factory.Trait(claiming_method=factory.LazyFunction(lambda: shipped_method("cloud-id")))
+        claim_code = factory.Trait(claiming_method=factory.LazyFunction(lambda: shipped_method("serial-claim-code")))
 
 
 def _mac(n):
@@ -130,7 +131,7 @@ class ApprovedIdentityFactory(DjangoModelFactory):
         lambda o, n: _cloud_id(n + 10_000) if o.device_model.claiming_method.slug == "cloud-id" else f"SN-{n:06d}"
     )
     identifier_2 = factory.LazyAttributeSequence(
-        lambda o, n: None if o.device_model.claiming_method.slug == "cloud-id" else _mac(n)
+        lambda o, n: _mac(n) if o.device_model.claiming_method.slug == "serial-mac" else None
     )
 
 
@@ -186,6 +187,35 @@ class ProductionBatchFactory(DjangoModelFactory):
         batch = super()._create(model_class, *args, **kwargs)
         batch.private_key = private_key
         return batch
+
+
+def attested_unit(batch, identity, /, unit_key=None, **certified):
+    """A unit of `batch`'s model as `seed_demo --list` gives a Globex one: its identifiers, its
+    attestation (the batch's certificate of its unit key, `unit_key` or a new one) and that key's
+    seed, for SimulatedDevice to sign requests with. `certified` overrides what the certificate covers."""
+    model = identity.device_model
+    unit_key = unit_key or Ed25519PrivateKey.generate()
+    covered = {
+        "vendor": model.vendor.slug,
+        "model": model.slug,
+        "batch": batch.name,
+        "identifiers": identity.identifiers,
+        "unit_public_key": public_key_text(unit_key),
+    } | certified
+    message = certificate_message(
+        covered["vendor"], covered["model"], covered["batch"], covered["identifiers"], covered["unit_public_key"]
+    )
+    return {
+        "vendor": model.vendor.slug,
+        "model": model.slug,
+        "identifiers": identity.identifiers,
+        "attestation": {
+            "batch": batch.name,
+            "unit_public_key": public_key_text(unit_key),
+            "certificate": sign(batch.private_key, message),
+        },
+        "unit_private_key": b64url_encode(unit_key.private_bytes_raw()),
+    }
 
 
 def serial_list_csv(rows):

@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import json
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from config.celery_app import app as celery_app
 from devices.activation_queue import BATCH_SIZE, resend_stuck_activations
-from devices.models import ActivationOperation, Device, DeviceEvent
+from devices.models import ActivationOperation, Device, DeviceEvent, UsedAttestationSignature
 from devices.simulator import SimulatedDevice, simulate
 from portal.redis import redis_client
 
@@ -20,6 +21,7 @@ from .conftest import wait_for
 from .factories import ApprovedIdentityFactory
 
 pytestmark = pytest.mark.worker
+DEMO_MODELS = ("hub-2", "cam-1", "display-55")
 
 
 @pytest.fixture(autouse=True)
@@ -114,22 +116,24 @@ def test_with_redis_down_the_device_gets_202_and_the_sweeper_recovers_the_operat
     assert Device.objects.get(code=device.device_id).events.count() == 1
 
 
-def test_simulate_devices_activates_demo_units_including_signed_globex_ones(
+def test_simulate_devices_activates_every_demo_model_through_a_real_worker(
     celery_worker_process, live_server, tmp_path
 ):
+    """Serial + MAC units, units that send their claim code, and units that sign with their own key."""
     call_command("seed_demo", stdout=io.StringIO())
     listing = io.StringIO()
     call_command("seed_demo", "--list", stdout=listing)
-    globex = [line for line in listing.getvalue().splitlines() if '"globex"' in line][:2]
+    units = [json.loads(line) for line in listing.getvalue().splitlines()]
+    chosen = [unit for model in DEMO_MODELS for unit in [u for u in units if u["model"] == model][:2]]
     units_file = tmp_path / "units.jsonl"
-    units_file.write_text("\n".join(globex) + "\n")
+    units_file.write_text("".join(json.dumps(unit) + "\n" for unit in chosen))
 
-    acme_out, globex_out = io.StringIO(), io.StringIO()
-    call_command("simulate_devices", url=live_server.url, count=3, stdout=acme_out)
-    call_command("simulate_devices", url=live_server.url, count=2, units=str(units_file), stdout=globex_out)
-    assert acme_out.getvalue().startswith("activated 3 of 3")
-    assert globex_out.getvalue().startswith("activated 2 of 2")
-    assert Device.objects.filter(device_model__slug="display-55", activated_at__isnull=False).count() == 2
+    out = io.StringIO()
+    call_command("simulate_devices", url=live_server.url, count=6, units=str(units_file), stdout=out)
+    assert out.getvalue().startswith("activated 6 of 6"), out.getvalue()
+    for model in DEMO_MODELS:
+        assert Device.objects.filter(device_model__slug=model, activated_at__isnull=False).count() == 2
+    assert UsedAttestationSignature.objects.count() == 2
 
 
 def test_simulate_devices_reports_units_that_cannot_activate(celery_worker_process, live_server):

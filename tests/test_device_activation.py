@@ -5,7 +5,6 @@ import json
 from datetime import timedelta
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -16,9 +15,9 @@ from devices.activation_queue import delete_finished_activations, doorbell_key, 
 from devices.models import ActivationOperation, Device, DeviceEvent
 from devices.simulator import SimulatedDevice
 from portal.redis import redis_client
-from vendors.attestation import attestation_message, b64url_encode, sign
+from vendors.attestation import b64url_encode
 
-from .factories import ApprovedIdentityFactory, ClaimedDeviceFactory, ProductionBatchFactory
+from .factories import ApprovedIdentityFactory, ClaimedDeviceFactory
 
 ACTIVATIONS = "/api/v1/activations"
 HEARTBEAT = "/api/v1/device/heartbeat"
@@ -167,6 +166,10 @@ def _failed_with(client, capture, body):
     return operation["error"]["code"]
 
 
+def _refusal_reason():
+    return ActivationOperation.objects.get(status="failed").refusal_reason
+
+
 def _fresh_public_key():
     return SimulatedDevice({}).activation_request()["public_key"]
 
@@ -180,21 +183,22 @@ def test_unknown_model_fails_with_unknown_model(client, django_capture_on_commit
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "identifiers",
+    ("identifiers", "reason"),
     [
-        {"serial_number": "SN-999999", "mac_address": "02:00:00:00:00:01"},
-        {"serial_number": "SN-000001"},
-        {"serial_number": "??", "mac_address": "not a mac"},
-        {"cloud_id": "ABCDEFGHJKMNPQRT"},
+        ({"serial_number": "SN-999999", "mac_address": "02:00:00:00:00:01"}, "not_on_list"),
+        ({"serial_number": "SN-000001"}, "wrong_identifier_fields"),
+        ({"serial_number": "??", "mac_address": "not a mac"}, "invalid_identifier"),
+        ({"cloud_id": "ABCDEFGHJKMNPQRT"}, "wrong_identifier_fields"),
     ],
     ids=["unknown unit", "missing identifier", "malformed values", "other method's identifier"],
 )
 def test_identifiers_not_on_the_approved_list_fail_with_not_approved(
-    client, django_capture_on_commit_callbacks, identifiers
+    client, django_capture_on_commit_callbacks, identifiers, reason
 ):
     identity = ApprovedIdentityFactory()
     body = unit_of(identity, identifiers=identifiers, public_key=_fresh_public_key())
     assert _failed_with(client, django_capture_on_commit_callbacks, body) == "not_approved"
+    assert _refusal_reason() == reason
     assert not Device.objects.exists()
 
 
@@ -210,10 +214,13 @@ def test_identifiers_are_normalized_as_in_the_claim_wizard(client, django_captur
 
 
 @pytest.mark.django_db
-def test_a_withdrawn_unit_fails_with_revoked(client, django_capture_on_commit_callbacks):
+def test_a_withdrawn_unit_fails_as_not_approved_with_the_reason_kept_for_the_vendor(
+    client, django_capture_on_commit_callbacks
+):
     identity = ApprovedIdentityFactory(status="revoked")
     body = unit_of(identity, public_key=_fresh_public_key())
-    assert _failed_with(client, django_capture_on_commit_callbacks, body) == "revoked"
+    assert _failed_with(client, django_capture_on_commit_callbacks, body) == "not_approved"
+    assert _refusal_reason() == "revoked"
 
 
 @pytest.mark.django_db
@@ -221,47 +228,6 @@ def test_a_low_order_public_key_fails_with_invalid_public_key(client, django_cap
     identity = ApprovedIdentityFactory()
     body = unit_of(identity, public_key=b64url_encode(bytes(32)))
     assert _failed_with(client, django_capture_on_commit_callbacks, body) == "invalid_public_key"
-    assert not Device.objects.filter(activated_at__isnull=False).exists()
-
-
-# Factory attestation.
-
-
-def _signed_unit(batch, identity, signer=None, batch_name=None):
-    message = attestation_message(
-        identity.device_model.vendor.slug, identity.device_model.slug, list(identity.identifiers.values())
-    )
-    signature = sign(signer or batch.private_key, message)
-    return unit_of(identity, attestation={"batch": batch_name or batch.name, "signature": signature})
-
-
-@pytest.mark.django_db
-def test_a_good_factory_signature_activates(client, django_capture_on_commit_callbacks):
-    batch = ProductionBatchFactory()
-    identity = ApprovedIdentityFactory(device_model=batch.device_model)
-    device = SimulatedDevice(_signed_unit(batch, identity))
-    assert activate(client, device, django_capture_on_commit_callbacks)["status"] == "assigned"
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("case", ["missing", "wrong key", "other unit's", "revoked batch", "unknown batch"])
-def test_a_bad_factory_signature_fails_with_attestation_failed(client, django_capture_on_commit_callbacks, case):
-    batch = ProductionBatchFactory()
-    identity = ApprovedIdentityFactory(device_model=batch.device_model)
-    if case == "missing":
-        unit = unit_of(identity)
-    elif case == "wrong key":
-        unit = _signed_unit(batch, identity, signer=Ed25519PrivateKey.generate())
-    elif case == "other unit's":
-        other = ApprovedIdentityFactory(device_model=batch.device_model)
-        unit = {**_signed_unit(batch, other), "identifiers": identity.identifiers}
-    elif case == "revoked batch":
-        batch.revoke()
-        unit = _signed_unit(batch, identity)
-    else:
-        unit = _signed_unit(batch, identity, batch_name="no-such-batch")
-    body = {**unit, "public_key": _fresh_public_key()}
-    assert _failed_with(client, django_capture_on_commit_callbacks, body) == "attestation_failed"
     assert not Device.objects.filter(activated_at__isnull=False).exists()
 
 
@@ -407,7 +373,7 @@ def test_each_operation_of_a_mixed_batch_gets_its_own_answer(client, settings):
     assert answers == [
         ("assigned", ""),
         ("assigned", ""),
-        ("failed", "revoked"),
+        ("failed", "not_approved"),
         ("failed", "not_approved"),
         ("failed", "unknown_model"),
         ("failed", "already_activated"),
@@ -553,6 +519,15 @@ def test_a_heartbeat_with_a_nan_metric_is_refused(client, django_capture_on_comm
 # Malformed activation requests, sizes and rate limits.
 
 
+ATTESTATION = {
+    "batch": "demo-batch-1",
+    "unit_public_key": b64url_encode(bytes(32)),
+    "certificate": b64url_encode(bytes(64)),
+    "signed_at": "2026-12-01T12:00:00Z",
+    "signature": b64url_encode(bytes(64)),
+}
+
+
 def _valid_body():
     return SimulatedDevice(unit_of(ApprovedIdentityFactory())).activation_request()
 
@@ -572,9 +547,30 @@ def _valid_body():
         (lambda body: {**body, "public_key": b64url_encode(bytes(31))}, {"public_key"}),
         (lambda body: {**body, "identifiers": {}}, {"identifiers"}),
         (lambda body: {**body, "identifiers": {"serial_number": 5}}, {"identifiers.serial_number"}),
-        (lambda body: {**body, "attestation": {"batch": "b"}}, {"attestation.signature"}),
-        (lambda body: {**body, "attestation": {"batch": "b", "signature": "a+b/"}}, {"attestation.signature"}),
+        (lambda body: {**body, "attestation": {**ATTESTATION, "batch": ""}}, {"attestation.batch"}),
+        (
+            lambda body: {**body, "attestation": {k: v for k, v in ATTESTATION.items() if k != "signature"}},
+            {"attestation.signature"},
+        ),
+        (lambda body: {**body, "attestation": {**ATTESTATION, "signature": "a+b/"}}, {"attestation.signature"}),
+        (lambda body: {**body, "attestation": {**ATTESTATION, "certificate": "AAAA"}}, {"attestation.certificate"}),
+        (
+            lambda body: {**body, "attestation": {**ATTESTATION, "unit_public_key": b64url_encode(bytes(31))}},
+            {"attestation.unit_public_key"},
+        ),
+        (
+            lambda body: {**body, "attestation": {**ATTESTATION, "signed_at": "2026-12-01 12:00:00"}},
+            {"attestation.signed_at"},
+        ),
+        (
+            lambda body: {**body, "attestation": {**ATTESTATION, "signed_at": "2026-12-01T12:00:00+00:00"}},
+            {"attestation.signed_at"},
+        ),
+        (lambda body: {**body, "attestation": {**ATTESTATION, "colour": "red"}}, {"attestation.colour"}),
         (lambda body: {**body, "attestation": "signed"}, {"attestation"}),
+        (lambda body: {**body, "claim_code": 82948164301}, {"claim_code"}),
+        (lambda body: {**body, "claim_code": ""}, {"claim_code"}),
+        (lambda body: {**body, "claim_code": "1" * 33}, {"claim_code"}),
     ],
     ids=[
         "not json",
@@ -588,9 +584,18 @@ def _valid_body():
         "31-byte key",
         "no identifiers",
         "identifier not a string",
+        "empty batch name",
         "attestation without signature",
         "signature not base64url",
+        "certificate too short",
+        "31-byte unit key",
+        "signed_at without T and Z",
+        "signed_at with an offset",
+        "unknown attestation field",
         "attestation not an object",
+        "claim code not a string",
+        "empty claim code",
+        "claim code too long",
     ],
 )
 def test_malformed_activation_requests_get_400_naming_the_fields(client, change, fields):

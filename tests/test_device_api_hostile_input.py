@@ -169,6 +169,17 @@ def activation(fleet, query="", **fields):
     return ACTIVATIONS + query, {**fleet.units[0], "public_key": PUBLIC_KEY, **fields}
 
 
+def attestation(**fields):
+    """An attestation of the right shape (it proves nothing), with `fields` replaced."""
+    return {
+        "batch": "b",
+        "unit_public_key": b64url_encode(bytes(32)),
+        "certificate": b64url_encode(bytes(64)),
+        "signed_at": "2026-12-01T12:00:00Z",
+        "signature": b64url_encode(bytes(64)),
+    } | fields
+
+
 def heartbeat(**fields):
     return HEARTBEAT, {"metrics": {"cpu": 1.5}, **fields}
 
@@ -219,17 +230,29 @@ LIMITS = [
     ),
     (
         "batch name",
-        lambda f, draw, n: activation(f, attestation={"batch": draw(_text(PLAIN_CHARACTERS, n)), "signature": "AAAA"}),
+        lambda f, draw, n: activation(f, attestation=attestation(batch=draw(_text(PLAIN_CHARACTERS, n)))),
         [1, 64],
         [0, 65],
         "attestation.batch",
     ),
+    *[
+        (
+            f"{name} bytes",
+            lambda f, draw, n, name=name: activation(
+                f, attestation=attestation(**{name: b64url_encode(draw(st.binary(min_size=n, max_size=n)))})
+            ),
+            [size],
+            [size - 1, size + 1],
+            f"attestation.{name}",
+        )
+        for name, size in (("unit_public_key", 32), ("certificate", 64), ("signature", 64))
+    ],
     (
-        "signature",
-        lambda f, draw, n: activation(f, attestation={"batch": "b", "signature": draw(_text(SLUG_CHARACTERS, n))}),
-        [128],
-        [129],
-        "attestation.signature",
+        "claim code",
+        lambda f, draw, n: activation(f, claim_code=draw(_text(PLAIN_CHARACTERS, n))),
+        [1, 32],
+        [0, 33],
+        "claim_code",
     ),
     ("wait", lambda f, draw, n: activation(f, f"?wait={n!r}"), [5e-324, 10.0], [0.0, math.nextafter(10, 11)], "wait"),
     ("activation body", lambda f, draw, n: padded(activation(f), n), [MAX_BODY], [MAX_BODY + 1], None),

@@ -3,6 +3,7 @@ the answer is a well-formed request or a 400 naming fields, never an exception o
 
 import json
 import math
+from datetime import UTC, datetime
 
 import pytest
 from django.core.cache import cache
@@ -22,6 +23,7 @@ identifier_names = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True)
 # Lone surrogates cannot be stored in PostgreSQL and are refused (tested below), so codec="utf-8".
 identifier_values = st.text(st.characters(exclude_categories=["Cc"], codec="utf-8"), min_size=1, max_size=40)
 keys = st.binary(min_size=32, max_size=32).map(b64url_encode)
+signatures = st.binary(min_size=64, max_size=64).map(b64url_encode)
 
 
 @st.composite
@@ -35,8 +37,18 @@ def activation_requests(draw):
     if draw(st.booleans()):
         body["attestation"] = {
             "batch": draw(identifier_values),
-            "signature": b64url_encode(draw(st.binary(min_size=1, max_size=64))),
+            "unit_public_key": draw(keys),
+            "certificate": draw(signatures),
+            "signed_at": draw(st.datetimes(min_value=datetime(2000, 1, 1), timezones=st.just(UTC))).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "signature": draw(signatures),
         }
+    if draw(st.booleans()):
+        # Any text: a string that is no claim code is a failed proof, not a malformed request.
+        body["claim_code"] = draw(
+            st.text(st.characters(exclude_categories=["Cc"], codec="utf-8"), min_size=1, max_size=32)
+        )
     return body
 
 
@@ -50,6 +62,7 @@ def test_every_well_formed_activation_request_is_accepted_as_sent(body):
         body["public_key"],
     )
     assert request.attestation == body.get("attestation")
+    assert request.claim_code == body.get("claim_code")
 
 
 def refusal(parse, *args):
@@ -74,7 +87,7 @@ def test_a_value_of_the_wrong_type_in_any_field_is_refused_naming_that_field(bod
 
 @given(activation_requests(), st.text(min_size=1, max_size=12), json_values)
 def test_an_unknown_field_is_refused_by_name(body, name, value):
-    if name in body or name == "attestation":
+    if name in body or name in ("attestation", "claim_code"):
         return
     with pytest.raises(InvalidRequest) as refused:
         parse_activation({**body, name: value})

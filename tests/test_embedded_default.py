@@ -26,7 +26,7 @@ from devices.claims import claim_device
 from devices.simulator import SimulatedDevice
 from spaces.models import Space
 from vendors.models import DeviceModel
-from accounts.management.commands.seed_demo import demo_identifiers
+from accounts.management.commands.seed_demo import demo_identifiers, demo_units
 
 alice = User.objects.get(email="alice@initech.example")
 auditorium = Space.objects.get(name="Auditorium")
@@ -60,6 +60,10 @@ beat = client.post(
     "/api/v1/device/heartbeat", {"metrics": {"cpu": 1}}, content_type="application/json", headers=unit.authorization
 )
 answers["heartbeat"] = {"status": beat.status_code, "json": beat.json()}
+for model in ("cam-1", "display-55"):
+    proven = SimulatedDevice(next(unit for unit in demo_units() if unit["model"] == model)).activation_request()
+    answer = client.post("/api/v1/activations?wait=5", proven, content_type="application/json")
+    answers[model] = {"status": answer.status_code, "json": answer.json()}
 print(json.dumps({"pages": pages, "answers": answers}))
 """
 
@@ -74,7 +78,8 @@ def _heading(html):
 
 def test_the_embedded_default_serves_every_main_page_on_sqlite(tmp_path):
     """Each page answers itself (no redirect followed: a sign-in page bouncing every URL would
-    otherwise pass), with its own title, heading and content; the device API activates a unit."""
+    otherwise pass), with its own title, heading and content; the device API activates a unit of
+    each demo model."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")} | {
         "DJANGO_SETTINGS_MODULE": "config.settings.local",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'embedded.sqlite3'}",
@@ -115,3 +120,5 @@ def test_the_embedded_default_serves_every_main_page_on_sqlite(tmp_path):
     assert answers["activation"]["json"]["status"] == "assigned"
     assert answers["heartbeat"]["status"] == 200
     assert answers["heartbeat"]["json"]["device"]["status"] == "registered"
+    for model in ("cam-1", "display-55"):  # a claim code, an attestation by the unit's own key
+        assert (answers[model]["status"], answers[model]["json"]["status"]) == (200, "assigned"), answers[model]

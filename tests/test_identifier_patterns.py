@@ -112,7 +112,7 @@ def test_the_activation_of_a_unit_with_a_catastrophic_pattern_finishes(
     assert accepted.status_code == 202, accepted.content
     operation = ActivationOperation.objects.get()
     assert (operation.status, operation.error_code) == ("failed", "not_approved")
-    assert "not a valid Serial number" in client.get(accepted["Location"]).json()["error"]["message"]
+    assert operation.refusal_reason == "invalid_identifier", "the device is told no more than for any failed proof"
 
 
 def test_a_stored_pattern_re2_cannot_run_admits_no_value_instead_of_failing(client, catastrophic_model):

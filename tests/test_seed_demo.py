@@ -58,8 +58,10 @@ def test_seed_demo_refuses_production_settings(settings):
         call_command("seed_demo")
 
 
-def test_seed_demo_makes_globex_require_a_factory_signature_and_lists_signatures_that_verify(capsys):
-    from vendors.attestation import attestation_message, signature_is_valid
+def test_seed_demo_makes_globex_require_attestation_and_lists_units_certified_by_the_demo_batch(capsys):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from vendors.attestation import b64url_decode, certificate_message, public_key_text, signature_is_valid
     from vendors.models import ProductionBatch
 
     call_command("seed_demo", stdout=io.StringIO())
@@ -67,7 +69,9 @@ def test_seed_demo_makes_globex_require_a_factory_signature_and_lists_signatures
     units = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     globex = [unit for unit in units if unit["vendor"] == "globex"]
     assert len(globex) == 60
-    assert all("attestation" not in unit for unit in units if unit["vendor"] == "acme")
+    assert all(
+        "attestation" not in unit and "unit_private_key" not in unit for unit in units if unit["vendor"] == "acme"
+    )
     assert DeviceModel.objects.get(slug="display-55").attestation == "factory_signature"
     assert DeviceModel.objects.get(slug="hub-2").attestation == "none"
     batch = ProductionBatch.objects.get(device_model__slug="display-55")
@@ -75,10 +79,17 @@ def test_seed_demo_makes_globex_require_a_factory_signature_and_lists_signatures
         identity = ApprovedIdentity.objects.get(
             device_model=batch.device_model, identifier_1=unit["identifiers"]["cloud_id"].replace("-", "")
         )
-        message = attestation_message("globex", "display-55", [identity.identifier_1])
-        assert unit["attestation"]["batch"] == batch.name
-        assert signature_is_valid(batch.public_key, message, unit["attestation"]["signature"])
-    assert not signature_is_valid(batch.public_key, message, globex[-1]["attestation"]["signature"])
+        attestation = unit["attestation"]
+        assert set(attestation) == {"batch", "unit_public_key", "certificate"}
+        assert attestation["batch"] == batch.name
+        unit_key = Ed25519PrivateKey.from_private_bytes(b64url_decode(unit["unit_private_key"]))
+        assert public_key_text(unit_key) == attestation["unit_public_key"]
+        certified = certificate_message(
+            "globex", "display-55", batch.name, {"cloud_id": identity.identifier_1}, attestation["unit_public_key"]
+        )
+        assert signature_is_valid(batch.public_key, certified, attestation["certificate"])
+    assert not signature_is_valid(batch.public_key, certified, globex[-1]["attestation"]["certificate"])
+    assert len({unit["unit_private_key"] for unit in globex}) == 60
 
 
 def test_seed_demo_adds_acme_cam_1_whose_units_list_a_claim_code_and_a_label_link(capsys, settings):

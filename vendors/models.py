@@ -335,10 +335,11 @@ class VendorStaff(models.Model):
 
 
 class ProductionBatch(models.Model):
-    """A factory run of one model whose units carry an Ed25519 signature of their identifiers.
+    """A factory run of one model whose units each carry a key pair of their own, certified by the
+    batch's Ed25519 key (vendors/attestation.py).
 
     Vendor staff register the batch's public key; the server holds no secret. Revoking a batch
-    (a leaked factory key) makes every signature from it fail attestation.
+    (a leaked factory key) makes every certificate from it fail attestation.
     """
 
     device_model = models.ForeignKey(DeviceModel, on_delete=models.PROTECT, related_name="production_batches")

@@ -14,7 +14,7 @@ from django.db import transaction
 
 from accounts.models import Membership, Organization, Role, User
 from spaces.models import Space
-from vendors.attestation import attestation_message, public_key_text, sign
+from vendors.attestation import b64url_encode, certificate_message, public_key_text, sign
 from vendors.claim_codes import RANDOM_DIGITS, hash_claim_code, verhoeff_check_digit
 from vendors.claiming_methods import SHIPPED_METHODS, install_shipped_methods
 from vendors.identifiers import normalize
@@ -169,15 +169,34 @@ def demo_batch_private_key(vendor_slug, model_slug):
     return Ed25519PrivateKey.from_private_bytes(seed)
 
 
-def demo_attestation(vendor_slug, model_spec, identifiers):
-    """The attestation object a demo unit of `model_spec` sends: the demo batch's signature of its identifiers."""
+# Each demo unit's own Ed25519 key pair, derived from a fixed, published seed too:
+# unit private key = SHA-256(DEMO_UNIT_SEED + "/" + vendor slug + "/" + model slug + "/" + unit number).
+DEMO_UNIT_SEED = "device-portal demo unit key"
+
+
+def demo_unit_private_key(vendor_slug, model_slug, index):
+    """Demo unit number `index`'s Ed25519 private key: public knowledge, for demo data only."""
+    seed = hashlib.sha256(f"{DEMO_UNIT_SEED}/{vendor_slug}/{model_slug}/{index}".encode()).digest()
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def demo_attestation(vendor_slug, model_spec, identifiers, index):
+    """What the factory gives demo unit number `index` of `model_spec`: its attestation object
+    (the demo batch's certificate over its normalized identifiers and its unit public key) and,
+    base64url, the 32-byte seed of its unit private key."""
     method = next(method for method in SHIPPED_METHODS if method["slug"] == model_spec["method"])
-    values = [normalize(identifiers[field["key"]], field["normalization"]) for field in method["fields"]]
-    message = attestation_message(vendor_slug, model_spec["slug"], values)
-    return {
-        "batch": DEMO_BATCH_NAME,
-        "signature": sign(demo_batch_private_key(vendor_slug, model_spec["slug"]), message),
+    normalized = {
+        field["key"]: normalize(identifiers[field["key"]], field["normalization"]) for field in method["fields"]
     }
+    unit_key = demo_unit_private_key(vendor_slug, model_spec["slug"], index)
+    unit_public_key = public_key_text(unit_key)
+    certified = certificate_message(vendor_slug, model_spec["slug"], DEMO_BATCH_NAME, normalized, unit_public_key)
+    attestation = {
+        "batch": DEMO_BATCH_NAME,
+        "unit_public_key": unit_public_key,
+        "certificate": sign(demo_batch_private_key(vendor_slug, model_spec["slug"]), certified),
+    }
+    return attestation, b64url_encode(unit_key.private_bytes_raw())
 
 
 def requires_claim_code(model_spec):
@@ -187,9 +206,9 @@ def requires_claim_code(model_spec):
 
 
 def demo_units():
-    """Every demo unit as {"vendor", "model", "identifiers"} (+ "attestation" where the model requires
-    one, + "claim_code" and "label_url" where it requires a claim code): the body of its activation
-    request, less the public key."""
+    """Every demo unit as {"vendor", "model", "identifiers"} (+ "attestation" and "unit_private_key"
+    where the model requires factory attestation, + "claim_code" and "label_url" where it requires a
+    claim code): what its firmware knows to build its activation request (devices/simulator.py)."""
     for spec in VENDORS:
         for model_spec in spec["models"]:
             for index in range(1, UNITS_PER_MODEL + 1):
@@ -199,7 +218,9 @@ def demo_units():
                     "identifiers": demo_identifiers(model_spec["slug"], index),
                 }
                 if model_spec.get("attestation") == Attestation.FACTORY_SIGNATURE:
-                    unit["attestation"] = demo_attestation(spec["slug"], model_spec, unit["identifiers"])
+                    unit["attestation"], unit["unit_private_key"] = demo_attestation(
+                        spec["slug"], model_spec, unit["identifiers"], index
+                    )
                 if requires_claim_code(model_spec):
                     unit["claim_code"] = demo_claim_code(model_spec["slug"], index)
                     link = (spec["slug"], model_spec["slug"], unit["identifiers"], unit["claim_code"])
