@@ -79,7 +79,6 @@ class ClaimCodeIssueAdmin(VendorScopedAdmin):
         else:
             response = HttpResponse(label_sheet_pdf(issue, records, origin), content_type="application/pdf")
             response["Content-Disposition"] = f'attachment; filename="{name}-labels.pdf"'
-        response["Cache-Control"] = "no-store"
         return response
 
 
