@@ -12,7 +12,7 @@ import zxingcpp
 from django.urls import reverse
 from django.utils import timezone
 
-from vendors.claim_codes import claim_code_matches, format_claim_code
+from vendors.claim_codes import claim_code_generator, claim_code_matches, format_claim_code, verhoeff_check_digit
 from vendors.code_files import CodeFileError, code_file_path, read_code_file
 from vendors.code_issues import sweep_claim_code_issues
 from vendors.imports import import_validated_rows, validate_import
@@ -216,3 +216,13 @@ def test_whether_a_method_requires_claim_codes_is_fixed_once_units_exist(acme_ad
     page = acme_admin_client.get(url)
     assert b'name="requires_claim_code"' not in page.content
     assert b"whether it requires a claim code are fixed" in page.content
+
+
+def test_the_bulk_generator_makes_valid_codes_with_every_digit_random():
+    generate = claim_code_generator()
+    codes = [generate() for _ in range(20_000)]
+    assert all(len(code) == 11 and code[-1] == verhoeff_check_digit(code[:-1]) for code in codes)
+    for position in range(10):  # each random digit takes all ten values about equally often
+        counts = [sum(code[position] == str(digit) for code in codes) for digit in range(10)]
+        assert min(counts) > 1700
+    assert len(set(codes)) > 19_990

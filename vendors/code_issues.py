@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .claim_codes import ClaimCodeError, claim_code_hasher, generate_claim_code, normalize_claim_code
+from .claim_codes import ClaimCodeError, claim_code_generator, claim_code_hasher, normalize_claim_code
 from .code_files import CodeFileWriter, code_file_path, read_code_file
 from .models import ClaimCodeIssue, ImportRow
 
@@ -42,14 +42,14 @@ class _GeneratedCodes:
 
     def __init__(self, writer, field_count):
         self.writer, self.field_count = writer, field_count
-        self.hash = claim_code_hasher()
+        self.hash, self.generate = claim_code_hasher(), claim_code_generator()
         # 1M ints: about 60 MB. Ten random digits repeat within a million codes some fifty times.
         self.seen = set()
 
     def __call__(self, record, line, values):
-        code = generate_claim_code()
+        code = self.generate()
         while int(code) in self.seen:
-            code = generate_claim_code()
+            code = self.generate()
         self.seen.add(int(code))
         self.writer.write(line, values[: self.field_count], code)
         return self.hash(code), None
