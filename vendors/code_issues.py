@@ -48,9 +48,9 @@ class _GeneratedCodes:
 
     def __call__(self, record, line, values):
         code = self.generate()
-        while int(code) in self.seen:
+        while (number := int(code)) in self.seen:
             code = self.generate()
-        self.seen.add(int(code))
+        self.seen.add(number)
         self.writer.write(line, values[: self.field_count], code)
         return self.hash(code), None
 
