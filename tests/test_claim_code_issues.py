@@ -9,6 +9,7 @@ from datetime import timedelta
 import pypdfium2
 import pytest
 import zxingcpp
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,7 +20,7 @@ from vendors.imports import import_validated_rows, validate_import
 from vendors.labels import parse_label_payload
 from vendors.models import ApprovedIdentity, ClaimCodeIssue, ImportJob
 
-from .conftest import database_url_for_subprocess
+from .conftest import database_url_for_subprocess, wait_for
 from .factories import ApprovedIdentityFactory, DeviceModelFactory, VendorStaffFactory, shipped_method
 
 UNITS = 30
@@ -226,3 +227,25 @@ def test_the_bulk_generator_makes_valid_codes_with_every_digit_random():
         counts = [sum(code[position] == str(digit) for code in codes) for digit in range(10)]
         assert min(counts) > 1700
     assert len(set(codes)) > 19_990
+
+
+@pytest.mark.worker
+def test_codes_a_worker_generates_for_an_upload_are_downloaded_from_the_web(
+    shared_media_root, celery_worker_process, client
+):
+    cam_model = DeviceModelFactory(
+        vendor__slug="acme", slug="cam-1", claiming_method=shipped_method("serial-claim-code")
+    )
+    client.force_login(VendorStaffFactory(vendor=cam_model.vendor).user)
+    upload = SimpleUploadedFile("cams.csv", b"serial_number\n" + b"".join(b"CAM1-%04d\n" % n for n in range(200)))
+    client.post(reverse("admin:vendors_devicemodel_upload", args=[cam_model.pk]), {"file": upload})
+    job = ImportJob.objects.get()
+    wait_for(lambda: ImportJob.objects.get(pk=job.pk).status == "validated", timeout=60)
+    assert not ClaimCodeIssue.objects.get(import_job=job).csv_downloaded_at
+    client.post(reverse("admin:vendors_importjob_decide", args=[job.pk]), {"decision": "import"})
+    wait_for(lambda: ClaimCodeIssue.objects.get(import_job=job).status == "ready", timeout=60)
+    issue = ClaimCodeIssue.objects.get(import_job=job)
+    rows = read_csv(download(client, issue, "csv"))
+    assert len(rows) == 200
+    unit = ApprovedIdentity.objects.get(identifier_1=rows[0]["serial_number"])
+    assert claim_code_matches(rows[0]["claim_code"], unit.claim_code_hash)
