@@ -216,7 +216,7 @@ def test_whether_a_method_requires_claim_codes_is_fixed_once_units_exist(acme_ad
     ApprovedIdentityFactory(device_model=DeviceModelFactory(vendor=acme_model.vendor, claiming_method=method))
     page = acme_admin_client.get(url)
     assert b'name="requires_claim_code"' not in page.content
-    assert b"whether it requires a claim code are fixed" in page.content
+    assert b"and whether it requires a claim code (units hold one or not)" in page.content
 
 
 def test_the_bulk_generator_makes_valid_codes_with_every_digit_random():

@@ -121,9 +121,10 @@ class ClaimingMethodAdmin(FixedOnceUnitsExistAdmin):
     # them out, turning it off would drop the proof their labels carry.
     fixed_fields = ("slug", "requires_claim_code")
     fixed_note = (
-        "Units are approved with this method: its slug and whether it requires a claim code are fixed, and so are "
-        "its fields' keys, positions and normalization (the stored identifiers, serial lists and the device API "
-        "follow them); fields cannot be added or removed. Labels, help texts, patterns and formats can change."
+        "Units are approved with this method: its slug is fixed, and so are its fields' keys, positions and "
+        "normalization (the stored identifiers, serial lists and the device API follow them) and whether it "
+        "requires a claim code (units hold one or not); fields cannot be added or removed. Labels, help texts, "
+        "patterns and formats can change."
     )
 
     def get_exclude(self, request, obj=None):
