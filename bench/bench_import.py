@@ -131,6 +131,7 @@ def cli_rate(path, rows, model="bench-hub"):
     child.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     assert child.returncode == 0, child.returncode
+    print(f"  (the CLI process used {usage.ru_utime + usage.ru_stime:.1f} s of CPU)")
     return rows / seconds, seconds, usage.ru_maxrss / 1024
 
 

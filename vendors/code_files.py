@@ -33,6 +33,8 @@ from django.conf import settings
 MAGIC = b"DPCC1"
 SALT_BYTES = 16
 CHUNK_BYTES = 1 << 16
+# Records handed to the CSV writer at a time (one call per row would cost as much as the encryption).
+PENDING_RECORDS = 1000
 _LENGTH = struct.Struct(">I")
 
 
@@ -71,15 +73,23 @@ class CodeFileWriter:
         self._chunks = 0
         self._buffer = io.StringIO()
         self._csv = csv.writer(self._buffer, lineterminator="\n")
+        self._pending = []
         self.records = 0
 
     def write(self, line: int, values, code: str):
-        self._csv.writerow((line, *values, code))
-        self.records += 1
-        if self._buffer.tell() >= CHUNK_BYTES:
-            self._flush(last=False)
+        self._pending.append((line, *values, code))
+        if len(self._pending) == PENDING_RECORDS:
+            self._csv.writerows(self._pending)
+            self._pending.clear()
+            self.records += PENDING_RECORDS
+            if self._buffer.tell() >= CHUNK_BYTES:
+                self._flush(last=False)
 
     def _flush(self, *, last):
+        if last:
+            self._csv.writerows(self._pending)
+            self.records += len(self._pending)
+            self._pending.clear()
         data = self._buffer.getvalue().encode()
         self._buffer.seek(0)
         self._buffer.truncate()

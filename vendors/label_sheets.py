@@ -6,10 +6,6 @@ and the manual code in text, 4-3-4 digits. The sheet is built in memory: code_is
 at most LABEL_SHEET_MAX_UNITS units.
 """
 
-import segno
-from fpdf import FPDF
-from PIL import Image
-
 from portal.csv import csv_lines
 
 from .claim_codes import format_claim_code
@@ -36,6 +32,9 @@ def codes_csv(issue, records, origin):
 
 
 def _qr_image(link):
+    import segno
+    from PIL import Image
+
     # A fixed mask: choosing the best of eight costs six times as much, and any mask scans.
     qr = segno.make_qr(link, error="m", mask=1, boost_error=False)
     size = qr.symbol_size(border=4)[0]
@@ -45,6 +44,10 @@ def _qr_image(link):
 
 def label_sheet_pdf(issue, records, origin):
     """The label sheet as PDF bytes."""
+    # Imported here: fpdf2 and Pillow take half a second to load, which every start of a process
+    # that loads the admin (the import CLI, the workers) would pay otherwise.
+    from fpdf import FPDF
+
     model = issue.device_model
     pdf = FPDF(format="A4", unit="mm")
     pdf.set_auto_page_break(False)
