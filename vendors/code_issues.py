@@ -27,9 +27,10 @@ from .claim_codes import ClaimCodeError, claim_code_generator, claim_code_hasher
 from .code_files import CodeFileWriter, code_file_path, read_code_file
 from .models import ClaimCodeIssue, ImportRow
 
-# A label sheet is built in memory (PDF writers need the whole document): it is offered for issues
-# of up to this many units, about 12 s and 5 MB; larger ones get the CSV for the label printer.
-LABEL_SHEET_MAX_UNITS = 5000
+# A label sheet is built in memory (PDF writers need the whole document) within the request: it is
+# offered for issues of up to this many units, about 7 s, 2 MB of PDF and 110 MB of memory here;
+# larger ones get the CSV, for the label printer.
+LABEL_SHEET_MAX_UNITS = 2000
 # Units one "Re-issue claim codes" action may give new codes (its updates run in the request).
 REISSUE_MAX_UNITS = 10_000
 # A file older than this that no live issue names is a leftover (validations save progress every second).
