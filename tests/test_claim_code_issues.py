@@ -249,3 +249,14 @@ def test_codes_a_worker_generates_for_an_upload_are_downloaded_from_the_web(
     assert len(rows) == 200
     unit = ApprovedIdentity.objects.get(identifier_1=rows[0]["serial_number"])
     assert claim_code_matches(rows[0]["claim_code"], unit.claim_code_hash)
+
+
+def test_an_issue_too_large_for_a_label_sheet_offers_the_csv_alone(acme_admin_client, cam_model, monkeypatch):
+    monkeypatch.setattr("vendors.code_issues.LABEL_SHEET_MAX_UNITS", UNITS - 1)
+    issue = import_generated(cam_model)
+    page = acme_admin_client.get(reverse("admin:vendors_claimcodeissue_change", args=[issue.pk]))
+    assert f"No label sheet for more than {UNITS - 1} units" in page.text
+    assert download(acme_admin_client, issue, "labels").status_code == 302
+    assert len(read_csv(download(acme_admin_client, issue, "csv"))) == UNITS
+    issue.refresh_from_db()
+    assert issue.status == "destroyed"

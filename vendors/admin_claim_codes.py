@@ -10,14 +10,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
+from . import code_issues  # by module: its limits are read when used
 from .admin_scoping import VendorScopedAdmin
-from .code_issues import (
-    LABEL_SHEET_MAX_UNITS,
-    issue_records,
-    labels_offered,
-    reissue_claim_codes,
-    take_download,
-)
 from .label_sheets import codes_csv, label_sheet_pdf
 from .models import ClaimCodeIssue
 
@@ -52,15 +46,15 @@ class ClaimCodeIssueAdmin(VendorScopedAdmin):
             issue,
             str(issue),
             issue=issue,
-            labels_offered=labels_offered(issue),
-            label_sheet_max_units=LABEL_SHEET_MAX_UNITS,
+            labels_offered=code_issues.labels_offered(issue),
+            label_sheet_max_units=code_issues.LABEL_SHEET_MAX_UNITS,
             csv_url=reverse("admin:vendors_claimcodeissue_csv", args=[issue.pk]),
             labels_url=reverse("admin:vendors_claimcodeissue_labels", args=[issue.pk]),
         )
 
     def download_view(self, request, object_id, kind):
         issue = self.get_object(request, object_id)
-        source = take_download(issue, kind)
+        source = code_issues.take_download(issue, kind)
         if source is None:
             self.message_user(
                 request,
@@ -71,7 +65,7 @@ class ClaimCodeIssueAdmin(VendorScopedAdmin):
             return redirect("admin:vendors_claimcodeissue_change", issue.pk)
         # The address vendor staff reached the portal at (a host ALLOWED_HOSTS accepts).
         origin = request.build_absolute_uri("/")
-        records = issue_records(issue, source)
+        records = code_issues.issue_records(issue, source)
         name = slugify(f"{issue.device_model.vendor.slug}-{issue.device_model.slug}-claim-codes-{issue.pk}")
         if kind == "csv":
             response = StreamingHttpResponse(codes_csv(issue, records, origin), content_type="text/csv; charset=utf-8")
@@ -86,7 +80,7 @@ class ClaimCodeIssueAdmin(VendorScopedAdmin):
 def reissue(model_admin, request, queryset):
     """New claim codes for the selected units of claim-code models, offered once on an issue page."""
     try:
-        issues = reissue_claim_codes(queryset, actor=request.user)
+        issues = code_issues.reissue_claim_codes(queryset, actor=request.user)
     except ValueError as exc:
         model_admin.message_user(request, str(exc), messages.ERROR)
         return None
