@@ -439,3 +439,16 @@ def test_a_cancelled_or_refused_import_destroys_the_codes_it_generated(cam_model
     assert issue.status == "destroyed"
     assert not code_file_path(issue.code).exists()
     assert not ApprovedIdentity.objects.filter(device_model=cam_model).exists()
+
+
+def test_the_command_line_says_where_to_download_the_codes_it_generated(cam_model, tmp_path, settings):
+    settings.PORTAL_ORIGIN = "https://portal.example"
+    path = tmp_path / "cams.csv"
+    path.write_text("serial_number\nCAM1-0001\nCAM1-0002\n")
+    out = io.StringIO()
+    call_command("import_identities", "--vendor", "acme", "--model", "cam-1", str(path), stdout=out)
+    issue = ClaimCodeIssue.objects.get()
+    assert (
+        f"Claim codes were generated for the 2 units: download them, once, at "
+        f"https://portal.example/admin/vendors/claimcodeissue/{issue.pk}/change/" in out.getvalue()
+    )
