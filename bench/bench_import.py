@@ -5,12 +5,13 @@
 Uses (and recreates) the PostgreSQL database `bench_i4` on 127.0.0.1:5432 (BENCH_DATABASE_URL
 overrides it). Prints rows/s for each path, the CLI's rate as a share of the raw COPY rate
 (goal >= 50%), the CLI process's peak memory (goal < 500 MB) and, for comparison, the rate of
-ORM bulk_create on fewer rows.
+ORM bulk_create on fewer rows. Then the same for a model whose claiming method requires claim
+codes, from a file without them: the CLI generates, hashes and stores a code per unit and writes
+the encrypted file of codes to download, against a raw COPY of the same serial numbers.
 """
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -67,19 +68,34 @@ def setup_django():
     django.setup()
 
 
+def write_serials_csv(path, rows, *, with_hashes=False):
+    """A serial list of a claim-code model without its codes: the portal generates them. With
+    `with_hashes`, each row also has a code's stored hash: what the CLI ends up writing."""
+    from vendors.claim_codes import claim_code_generator, claim_code_hasher
+
+    generate, hash_code = claim_code_generator(), claim_code_hasher()
+    with open(path, "w") as out:
+        out.write("serial_number,claim_code_hash\n" if with_hashes else "serial_number\n")
+        for n in range(rows):
+            out.write(f"BC-{n:08d},{hash_code(generate())}\n" if with_hashes else f"BC-{n:08d}\n")
+
+
 def bench_models():
-    """A vendor with two serial + MAC models: one for the CLI import, one for bulk_create."""
+    """A vendor with two serial + MAC models (one for the CLI import, one for bulk_create) and a
+    serial + claim code model."""
     from vendors.models import ClaimingMethod, DeviceModel, Vendor
 
     vendor = Vendor.objects.create(name="Bench", slug="bench")
     method = ClaimingMethod.objects.get(slug="serial-mac")
+    with_codes = ClaimingMethod.objects.get(slug="serial-claim-code")
     return (
         DeviceModel.objects.create(vendor=vendor, name="Bench Hub", slug="bench-hub", claiming_method=method),
         DeviceModel.objects.create(vendor=vendor, name="Bench Bulk", slug="bench-bulk", claiming_method=method),
+        DeviceModel.objects.create(vendor=vendor, name="Bench Cam", slug="bench-cam", claiming_method=with_codes),
     )
 
 
-def raw_copy_rate(path, device_model_id, rows, *, foreign_key=False):
+def raw_copy_rate(path, device_model_id, rows, *, foreign_key=False, columns="identifier_1, identifier_2"):
     """COPY the file into a scratch copy of the serial-list table: same columns, same unique indexes;
     with `foreign_key`, also the model foreign key the real table checks for every row."""
     with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
@@ -95,7 +111,7 @@ def raw_copy_rate(path, device_model_id, rows, *, foreign_key=False):
                 "DEFERRABLE INITIALLY DEFERRED"
             )
         started = time.perf_counter()
-        statement = "COPY bench_scratch (identifier_1, identifier_2) FROM STDIN (FORMAT csv, HEADER)"
+        statement = f"COPY bench_scratch ({columns}) FROM STDIN (FORMAT csv, HEADER)"
         with conn.transaction(), conn.cursor() as cursor, open(path, "rb") as source, cursor.copy(statement) as copy:
             while chunk := source.read(1 << 20):
                 copy.write(chunk)
@@ -106,12 +122,17 @@ def raw_copy_rate(path, device_model_id, rows, *, foreign_key=False):
     return rows / seconds, seconds
 
 
-def cli_rate(path, rows):
+def cli_rate(path, rows, model="bench-hub"):
+    """The CLI's rate and its own peak memory (wait4's usage is the one child's, not every child's)."""
     started = time.perf_counter()
-    manage("import_identities", "--vendor", "bench", "--model", "bench-hub", str(path))
+    command = [sys.executable, str(ROOT / "manage.py"), "import_identities", "--vendor", "bench", "--model", model]
+    child = subprocess.Popen([*command, str(path)], env=ENV, cwd=ROOT)
+    _pid, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return rows / seconds, seconds, peak_mb
+    assert child.returncode == 0, child.returncode
+    print(f"  (the CLI process used {usage.ru_utime + usage.ru_stime:.1f} s of CPU)")
+    return rows / seconds, seconds, usage.ru_maxrss / 1024
 
 
 def bulk_create_rate(path, device_model, rows):
@@ -146,7 +167,7 @@ def main():
     print(f"Database {DATABASE_URL}; recreating it and applying migrations ...", flush=True)
     recreate_database()
     setup_django()
-    cli_model, bulk_model = bench_models()
+    cli_model, bulk_model, code_model = bench_models()
 
     with tempfile.TemporaryDirectory() as tmp:
         big = Path(tmp) / "serial-list.csv"
@@ -165,6 +186,20 @@ def main():
         print(f"raw COPY + foreign key  {args.rows:>9,} rows {fk_seconds:7.2f} s {fk_rate:>10,.0f} rows/s")
         bulk_rate, bulk_seconds = bulk_create_rate(small, bulk_model, args.bulk_rows)
         print(f"ORM bulk_create         {args.bulk_rows:>9,} rows {bulk_seconds:7.2f} s {bulk_rate:>10,.0f} rows/s")
+        serials = Path(tmp) / "serials.csv"
+        write_serials_csv(serials, args.rows)
+        code_copy_rate, code_copy_seconds = raw_copy_rate(serials, code_model.pk, args.rows, columns="identifier_1")
+        print(
+            f"raw COPY, serials only  {args.rows:>9,} rows {code_copy_seconds:7.2f} s {code_copy_rate:>10,.0f} rows/s"
+        )
+        code_rate, code_seconds, code_peak_mb = cli_rate(serials, args.rows, model="bench-cam")
+        print(f"CLI, codes generated    {args.rows:>9,} rows {code_seconds:7.2f} s {code_rate:>10,.0f} rows/s")
+        hashed = Path(tmp) / "serials-hashed.csv"
+        write_serials_csv(hashed, args.rows, with_hashes=True)
+        hashed_rate, hashed_seconds = raw_copy_rate(
+            hashed, code_model.pk, args.rows, columns="identifier_1, claim_code_hash"
+        )
+        print(f"raw COPY, serial + hash {args.rows:>9,} rows {hashed_seconds:7.2f} s {hashed_rate:>10,.0f} rows/s")
 
     ratio = import_rate / copy_rate
     print(f"CLI / raw COPY rate: {ratio:.0%} (goal >= {RATIO_GOAL:.0%}: {'met' if ratio >= RATIO_GOAL else 'NOT met'})")
@@ -174,6 +209,16 @@ def main():
         f"(goal < {MEMORY_GOAL_MB} MB: {'met' if peak_mb < MEMORY_GOAL_MB else 'NOT met'})"
     )
     print(f"CLI / bulk_create rate: {import_rate / bulk_rate:.1f}x")
+    code_ratio = code_rate / code_copy_rate
+    print(
+        f"Claim codes generated: CLI / raw COPY rate {code_ratio:.0%} "
+        f"(goal >= {RATIO_GOAL:.0%}: {'met' if code_ratio >= RATIO_GOAL else 'NOT met'}); peak memory "
+        f"{code_peak_mb:.0f} MB (goal < {MEMORY_GOAL_MB} MB: {'met' if code_peak_mb < MEMORY_GOAL_MB else 'NOT met'})"
+    )
+    print(
+        f"Claim codes generated: CLI / raw COPY of the same serials and hashes: {code_rate / hashed_rate:.0%} "
+        "(for context)"
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.db.utils import DatabaseError
 
-from vendors.imports import import_validated_rows, validate_import
-from vendors.models import ApprovedIdentity, ImportJob, ImportRow
+from vendors.claim_codes import format_claim_code, generate_claim_code, hash_claim_code
+from vendors.code_files import code_file_path, read_code_file
+from vendors.imports import cancel_import, import_file, import_validated_rows, validate_import
+from vendors.models import ApprovedIdentity, ClaimCodeIssue, ImportJob, ImportRow
 
 from .conftest import approved_meanwhile, database_url_for_subprocess
 from .factories import ApprovedIdentityFactory, DeviceModelFactory, shipped_method
@@ -327,3 +329,126 @@ def test_cli_draws_a_progress_bar_on_a_terminal(tmp_path):
     assert done.returncode == 0
     assert "\rValidating [########################################] 100%" in drawn
     assert done.stdout.count("\n") == 1
+
+
+# Claim codes in the serial list: a model whose claiming method requires them.
+@pytest.fixture
+def cam_model(acme_model, shared_media_root):
+    """Acme Cam 1, claimed by serial number + claim code; generated codes wait in a temporary folder."""
+    return DeviceModelFactory(
+        vendor=acme_model.vendor, slug="cam-1", name="Acme Cam 1", claiming_method=shipped_method("serial-claim-code")
+    )
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        str,
+        format_claim_code,
+        lambda code: f"{code[:4]} {code[4:7]} {code[7:]}",
+        lambda code: f" {code[:2]}-{code[2:]} ",
+    ],
+    ids=["digits", "dashes", "spaces", "mixed"],
+)
+def test_a_claim_code_column_in_any_typed_form_is_imported_as_its_hash_only(cam_model, typed):
+    code = generate_claim_code()
+    job = import_validated_rows(validate(cam_model, f"claim_code,serial_number\n{typed(code)},cam1-0001\n"))
+    assert (job.status, job.rows_imported) == ("imported", 1)
+    identity = ApprovedIdentity.objects.get(device_model=cam_model)
+    assert identity.identifier_1 == "CAM1-0001"
+    assert identity.claim_code_hash == hash_claim_code(code)
+    assert not ClaimCodeIssue.objects.exists()  # the vendor has these codes already
+
+
+def test_a_claim_code_with_a_typo_is_reported_on_its_line(cam_model):
+    code = generate_claim_code()
+    typo = code[:-1] + str((int(code[-1]) + 1) % 10)
+    job = validate(cam_model, f"serial_number,claim_code\nCAM1-0001,{code}\nCAM1-0002,{typo}\nCAM1-0003,123\n")
+    report = {row["line"]: row["message"] for row in job.bad_rows}
+    assert report[3].startswith("claim_code: This claim code has a typo")
+    assert report[4] == "claim_code: A claim code is 11 digits, e.g. 1234-567-8901."
+    assert job.rows_bad == 2
+
+
+def test_a_claim_code_repeated_in_the_list_is_reported_with_its_first_line_and_not_shown(cam_model):
+    code = generate_claim_code()
+    job = validate(cam_model, f"serial_number,claim_code\nCAM1-0001,{code}\nCAM1-0002,{format_claim_code(code)}\n")
+    assert job.bad_rows == [{"line": 3, "message": "claim_code: the same code is also on line 2."}]
+
+
+def test_a_claim_code_column_is_refused_for_a_model_without_claim_codes(acme_model):
+    job = validate(acme_model, HEADER.strip() + ",claim_code\nSN-1,02:00:00:00:00:01," + generate_claim_code() + "\n")
+    assert job.status == "failed"
+    assert "takes no claim codes: remove the claim_code column" in job.problem
+
+
+def test_the_command_line_imports_claim_codes_in_one_pass_and_reports_a_repeat_with_its_line(cam_model, tmp_path):
+    first, second = generate_claim_code(), generate_claim_code()
+    good = tmp_path / "good.csv"
+    good.write_text(f"serial_number,claim_code\nCAM1-0001,{first}\nCAM1-0002,{second}\n")
+    call_command("import_identities", "--vendor", "acme", "--model", "cam-1", str(good), stdout=io.StringIO())
+    assert set(ApprovedIdentity.objects.values_list("claim_code_hash", flat=True)) == {
+        hash_claim_code(first),
+        hash_claim_code(second),
+    }
+    repeated = tmp_path / "repeated.csv"
+    repeated.write_text(f"serial_number,claim_code\nCAM1-0003,{first}\nCAM1-0004,{first}\n")
+    err = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("import_identities", "--vendor", "acme", "--model", "cam-1", str(repeated), stderr=err)
+    assert "line 3: claim_code: the same code is also on line 2." in err.getvalue()
+    assert ApprovedIdentity.objects.count() == 2
+
+
+@pytest.mark.parametrize("path", ["staged", "one pass"])
+def test_without_a_claim_code_column_each_unit_gets_a_generated_code_offered_once(cam_model, tmp_path, path):
+    content = "serial_number\n" + "".join(f"CAM1-{n:04d}\n" for n in range(50))
+    if path == "staged":
+        job = import_validated_rows(validate(cam_model, content))
+    else:
+        job = ImportJob.objects.create(device_model=cam_model, source_name="list.csv")
+        job = import_file(job, io.BytesIO(content.encode()), size=len(content))
+    assert (job.status, job.rows_imported) == ("imported", 50)
+    hashes = list(ApprovedIdentity.objects.values_list("claim_code_hash", flat=True))
+    assert len(set(hashes)) == 50
+    assert all(len(h) == 64 for h in hashes)
+    issue = ClaimCodeIssue.objects.get(import_job=job)
+    assert (issue.status, issue.units, issue.reason) == ("ready", 50, "import")
+
+
+def test_the_generated_codes_of_rows_left_out_are_not_offered(cam_model):
+    ApprovedIdentityFactory(device_model=cam_model, identifier_1="CAM1-TAKEN", identifier_2=None)
+    job = validate(cam_model, "serial_number\nCAM1-0001\nCAM1-TAKEN\nCAM1-0003\n")
+    assert job.rows_bad == 1
+    import_validated_rows(job)
+    issue = ClaimCodeIssue.objects.get(import_job=job)
+    with code_file_path(issue.code).open("rb") as source:
+        offered = {values[0]: code for _line, values, code in read_code_file(source)}
+    assert set(offered) == {"CAM1-0001", "CAM1-0003"}
+    for serial, code in offered.items():
+        assert ApprovedIdentity.objects.get(identifier_1=serial).claim_code_hash == hash_claim_code(code)
+    assert issue.units == 2
+
+
+def test_a_cancelled_or_refused_import_destroys_the_codes_it_generated(cam_model):
+    cancelled = validate(cam_model, "serial_number\nCAM1-0001\n")
+    issue = ClaimCodeIssue.objects.get(import_job=cancelled)
+    assert code_file_path(issue.code).exists()
+    cancel_import(cancelled)
+    issue.refresh_from_db()
+    assert issue.status == "destroyed"
+    assert not code_file_path(issue.code).exists()
+    assert not ApprovedIdentity.objects.filter(device_model=cam_model).exists()
+
+
+def test_the_command_line_says_where_to_download_the_codes_it_generated(cam_model, tmp_path, settings):
+    settings.PORTAL_ORIGIN = "https://portal.example"
+    path = tmp_path / "cams.csv"
+    path.write_text("serial_number\nCAM1-0001\nCAM1-0002\n")
+    out = io.StringIO()
+    call_command("import_identities", "--vendor", "acme", "--model", "cam-1", str(path), stdout=out)
+    issue = ClaimCodeIssue.objects.get()
+    assert (
+        f"Claim codes were generated for the 2 units: download them, once, at "
+        f"https://portal.example/admin/vendors/claimcodeissue/{issue.pk}/change/" in out.getvalue()
+    )

@@ -24,7 +24,7 @@ from accounts.members import invitation_token
 from accounts.models import Invitation, Membership, Role
 from devices.actions import rename_device
 from devices.models import ActivationOperation
-from vendors.models import ClaimingMethod, ImportJob, VendorAuditEntry
+from vendors.models import ClaimCodeIssue, ClaimingMethod, ImportJob, VendorAuditEntry
 
 from . import url_registry
 from .conftest import database_state
@@ -128,6 +128,7 @@ def world(organization, owner, viewer, space, device_model):
             name="Their IMEI method", slug="their-imei", vendor=device_model.vendor
         ),
         import_job=ImportJob.objects.create(device_model=device_model, source_name="their-list.csv"),
+        claim_code_issue=ClaimCodeIssue.objects.create(device_model=device_model, reason="reissue", units=3),
         vendor_audit_entry=VendorAuditEntry.objects.create(
             vendor=device_model.vendor,
             device_model=device_model,

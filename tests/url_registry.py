@@ -160,6 +160,7 @@ ADMIN_MODELS = {
     "vendors.productionbatch": lambda w: w.production_batch,
     "devices.activationoperation": lambda w: w.activation_operation,
     "vendors.importjob": lambda w: w.import_job,
+    "vendors.claimcodeissue": lambda w: w.claim_code_issue,
     "vendors.vendorauditentry": lambda w: w.vendor_audit_entry,
 }
 

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from accounts.access import ALL_VENDORS, admin_vendor_scope
 from accounts.admin_mixins import ReadOnlyAdminMixin
 
+from .admin_claim_codes import reissue
 from .admin_scoping import VendorScopedAdmin, scoped
 from .exports import serial_list_csv
 from .identifiers import MAX_IDENTIFIER_FIELDS
@@ -116,10 +117,14 @@ class ClaimingMethodAdmin(FixedOnceUnitsExistAdmin):
     prepopulated_fields = {"slug": ["name"]}
     inlines = [IdentifierFieldInline]
     staff_may = frozenset({"view", "add", "change"})
+    # Units approved with the method hold claim codes or not: turning the requirement on would lock
+    # them out, turning it off would drop the proof their labels carry.
+    fixed_fields = ("slug", "requires_claim_code")
     fixed_note = (
         "Units are approved with this method: its slug is fixed, and so are its fields' keys, positions and "
-        "normalization (the stored identifiers, serial lists and the device API follow them); fields cannot be "
-        "added or removed. Labels, help texts, patterns and formats can change."
+        "normalization (the stored identifiers, serial lists and the device API follow them) and whether it "
+        "requires a claim code (units hold one or not); fields cannot be added or removed. Labels, help texts, "
+        "patterns and formats can change."
     )
 
     def get_exclude(self, request, obj=None):
@@ -209,6 +214,7 @@ class DeviceModelAdmin(FixedOnceUnitsExistAdmin):
             f"Upload a serial list for {device_model}",
             form=form,
             header=",".join(expected_header(device_model)),
+            takes_claim_codes=device_model.claiming_method.requires_claim_code,
         )
 
     def export_view(self, request, object_id):
@@ -265,7 +271,7 @@ class ApprovedIdentityAdmin(VendorScopedAdmin):
     search_fields = ["identifier_1"]  # shows the search box; get_search_results does the matching
     search_help_text = "Any identifier, typed in any format (e.g. a MAC address with or without separators)."
     readonly_fields = ["device_model", "identifier_1", "identifier_2", "identifier_3", "status", "revoked_at"]
-    actions = ["revoke", "reapprove"]
+    actions = ["revoke", "reapprove", reissue]
     show_full_result_count = False
     list_per_page = 100
 

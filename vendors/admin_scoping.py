@@ -22,7 +22,16 @@ from django.template.response import TemplateResponse
 from accounts.access import ALL_VENDORS, admin_vendor_scope
 from devices.models import ActivationOperation, Device
 
-from .models import ApprovedIdentity, ClaimingMethod, DeviceModel, ImportJob, ProductionBatch, Vendor, VendorAuditEntry
+from .models import (
+    ApprovedIdentity,
+    ClaimCodeIssue,
+    ClaimingMethod,
+    DeviceModel,
+    ImportJob,
+    ProductionBatch,
+    Vendor,
+    VendorAuditEntry,
+)
 
 # How each vendor-owned model reaches its vendor.
 VENDOR_FILTERS = {
@@ -33,6 +42,7 @@ VENDOR_FILTERS = {
     ApprovedIdentity: lambda vendor_id: Q(device_model__vendor_id=vendor_id),
     Device: lambda vendor_id: Q(device_model__vendor_id=vendor_id),
     ImportJob: lambda vendor_id: Q(device_model__vendor_id=vendor_id),
+    ClaimCodeIssue: lambda vendor_id: Q(device_model__vendor_id=vendor_id),
     VendorAuditEntry: lambda vendor_id: Q(vendor_id=vendor_id),
     ProductionBatch: lambda vendor_id: Q(device_model__vendor_id=vendor_id),
     # Operations name their vendor by slug, as the device sent it.

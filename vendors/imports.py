@@ -34,6 +34,7 @@ from psycopg import errors
 
 from portal.errors import UserFacingError
 
+from .code_issues import destroy_staged_codes, import_codes, release_imported_codes
 from .models import ApprovedIdentity, ImportJob, ImportRow
 
 # How many bad rows the report lists (all are counted); keeps a five-million-line mistake small.
@@ -47,9 +48,11 @@ RESUME_AFTER = timedelta(minutes=5)
 # The import tasks' hard time limit, in seconds; a job quiet for longer has no live worker.
 TASK_TIME_LIMIT = 3700
 STALE_AFTER = timedelta(seconds=TASK_TIME_LIMIT + 300)
-STAGING_COLUMNS = ("job_id", "line", "identifier_1", "identifier_2", "identifier_3", "error")
-# What the fast path sends for each row; `code` and `revoked_at` take the columns' defaults.
+STAGING_COLUMNS = ("job_id", "line", "identifier_1", "identifier_2", "identifier_3", "claim_code_hash", "error")
+# What the fast path sends for each row; `code` and `revoked_at` take the columns' defaults, and so
+# does `claim_code_hash` for a model without claim codes.
 APPROVED_COLUMNS = ("device_model_id", "identifier_1", "identifier_2", "identifier_3", "status", "created_at")
+CLAIM_CODE_COLUMN = "claim_code"
 
 
 class FileRefused(UserFacingError):
@@ -84,18 +87,28 @@ def check_upload_size(size):
 
 
 def _columns_for(header, device_model):
-    fields = device_model.claiming_method.ordered_fields()
+    """The identifier columns of `header`, and the position of its claim_code column (or None)."""
+    method = device_model.claiming_method
+    fields = method.ordered_fields()
     keys = [name.strip().lower() for name in header]
     wanted = [field.key for field in fields]
-    if sorted(keys) != sorted(wanted):
+    code_index = keys.index(CLAIM_CODE_COLUMN) if CLAIM_CODE_COLUMN in keys else None
+    if code_index is not None and not method.requires_claim_code:
         raise FileRefused(
-            f"The first line must name this model's identifier fields: {','.join(wanted)} "
+            f"This model's claiming method ({method}) takes no claim codes: remove the claim_code column, "
+            "or give the model a claiming method that requires claim codes."
+        )
+    if sorted(key for key in keys if key != CLAIM_CODE_COLUMN) != sorted(wanted) or keys.count(CLAIM_CODE_COLUMN) > 1:
+        optional = f" and, optionally, {CLAIM_CODE_COLUMN}" if method.requires_claim_code else ""
+        raise FileRefused(
+            f"The first line must name this model's identifier fields: {','.join(wanted)}{optional} "
             f"(found: {Truncator(','.join(header)).chars(120) or 'nothing'})."
         )
-    return [
+    columns = [
         _Column(index=keys.index(field.key), key=field.key, clean=field.value_cleaner, slot=field.position - 1)
         for field in fields
     ]
+    return columns, code_index
 
 
 def _clear_staging(job):
@@ -141,7 +154,8 @@ def _write_batch(job, rows):
         else:
             for chunk in itertools.batched(itertools.islice(rows, BATCH_ROWS), CHUNK_ROWS):
                 cursor.executemany(
-                    f"INSERT INTO vendors_importrow ({', '.join(STAGING_COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608
+                    f"INSERT INTO vendors_importrow ({', '.join(STAGING_COLUMNS)})"  # noqa: S608
+                    f" VALUES ({', '.join(['%s'] * len(STAGING_COLUMNS))})",
                     chunk,
                 )
                 written += len(chunk)
@@ -177,21 +191,28 @@ def _is_utf8(raw):
 def _approve_batch(job, rows, *, created_at):
     """The fast path's `_write_batch`: COPY up to BATCH_ROWS staging tuples from `rows` straight into
     the serial list; raises _NotClean, which aborts the COPY, at the first bad row."""
+    with_codes = job.device_model.claiming_method.requires_claim_code
+    status = ApprovedIdentity.Status.APPROVED.value
 
     def approved(model_id=job.device_model_id):
-        for _job, _line, first, second, third, error in itertools.islice(rows, BATCH_ROWS):
+        for _job, _line, first, second, third, code_hash, error in itertools.islice(rows, BATCH_ROWS):
             if error is not None:
                 raise _NotClean
-            yield model_id, first, second, third, ApprovedIdentity.Status.APPROVED.value, created_at
+            if with_codes:
+                yield model_id, first, second, third, status, created_at, code_hash
+            else:
+                yield model_id, first, second, third, status, created_at
 
+    columns = (*APPROVED_COLUMNS, "claim_code_hash") if with_codes else APPROVED_COLUMNS
     with connection.cursor() as cursor:
-        return _copy(cursor, "vendors_approvedidentity", APPROVED_COLUMNS, approved())
+        return _copy(cursor, "vendors_approvedidentity", columns, approved())
 
 
-def _stage_file(job, stream, size, progress, write_batch):
+def _stage_file(job, stream, size, progress, write_batch, *, fast=False):
     """Read the CSV stream row by row and hand the rows, as staging tuples, to `write_batch` (into
     the staging table, or the fast path's straight into the serial list) a batch at a time;
-    returns the number of data rows. A file larger than the limit is refused unread."""
+    returns the number of data rows. A file larger than the limit is refused unread. Claim codes
+    are checked, or generated, on the way (vendors/code_issues.py)."""
     check_upload_size(size)
     lines = _text_lines(stream)
     reader = csv.reader(lines)
@@ -201,11 +222,13 @@ def _stage_file(job, stream, size, progress, write_batch):
             header = next(reader, None)  # blank lines before the header
         if header is None:
             raise FileRefused("The file is empty: the first line must name the identifier fields.")
-        rows = _cleaned_rows(job, reader, _columns_for(header, job.device_model), len(header))
-        total = 0
-        while written := write_batch(job, rows):
-            total += written
-            progress(min(99, stream.tell() * 100 // size) if size else 0)
+        columns, code_index = _columns_for(header, job.device_model)
+        with import_codes(job, code_index, check_repeats=fast) as codes:
+            rows = _cleaned_rows(job, reader, columns, len(header), codes)
+            total = 0
+            while written := write_batch(job, rows):
+                total += written
+                progress(min(99, stream.tell() * 100 // size) if size else 0)
     except csv.Error as exc:
         raise FileRefused(f"Line {reader.line_num} cannot be read as CSV: {exc}.") from exc
     finally:
@@ -215,8 +238,9 @@ def _stage_file(job, stream, size, progress, write_batch):
     return total
 
 
-def _cleaned_rows(job, reader, columns, width):
-    """The staging tuple of each data row the reader yields; blank lines are skipped."""
+def _cleaned_rows(job, reader, columns, width, codes):
+    """The staging tuple of each data row the reader yields; blank lines are skipped. `codes` gives
+    a good row its claim code's hash (None: the model takes no codes)."""
     limit, count, job_id = settings.IMPORT_MAX_ROWS, 0, job.pk
     for record in reader:
         if not record or (len(record) == 1 and not record[0].strip()):
@@ -225,16 +249,17 @@ def _cleaned_rows(job, reader, columns, width):
         if count > limit:
             raise FileRefused(f"The file has more than {limit:,} rows; split it into smaller files.")
         if len(record) != width:
-            yield (job_id, reader.line_num, None, None, None, f"Expected {width} values, found {len(record)}.")
+            yield (job_id, reader.line_num, None, None, None, None, f"Expected {width} values, found {len(record)}.")
             continue
         values = [None, None, None]
         try:
             for column in columns:
                 values[column.slot] = column.clean(record[column.index])
         except ValidationError as exc:
-            yield (job_id, reader.line_num, None, None, None, f"{column.key}: {exc.messages[0]}")
+            yield (job_id, reader.line_num, None, None, None, None, f"{column.key}: {exc.messages[0]}")
             continue
-        yield (job_id, reader.line_num, *values, None)
+        code_hash, error = codes(record, reader.line_num, values) if codes else (None, None)
+        yield (job_id, reader.line_num, *values, code_hash, error)
 
 
 def _mark_already_approved(job):
@@ -256,14 +281,23 @@ def _mark_already_approved(job):
 
 
 def _mark_repeats(job):
-    """Set-based check: mark the staged rows repeating a value of an earlier line of the file."""
+    """Set-based check: mark the staged rows repeating a value (or a claim code, which the message
+    does not repeat) of an earlier line of the file."""
+    method = job.device_model.claiming_method
+    checks = [
+        (field.column, f"{field.key}: ", f"vendors_importrow.{field.column}", " is also on line ")
+        for field in method.ordered_fields()
+    ]
+    if method.requires_claim_code:
+        checks.append(("claim_code_hash", "claim_code: ", "''", "the same code is also on line "))
     with connection.cursor() as cursor:
-        for field in job.device_model.claiming_method.ordered_fields():
-            column = field.column  # identifier_N, never user input
+        # Columns and shown expressions are this module's constants, never user input.
+        for column, prefix, shown, middle in checks:
             cursor.execute(
                 f"""
                 UPDATE vendors_importrow
-                SET error = %s || vendors_importrow.{column} || %s || CAST(repeats.first_line AS TEXT) || '.'
+                SET error = %s || {shown} || %s
+                    || CAST(repeats.first_line AS TEXT) || '.'
                 FROM (
                     SELECT line, MIN(line) OVER (PARTITION BY {column}) AS first_line
                     FROM vendors_importrow
@@ -275,7 +309,7 @@ def _mark_repeats(job):
                 WHERE vendors_importrow.job_id = %s AND vendors_importrow.line = repeats.line
                   AND repeats.line > repeats.first_line
                 """,  # noqa: S608 (no user input in the SQL text)
-                [f"{field.key}: ", " is also on line ", job.pk, job.pk, job.pk],
+                [prefix, middle, job.pk, job.pk, job.pk],
             )
 
 
@@ -333,6 +367,7 @@ def validate_upload(job):
 
 def _refuse(job, problem):
     _clear_staging(job)
+    destroy_staged_codes(job)
     _finish(job, status=ImportJob.Status.FAILED, problem=problem, rows_total=0, rows_bad=0, bad_rows=[])
     _discard_upload(job)
 
@@ -406,13 +441,14 @@ def _import_staged_rows(job):
             cursor.execute(
                 """
                 INSERT INTO vendors_approvedidentity
-                    (device_model_id, identifier_1, identifier_2, identifier_3, status, created_at)
-                SELECT %s, identifier_1, identifier_2, identifier_3, %s, %s
+                    (device_model_id, identifier_1, identifier_2, identifier_3, status, created_at, claim_code_hash)
+                SELECT %s, identifier_1, identifier_2, identifier_3, %s, %s, COALESCE(claim_code_hash, '')
                 FROM vendors_importrow WHERE job_id = %s AND error IS NULL
                 """,
                 [locked.device_model_id, "approved", timezone.now(), locked.pk],
             )
             imported = cursor.rowcount
+        release_imported_codes(locked, imported)
         _clear_staging(locked)
         _finish(locked, status=ImportJob.Status.IMPORTED, rows_imported=imported)
     transaction.on_commit(lambda: _discard_upload(locked))
@@ -459,7 +495,9 @@ def _import_in_one_pass(job, stream, size, progress):
     """The fast path of `import_file`: raises what stopped it, with nothing written."""
     created_at = timezone.now().isoformat()
     with transaction.atomic():
-        total = _stage_file(job, stream, size, progress, functools.partial(_approve_batch, created_at=created_at))
+        write_batch = functools.partial(_approve_batch, created_at=created_at)
+        total = _stage_file(job, stream, size, progress, write_batch, fast=True)
+        release_imported_codes(job, total)
         _finish(job, status=ImportJob.Status.IMPORTED, problem="", rows_total=total, rows_bad=0, rows_imported=total)
 
 
@@ -490,6 +528,7 @@ def cancel_import(job):
     )
     if changed:
         _clear_staging(job)
+        destroy_staged_codes(job)
         _discard_upload(job)
     return bool(changed)
 

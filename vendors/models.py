@@ -501,3 +501,47 @@ class VendorAuditEntry(models.Model):
             actor=actor if vendor_side else None,
             reason=reason.strip(),
         )
+
+
+class ClaimCodeIssue(models.Model):
+    """Claim codes the portal generated for some units (an import without a claim_code column, or a
+    re-issue), offered to vendor staff once: the codes as CSV and a printable label sheet.
+
+    The plaintext codes wait in a file encrypted with a key derived from SECRET_KEY
+    (vendors/code_files.py), never in the database; the units hold only their codes' HMACs. Each
+    download is taken once; the file is destroyed when every download offered was taken, or at
+    `expires_at`. After that the codes can only be issued anew (vendors/code_issues.py).
+    """
+
+    class Status(models.TextChoices):
+        STAGED = "staged", "Waiting for the import"
+        READY = "ready", "Ready to download"
+        DESTROYED = "destroyed", "Destroyed"
+
+    class Reason(models.TextChoices):
+        IMPORT = "import", "Generated for an imported serial list"
+        REISSUE = "reissue", "Re-issued"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    device_model = models.ForeignKey(DeviceModel, on_delete=models.CASCADE, related_name="claim_code_issues")
+    import_job = models.OneToOneField(
+        ImportJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="claim_code_issue"
+    )
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.STAGED)
+    units = models.PositiveIntegerField(default=0, help_text="How many units' codes the file holds.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="When the file is destroyed if not downloaded.")
+    csv_downloaded_at = models.DateTimeField(null=True, blank=True)
+    labels_downloaded_at = models.DateTimeField(null=True, blank=True)
+    destroyed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "expires_at"], name="claimcodeissue_status_expiry")]
+
+    def __str__(self):
+        return f"Claim codes of {self.units} {self.device_model} units ({self.get_reason_display().lower()})"

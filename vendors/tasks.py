@@ -4,6 +4,7 @@ import logging
 
 from celery import shared_task
 
+from .code_issues import sweep_claim_code_issues
 from .imports import TASK_TIME_LIMIT, import_validated_rows, sweep_import_jobs, validate_upload
 from .models import ImportJob
 
@@ -32,6 +33,8 @@ def import_job_rows(job_id):
 
 @shared_task(acks_late=True, ignore_result=True)
 def sweep_imports():
-    """Periodic (beat): resume imports whose worker died, cancel those nobody decided on."""
+    """Periodic (beat): resume imports whose worker died, cancel those nobody decided on, destroy
+    generated claim codes nobody downloaded in time."""
     resumed, cancelled = sweep_import_jobs()
-    logger.info("import sweep: %s resumed, %s cancelled", resumed, cancelled)
+    destroyed = sweep_claim_code_issues()
+    logger.info("import sweep: %s resumed, %s cancelled, %s claim-code files destroyed", resumed, cancelled, destroyed)

@@ -254,6 +254,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 # MEDIA_ROOT: uploads wait there for the validation task.
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=5_000_000)
 IMPORT_DECISION_DAYS = env.int("IMPORT_DECISION_DAYS", default=7)
+# Generated claim codes wait this long, encrypted, for their one download (vendors/code_issues.py).
+CLAIM_CODE_DOWNLOAD_HOURS = env.int("CLAIM_CODE_DOWNLOAD_HOURS", default=72)
 # Largest serial-list file, refused before a worker reads it (5 million rows take about 200 MB).
 IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=1024**3)
 CELERY_BEAT_SCHEDULE["vendors-sweep-imports"] = {"task": "vendors.tasks.sweep_imports", "schedule": 600.0}

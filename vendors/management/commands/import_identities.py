@@ -3,11 +3,14 @@
 import os
 import sys
 import time
+from urllib.parse import urljoin
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 
 from vendors.imports import REPORTED_BAD_ROWS, cancel_import, import_file, validate_import
-from vendors.models import DeviceModel, ImportJob
+from vendors.models import ClaimCodeIssue, DeviceModel, ImportJob
 
 # Exit statuses: 0 all rows good (and imported), 1 bad rows or a refused file (nothing imported), 2 usage.
 EXIT_BAD_INPUT = 1
@@ -73,6 +76,10 @@ class Command(BaseCommand):
             f"{device_model.slug} in {time.monotonic() - started:.1f} s"
             + (f" ({skipped} approved meanwhile by someone else, skipped)." if skipped else ".")
         )
+        issue = ClaimCodeIssue.objects.filter(import_job=job, status=ClaimCodeIssue.Status.READY).first()
+        if issue is not None:
+            page = urljoin(settings.PORTAL_ORIGIN, reverse("admin:vendors_claimcodeissue_change", args=[issue.pk]))
+            self.stdout.write(f"Claim codes were generated for the {issue.units} units: download them, once, at {page}")
 
     def _progress_bar(self):
         if not sys.stderr.isatty():
