@@ -10,6 +10,7 @@ from accounts.models import Membership, Organization, Role, User
 from devices.models import Device
 from spaces.models import Space
 from vendors.attestation import public_key_text
+from vendors.claim_codes import hash_claim_code
 from vendors.claiming_methods import install_shipped_methods
 from vendors.models import (
     ApprovedIdentity,
@@ -103,6 +104,7 @@ class DeviceModelFactory(DjangoModelFactory):
 
     class Params:
         cloud_id = factory.Trait(claiming_method=factory.LazyFunction(lambda: shipped_method("cloud-id")))
+        claim_code = factory.Trait(claiming_method=factory.LazyFunction(lambda: shipped_method("serial-claim-code")))
 
 
 def _mac(n):
@@ -119,18 +121,23 @@ def _cloud_id(n):
 
 
 class ApprovedIdentityFactory(DjangoModelFactory):
-    """Identifier columns follow the model's claiming method: serial + MAC, or a cloud ID."""
+    """Identifier columns follow the model's claiming method: serial + MAC, a cloud ID, or a serial
+    alone (claim-code models: pass `claim_code=` to store its hash)."""
 
     class Meta:
         model = ApprovedIdentity
+
+    class Params:
+        claim_code = None
 
     device_model = factory.SubFactory(DeviceModelFactory)
     identifier_1 = factory.LazyAttributeSequence(
         lambda o, n: _cloud_id(n + 10_000) if o.device_model.claiming_method.slug == "cloud-id" else f"SN-{n:06d}"
     )
     identifier_2 = factory.LazyAttributeSequence(
-        lambda o, n: None if o.device_model.claiming_method.slug == "cloud-id" else _mac(n)
+        lambda o, n: None if o.device_model.claiming_method.slug in ("cloud-id", "serial-claim-code") else _mac(n)
     )
+    claim_code_hash = factory.LazyAttribute(lambda o: hash_claim_code(o.claim_code) if o.claim_code else "")
 
 
 class DeviceFactory(DjangoModelFactory):
