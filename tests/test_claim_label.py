@@ -2,11 +2,16 @@
 unit's values filled in, showing the model and the serial number but never the claim code; a
 used, forged or malformed label gets a page saying so."""
 
+import io
+from urllib.parse import urlsplit
+
 import pytest
 from django.core.cache import cache
+from django.core.management import call_command
 from django.urls import reverse
 
-from accounts.models import Role
+from accounts.management.commands.seed_demo import demo_units
+from accounts.models import Role, User
 from devices.models import Device
 from vendors.claim_codes import format_claim_code, generate_claim_code
 from vendors.labels import label_url
@@ -176,3 +181,20 @@ def test_an_admin_of_two_organizations_chooses_among_the_spaces_of_both(client, 
     client.force_login(owner)
     choice = client.get(_link(unit), follow=True)
     assert {s.organization_id for s in choice.context["spaces"]} == {space.organization_id, other.organization_id}
+
+
+def test_a_demo_cameras_label_url_from_seed_demo_claims_it_into_the_space_chosen(client):
+    call_command("seed_demo", stdout=io.StringIO())
+    camera = next(unit for unit in demo_units() if unit["model"] == "cam-1")
+    alice = User.objects.get(email="alice@initech.example")
+    client.force_login(alice)
+    choice = client.get(urlsplit(camera["label_url"]).path, follow=True)
+    assert [s.name for s in choice.context["spaces"]] == ["Auditorium", "Lobby"]
+    lobby = choice.context["spaces"][1]
+    name_step = client.post(reverse("claim-label-space"), {"space": str(lobby.code)}, follow=True)
+    assert name_step.context["wizard"]["steps"].current == "name"
+    assert camera["claim_code"] not in name_step.text
+    step = f"claim_{lobby.code.hex}-current_step"
+    client.post(reverse("claim-device", args=[lobby.code]), {step: "name", "name-name": "Door camera"})
+    device = Device.objects.get(identity__identifier_1=camera["identifiers"]["serial_number"])
+    assert (device.space, device.status) == (lobby, Device.Status.CLAIMED)
