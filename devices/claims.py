@@ -4,6 +4,8 @@ The wording of the errors follows the vendor's support guide (shared seeds): a c
 sees one of them knows whether to re-check the sticker, ask the previous owner, or call the vendor.
 """
 
+import functools
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -157,10 +159,11 @@ def _take_back_claim_attempt(user, organization_id):
     take_back(ORGANIZATION_CLAIM_ATTEMPTS, organization_id)
 
 
-def counted_as_claim_attempt(function):
+def _counted_as_claim_attempt(function):
     """Run `function(*, organization_id, actor, ...)` as one claim attempt of `actor` and of the
     organization (counted before, taken back unless it raised a ClaimError that counts as a failure)."""
 
+    @functools.wraps(function)
     def counted(*, organization_id, actor, **kwargs):
         _count_claim_attempt(actor, organization_id)
         try:
@@ -172,7 +175,6 @@ def counted_as_claim_attempt(function):
         _take_back_claim_attempt(actor, organization_id)
         return result
 
-    counted.__doc__ = function.__doc__
     return counted
 
 
@@ -286,7 +288,7 @@ def check_claimable(*, organization, device_model, identifiers, actor, claim_cod
     )
 
 
-@counted_as_claim_attempt
+@_counted_as_claim_attempt
 def _checked_claimable(*, organization_id, actor, device_model, identifiers, claim_code):
     identity = _proven_identity(organization_id, device_model, identifiers, claim_code)
     device = Device.objects.filter(identity=identity).select_related("space").first()
@@ -331,7 +333,7 @@ def _refuse_if_claimed(device, organization_id):
     )
 
 
-@counted_as_claim_attempt
+@_counted_as_claim_attempt
 def _claim(*, organization_id, actor, space, device_model, identifiers, claim_code, name):
     identity = _proven_identity(organization_id, device_model, identifiers, claim_code)
     with transaction.atomic():
