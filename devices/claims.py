@@ -4,6 +4,8 @@ The wording of the errors follows the vendor's support guide (shared seeds): a c
 sees one of them knows whether to re-check the sticker, ask the previous owner, or call the vendor.
 """
 
+import functools
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -11,6 +13,7 @@ from django.utils import timezone
 from accounts.models import AuditEntry
 from portal.errors import UserFacingError
 from portal.ratelimit import RateLimit, RateLimitExceeded, RateLimitUnavailable, count_attempt, take_back
+from vendors.claim_codes import ClaimCodeError, claim_code_matches, normalize_claim_code
 from vendors.identifiers import confusable_characters
 from vendors.models import ApprovedIdentity
 
@@ -42,8 +45,21 @@ class InvalidIdentifier(ClaimError):
     code = "invalid_format"
 
 
+class InvalidClaimCode(ClaimError):
+    """A claim code that cannot be one (a typo caught by its check digit, a wrong length): no guess
+    at a unit, so it does not count as a failed claim."""
+
+    code = "invalid_claim_code"
+    counts_as_failure = False
+
+
 class NotApproved(ClaimError):
     code = "not_approved"
+
+
+# The field key of the claim code, beside the identifier fields, in forms and label links.
+CLAIM_CODE_FIELD = "claim_code"
+CLAIM_CODE_LABEL = "Claim code"
 
 
 class WrongModel(ClaimError):
@@ -110,18 +126,24 @@ def normalize_identifiers(device_model, raw_identifiers):
     return columns
 
 
-# Claim attempts are limited per user (portal/ratelimit.py): counted before the claim is checked,
-# and taken back when it goes through or fails for a reason that is no guess at a sticker.
+# Claim attempts are limited per user and per organization (portal/ratelimit.py), so that an
+# owner cannot multiply the guesses at a sticker or a claim code by inviting more members: counted
+# before the claim is checked, and taken back when it goes through or fails for a reason that is
+# no guess at a unit.
 CLAIM_ATTEMPTS = RateLimit("claims:user", limit="CLAIM_FAILURE_LIMIT", window="CLAIM_FAILURE_WINDOW")
+ORGANIZATION_CLAIM_ATTEMPTS = RateLimit(
+    "claims:organization", limit="CLAIM_FAILURE_LIMIT_PER_ORGANIZATION", window="CLAIM_FAILURE_WINDOW"
+)
 
 
-def _count_claim_attempt(user):
+def _count_claim_attempt(user, organization_id):
     try:
-        count_attempt((CLAIM_ATTEMPTS, user.pk))
+        count_attempt((CLAIM_ATTEMPTS, user.pk), (ORGANIZATION_CLAIM_ATTEMPTS, organization_id))
     except RateLimitExceeded as exceeded:
         retry_at = exceeded.retry_at
+        paused = "your organization" if exceeded.limit is ORGANIZATION_CLAIM_ATTEMPTS else "your account"
         raise TooManyFailures(
-            f"Too many failed claim attempts. For your security, claiming is paused for your account; "
+            f"Too many failed claim attempts. For your security, claiming is paused for {paused}; "
             f"try again after {timezone.localtime(retry_at):%H:%M %Z}.",
             retry_at=retry_at,
         ) from None
@@ -132,108 +154,192 @@ def _count_claim_attempt(user):
         ) from None
 
 
-def _find_identity(device_model, columns):
-    """The approved identity of `device_model` matching every value, or a ClaimError saying why not."""
+def _take_back_claim_attempt(user, organization_id):
+    take_back(CLAIM_ATTEMPTS, user.pk)
+    take_back(ORGANIZATION_CLAIM_ATTEMPTS, organization_id)
+
+
+def _counted_as_claim_attempt(function):
+    """Run `function(*, organization_id, actor, ...)` as one claim attempt of `actor` and of the
+    organization (counted before, taken back unless it raised a ClaimError that counts as a failure)."""
+
+    @functools.wraps(function)
+    def counted(*, organization_id, actor, **kwargs):
+        _count_claim_attempt(actor, organization_id)
+        try:
+            result = function(organization_id=organization_id, actor=actor, **kwargs)
+        except ClaimError as error:
+            if not error.counts_as_failure:
+                _take_back_claim_attempt(actor, organization_id)
+            raise
+        _take_back_claim_attempt(actor, organization_id)
+        return result
+
+    return counted
+
+
+def normalize_code(device_model, raw_code):
+    """The normalized claim code for a model whose method requires one (None otherwise); raises
+    InvalidClaimCode, on the claim code's field, for one that cannot be a code."""
+    if not device_model.claiming_method.requires_claim_code:
+        return None
+    try:
+        return normalize_claim_code(raw_code)
+    except ClaimCodeError as error:
+        raise InvalidClaimCode(error.message, field=CLAIM_CODE_FIELD) from error
+
+
+def proves_possession(identity, code):
+    """Whether the claim code `code` (None for a model without codes) is the one of `identity`: the
+    identifiers alone prove possession for methods without codes."""
+    if not identity.device_model.claiming_method.requires_claim_code:
+        return True
+    return code is not None and claim_code_matches(code, identity.claim_code_hash)
+
+
+def _find_identity(device_model, columns, code):
+    """The approved identity of `device_model` matching every value and the claim code, or the
+    ClaimError saying why not.
+
+    Whichever value is wrong, the refusal is the same NotApproved: it names every field and its
+    look-alike hint reads every value typed, so it never tells which value the portal knows.
+    Only values that all match another model's unit exactly (its code too) get WrongModel.
+    """
     identity = (
         ApprovedIdentity.objects.filter(device_model=device_model, **columns)
-        .select_related("device_model__vendor")
+        .select_related("device_model__vendor", "device_model__claiming_method")
         .first()
     )
-    if identity is not None:
+    if identity is not None and proves_possession(identity, code):
         return identity
 
     vendor = device_model.vendor
-    other = (
+    others = (
         ApprovedIdentity.objects.filter(
             device_model__vendor=vendor, device_model__claiming_method=device_model.claiming_method, **columns
         )
         .exclude(device_model=device_model)
-        .select_related("device_model")
-        .first()
+        .select_related("device_model__claiming_method")
     )
-    if other is not None:
-        return WrongModel(
-            f"These identifiers belong to a {other.device_model.name}, not a {device_model.name}. "
-            f"Choose {other.device_model.name} as the model.",
-            other_model=other.device_model,
-        )
+    for other in others:
+        if proves_possession(other, code):
+            return WrongModel(
+                f"These identifiers belong to a {other.device_model.name}, not a {device_model.name}. "
+                f"Choose {other.device_model.name} as the model.",
+                other_model=other.device_model,
+            )
+    return not_approved(device_model, columns)
 
-    # Name the first field whose value this model does not know; if each value is known on
-    # its own but not together, the mistyped one is the last field.
+
+def not_approved(device_model, columns):
+    """The refusal of values that prove no unit of `device_model`: the same for every wrong value."""
     fields = device_model.claiming_method.ordered_fields()
-    culprit = fields[-1]
-    for field in fields:
-        if not ApprovedIdentity.objects.filter(
-            device_model=device_model, **{field.column: columns[field.column]}
-        ).exists():
-            culprit = field
-            break
-    label = culprit.label
+    labels = [field.label for field in fields]
+    if device_model.claiming_method.requires_claim_code:
+        labels.append(CLAIM_CODE_LABEL)
+    named = labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
     message = (
-        f"You have attempted to add a {label} that is not approved for this device. This may be by error. "
-        f"Please verify the exact {label} of your device and if you believe it is correct, "
-        f"{vendor_support_phrase(vendor)}."
+        f"You have attempted to add a {named} that is not approved for this device. This may be by error. "
+        f"Please verify the exact {named} of your device and if you believe it is correct, "
+        f"{vendor_support_phrase(device_model.vendor)}."
     )
-    look_alikes = confusable_characters(columns[culprit.column])
+    # The identifiers typed, not the claim code: a code is digits only, nothing on it to confuse.
+    look_alikes = confusable_characters("".join(columns[field.column] for field in fields))
     if look_alikes:
         message += f" Check characters that are easy to confuse on a sticker: {', '.join(look_alikes)}."
-    return NotApproved(message, field=culprit.key)
+    return NotApproved(message)
 
 
-def claim_device(*, space, device_model, identifiers, name, actor):
+def claim_device(*, space, device_model, identifiers, name, actor, claim_code=None):
     """Claim the unit of `device_model` whose identifiers are `identifiers` into `space`.
 
     The space's organization must be connected to the model's vendor. `identifiers` maps field
-    keys to values as typed (they are normalized here). The device becomes claimed by the space's
-    organization, in one transaction that locks the device row, so two organizations racing for
-    one unit end with one claim and one ClaimedByAnotherOrganization.
+    keys to values as typed (they are normalized here); `claim_code` is the code as typed, for a
+    model whose claiming method requires one: until it matches, every refusal is NotApproved, so
+    nobody who has not proven they hold the unit learns whether it is revoked or claimed.
+    The device becomes claimed by the space's organization, in one transaction that locks the
+    device row, so two organizations racing for one unit end with one claim and one
+    ClaimedByAnotherOrganization.
     Writes a DeviceEvent. Raises a ClaimError subclass whose message is meant for the customer.
-    Each attempt counts towards the actor's limit before it is checked; one that goes through, or
-    fails for a reason other than the identifiers, is taken back.
+    Each attempt counts towards the actor's and the organization's limits before it is checked;
+    one that goes through, or fails for a reason other than the values typed, is taken back.
     """
-    _count_claim_attempt(actor)
-    try:
-        device = _claim(space=space, device_model=device_model, identifiers=identifiers, name=name, actor=actor)
-    except ClaimError as error:
-        if not error.counts_as_failure:
-            take_back(CLAIM_ATTEMPTS, actor.pk)
-        raise
-    take_back(CLAIM_ATTEMPTS, actor.pk)
-    return device
+    return _claim(
+        organization_id=space.organization_id,
+        actor=actor,
+        space=space,
+        device_model=device_model,
+        identifiers=identifiers,
+        claim_code=claim_code,
+        name=name,
+    )
 
 
-def _claim(*, space, device_model, identifiers, name, actor):
+def check_claimable(*, organization, device_model, identifiers, actor, claim_code=None):
+    """The identity claim_device would claim for these values into one of `organization`'s spaces,
+    or the ClaimError it would raise (already claimed included), without claiming: what a label
+    link is checked with before the wizard opens. Counted as a claim attempt like claim_device."""
+    return _checked_claimable(
+        organization_id=organization.pk,
+        actor=actor,
+        device_model=device_model,
+        identifiers=identifiers,
+        claim_code=claim_code,
+    )
+
+
+@_counted_as_claim_attempt
+def _checked_claimable(*, organization_id, actor, device_model, identifiers, claim_code):
+    identity = _proven_identity(organization_id, device_model, identifiers, claim_code)
+    device = Device.objects.filter(identity=identity).select_related("space").first()
+    if device is not None:
+        _refuse_if_claimed(device, organization_id)
+    return identity
+
+
+def _proven_identity(organization_id, device_model, identifiers, claim_code):
+    """The approved, not revoked identity the values prove, or the ClaimError saying why not."""
     vendor = device_model.vendor
-    if not vendor.organizations.filter(pk=space.organization_id).exists():
+    if not vendor.organizations.filter(pk=organization_id).exists():
         raise VendorNotConnected(
             f"Your organization is not connected to {vendor.name}, so it cannot claim its devices. "
             "Ask the portal's operator to connect it."
         )
     columns = normalize_identifiers(device_model, identifiers)
-    found = _find_identity(device_model, columns)
+    code = normalize_code(device_model, claim_code)
+    found = _find_identity(device_model, columns, code)
     if isinstance(found, ClaimError):
         raise found
-    identity = found
-    if identity.status == ApprovedIdentity.Status.REVOKED:
+    if found.status == ApprovedIdentity.Status.REVOKED:
         raise Revoked(
             f"{vendor.name} has withdrawn this unit, so it can no longer be claimed. "
             f"Please {vendor_support_phrase(vendor)}."
         )
+    return found
 
+
+def _refuse_if_claimed(device, organization_id):
+    if device.status != Device.Status.CLAIMED:
+        return
+    if device.organization_id == organization_id:
+        raise AlreadyClaimedByYou(
+            f"Your organization has already claimed this device: it is “{device.name}” "
+            f"in the space “{device.space.name}”.",
+            device=device,
+        )
+    raise ClaimedByAnotherOrganization(
+        "This device is already claimed by another organization. If you got it from someone else, "
+        f"ask them to release it; otherwise {vendor_support_phrase(device.device_model.vendor)}."
+    )
+
+
+@_counted_as_claim_attempt
+def _claim(*, organization_id, actor, space, device_model, identifiers, claim_code, name):
+    identity = _proven_identity(organization_id, device_model, identifiers, claim_code)
     with transaction.atomic():
         lock_target_space(space, refusal=SpaceDeleted)
         device = Device.objects.create_or_lock({identity.pk: device_model.pk})[identity.pk]
-        if device.status == Device.Status.CLAIMED:
-            if device.organization_id == space.organization_id:
-                raise AlreadyClaimedByYou(
-                    f"Your organization has already claimed this device: it is “{device.name}” "
-                    f"in the space “{device.space.name}”.",
-                    device=device,
-                )
-            raise ClaimedByAnotherOrganization(
-                "This device is already claimed by another organization. If you got it from someone else, "
-                f"ask them to release it; otherwise {vendor_support_phrase(vendor)}."
-            )
+        _refuse_if_claimed(device, organization_id)
         now = timezone.now()
         device.status = Device.Status.CLAIMED
         device.organization_id = space.organization_id

@@ -10,8 +10,11 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.html import escape
 
+from vendors.claim_codes import ClaimCodeError, normalize_claim_code
 from vendors.declarations import form_field
 from vendors.models import DeviceModel, Vendor
+
+from .claims import CLAIM_CODE_FIELD, CLAIM_CODE_LABEL
 
 
 class WizardStepForm(forms.Form):
@@ -64,11 +67,25 @@ class DeviceModelChoiceForm(WizardStepForm):
         )
 
 
+class SecretTextInput(forms.TextInput):
+    """A text input that never writes its value back into the page.
+
+    A claim code is a secret: a page re-rendered after an error (kept by the browser's history and
+    cache, seen on a shared screen) must not carry it, not even one that failed its check digit,
+    which is one digit or one swap away from the real code.
+    """
+
+    def format_value(self, value):
+        return None
+
+
 class IdentifiersForm(WizardStepForm):
-    """Step 3: the identifiers the model's claiming method asks for, one field each, all mandatory.
+    """Step 3: the identifiers the model's claiming method asks for, one field each, all mandatory,
+    and the Claim code for a method that requires one.
 
     Each value is checked with its IdentifierField's own rule, so a malformed one gets a field
-    error saying what format is expected before the claim is attempted.
+    error saying what format is expected before the claim is attempted; a claim code whose check
+    digit fails gets a typo error here, before it could count as a failed claim.
     """
 
     def __init__(self, *args, device_model, **kwargs):
@@ -83,6 +100,20 @@ class IdentifiersForm(WizardStepForm):
                 error_messages={"required": f"Enter the {identifier.label}."},
                 widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
             )
+        if device_model and device_model.claiming_method.requires_claim_code:
+            self.fields[CLAIM_CODE_FIELD] = forms.CharField(
+                label=CLAIM_CODE_LABEL,
+                help_text="The 11 digits printed on the label next to the QR code, e.g. 1234-567-8901.",
+                max_length=40,
+                error_messages={"required": "Enter the claim code."},
+                widget=SecretTextInput(attrs={"autocomplete": "off", "spellcheck": "false", "inputmode": "numeric"}),
+            )
+
+    def clean_claim_code(self):
+        try:
+            return normalize_claim_code(self.cleaned_data[CLAIM_CODE_FIELD])
+        except ClaimCodeError as error:
+            raise ValidationError(error.message) from error
 
     def clean(self):
         cleaned = super().clean()

@@ -1,10 +1,12 @@
 from django.urls import path
 
-from . import views
+from . import claim_views, views
 
 urlpatterns = [
     path("spaces/<uuid:code>/bulk/", views.SpaceBulkActionView.as_view(), name="space-bulk-action"),
-    path("spaces/<uuid:code>/claim/", views.ClaimDeviceWizardView.as_view(), name="claim-device"),
+    path("spaces/<uuid:code>/claim/", claim_views.ClaimDeviceWizardView.as_view(), name="claim-device"),
+    path("claim/label/", claim_views.ClaimLabelSpaceView.as_view(), name="claim-label-space"),
+    path("claim/label/<str:payload>/", claim_views.ClaimLabelView.as_view(), name="claim-label"),
     path("devices/<uuid:code>/", views.DeviceDetailView.as_view(), name="device-detail"),
     path("devices/<uuid:code>/commands/", views.DeviceCommandsView.as_view(), name="device-commands"),
     path("devices/<uuid:code>/commands/send/", views.SendCommandView.as_view(), name="device-send-command"),

@@ -189,14 +189,25 @@ def wait_for(predicate, timeout=20.0, interval=0.1):
 
 
 @pytest.fixture(scope="session")
-def browser():
-    """Real headless Chromium (Debian's package) driven by Playwright."""
+def playwright_driver():
+    """Playwright, started once: a process can drive only one at a time."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
+        yield playwright
+
+
+def launch_chromium(playwright, *extra_flags):
+    """Real headless Chromium (Debian's package), with `extra_flags` beside the usual ones."""
+    return playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[*CHROMIUM_FLAGS, *extra_flags])
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_driver):
+    """Real headless Chromium driven by Playwright."""
+    chromium = launch_chromium(playwright_driver)
+    yield chromium
+    chromium.close()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from devices.keys import hash_device_key
 from devices.models import Device
 from spaces.models import Space
 from vendors.attestation import b64url_encode, certificate_message, public_key_text, sign
+from vendors.claim_codes import hash_claim_code
 from vendors.claiming_methods import install_shipped_methods
 from vendors.models import (
     ApprovedIdentity,
@@ -121,10 +122,14 @@ def _cloud_id(n):
 
 
 class ApprovedIdentityFactory(DjangoModelFactory):
-    """Identifier columns follow the model's claiming method: serial + MAC, or a cloud ID."""
+    """Identifier columns follow the model's claiming method: serial + MAC, a cloud ID, or a serial
+    alone (claim-code models: pass `claim_code=` to store its hash)."""
 
     class Meta:
         model = ApprovedIdentity
+
+    class Params:
+        claim_code = None
 
     device_model = factory.SubFactory(DeviceModelFactory)
     identifier_1 = factory.LazyAttributeSequence(
@@ -133,6 +138,7 @@ class ApprovedIdentityFactory(DjangoModelFactory):
     identifier_2 = factory.LazyAttributeSequence(
         lambda o, n: _mac(n) if o.device_model.claiming_method.slug == "serial-mac" else None
     )
+    claim_code_hash = factory.LazyAttribute(lambda o: hash_claim_code(o.claim_code) if o.claim_code else "")
 
 
 class DeviceFactory(DjangoModelFactory):

@@ -77,42 +77,61 @@ def test_a_malformed_mac_address_is_refused_with_the_expected_format(space, owne
     assert "This is not a valid MAC address: expected 12 hexadecimal digits" in refused.value.message
 
 
+NOT_APPROVED = (
+    "You have attempted to add a Serial number and MAC address that is not approved for this device. "
+    "This may be by error. Please verify the exact Serial number and MAC address of your device and if you "
+    "believe it is correct, contact {vendor.name} support ({vendor.support_email})."
+)
+
+
 @pytest.mark.django_db
-def test_a_serial_number_that_is_not_approved_names_the_field_and_the_vendor_support(space, owner, device_model):
-    identity = ApprovedIdentityFactory(device_model=device_model)
+def test_a_serial_number_that_is_not_approved_gets_the_vendors_message_naming_every_field(space, owner, device_model):
+    identity = ApprovedIdentityFactory(device_model=device_model, identifier_2="AA:AA:AA:CC:DD:EE")
     with pytest.raises(NotApproved) as refused:
-        _claim(identity, space, owner, serial_number="XYZ-999999")
-    vendor = device_model.vendor
-    assert refused.value.field == "serial_number"
-    assert refused.value.message.startswith(
-        "You have attempted to add a Serial number that is not approved for this device. This may be by error. "
-        "Please verify the exact Serial number of your device and if you believe it is correct, "
-        f"contact {vendor.name} support ({vendor.support_email})."
-    )
+        _claim(identity, space, owner, serial_number="ACE-4444")
+    assert refused.value.field is None
+    assert refused.value.message == NOT_APPROVED.format(vendor=device_model.vendor)
+
+
+@pytest.mark.django_db
+def test_not_approved_reads_the_same_whichever_identifier_is_wrong(space, owner, device_model):
+    identity, other = ApprovedIdentityFactory.create_batch(2, device_model=device_model)
+    refusals = []
+    for typed in (
+        {"mac_address": other.identifier_2},  # a known serial with another unit's MAC
+        {"serial_number": other.identifier_1},  # a known MAC with another unit's serial
+        {"serial_number": identity.identifier_1 + "9"},  # an unknown serial with a known MAC
+    ):
+        with pytest.raises(NotApproved) as refused:
+            _claim(identity, space, owner, **typed)
+        refusals.append((refused.value.field, refused.value.message.split(" Check characters")[0]))
+    assert len(set(refusals)) == 1
 
 
 @pytest.mark.django_db
 def test_a_not_approved_value_with_look_alike_characters_gets_a_hint_naming_them(space, owner, device_model):
-    identity = ApprovedIdentityFactory(device_model=device_model)
+    identity = ApprovedIdentityFactory(device_model=device_model, identifier_2="AA:AA:AA:CC:DD:EE")
     with pytest.raises(NotApproved) as refused:
         _claim(identity, space, owner, serial_number="SN-0O1I58")
-    assert "easy to confuse on a sticker: O/0, I/1/L, S/5, B/8" in refused.value.message
+    assert "easy to confuse on a sticker: O/0, I/1/L, S/5, B/8." in refused.value.message
+
+
+@pytest.mark.django_db
+def test_the_look_alike_hint_reads_every_field_typed_not_only_the_wrong_one(space, owner, device_model):
+    identity = ApprovedIdentityFactory(
+        device_model=device_model, identifier_1="ACE-4", identifier_2="02:AA:AA:CC:DD:EE"
+    )
+    with pytest.raises(NotApproved) as refused:
+        _claim(identity, space, owner, serial_number="ACE-7")  # the known MAC holds the look-alikes
+    assert "easy to confuse on a sticker: O/0, Z/2." in refused.value.message
 
 
 @pytest.mark.django_db
 def test_a_not_approved_value_without_look_alike_characters_gets_no_hint(space, owner, device_model):
     identity = ApprovedIdentityFactory(device_model=device_model)
     with pytest.raises(NotApproved) as refused:
-        _claim(identity, space, owner, serial_number="ACE-4", mac_address="02:00:00:00:FF:FF")
+        _claim(identity, space, owner, serial_number="ACE-4", mac_address="AA:AA:AA:CC:DD:EE")
     assert "easy to confuse" not in refused.value.message
-
-
-@pytest.mark.django_db
-def test_a_known_serial_with_the_mac_of_another_unit_blames_the_mac_address(space, owner, device_model):
-    identity, other = ApprovedIdentityFactory.create_batch(2, device_model=device_model)
-    with pytest.raises(NotApproved) as refused:
-        _claim(identity, space, owner, mac_address=other.identifier_2)
-    assert refused.value.field == "mac_address"
 
 
 @pytest.mark.django_db
@@ -129,6 +148,23 @@ def test_identifiers_of_another_model_of_the_vendor_name_that_model(space, owner
         )
     assert refused.value.other_model == sibling
     assert "These identifiers belong to a Acme Hub 3" in refused.value.message
+
+
+@pytest.mark.django_db
+def test_identifiers_only_partly_those_of_another_models_unit_are_not_approved_without_naming_it(
+    space, owner, device_model
+):
+    sibling = DeviceModelFactory(vendor=device_model.vendor, name="Acme Hub 3")
+    identity = ApprovedIdentityFactory(device_model=sibling)
+    with pytest.raises(NotApproved) as refused:
+        claim_device(
+            space=space,
+            device_model=device_model,
+            identifiers={"serial_number": identity.identifier_1, "mac_address": "AA:AA:AA:CC:DD:EE"},
+            name="Hub",
+            actor=owner,
+        )
+    assert "Acme Hub 3" not in refused.value.message
 
 
 @pytest.mark.django_db

@@ -87,7 +87,9 @@ def test_an_owner_claims_a_device_from_the_overview_to_the_dashboard(page, live_
     assert Device.objects.get(identity=shop["identity"]).space == shop["space"]
 
 
-def test_a_serial_number_that_is_not_approved_shows_the_vendors_message_on_the_identifier_step(page, live_server, shop):
+def test_a_serial_number_that_is_not_approved_shows_the_vendors_message_above_the_identifier_fields(
+    page, live_server, shop
+):
     _walk_to_identifiers(page, live_server)
     page.get_by_label("Serial number").fill("AH2-26O001")
     page.get_by_label("MAC address").fill("02:AC:E0:00:00:01")
@@ -96,8 +98,11 @@ def test_a_serial_number_that_is_not_approved_shows_the_vendors_message_on_the_i
     page.get_by_role("button", name="Claim a device").click()
 
     expect(page).to_have_title("Step 3 of 4 · Identifiers · Claim a device · Device Portal")
-    error = page.locator(".invalid-feedback")
-    expect(error).to_contain_text("You have attempted to add a Serial number that is not approved for this device.")
+    # Above the fields, not under one: it must not tell which of the values the portal knows.
+    error = page.locator(".alert-danger")
+    expect(error).to_contain_text(
+        "You have attempted to add a Serial number and MAC address that is not approved for this device."
+    )
     expect(error).to_contain_text("contact Acme Devices support (support@acme.example)")
     expect(error).to_contain_text("easy to confuse on a sticker: O/0")
     expect(page.get_by_label("Serial number")).to_have_value("AH2-26O001")

@@ -291,16 +291,18 @@ def test_a_finished_wizard_starts_afresh(client, wizard, device_model):
 # Refused claims: the message on the step where it can be put right, everything typed kept
 
 
-def test_a_not_approved_serial_number_is_shown_on_its_field_with_the_vendor_support(wizard, device_model):
-    identity = ApprovedIdentityFactory(device_model=device_model)
+def test_a_not_approved_serial_number_is_shown_above_the_fields_with_the_vendor_support(wizard, device_model):
+    # A MAC without look-alike characters: the hint reads every value typed.
+    identity = ApprovedIdentityFactory(device_model=device_model, identifier_2="AA:AA:AA:CC:DD:EE")
     response = wizard.claim(device_model, serial_number="SN-0O0000", mac_address=identity.identifier_2)
     step, errors = _errors(response)
     assert step == "identifiers"
-    assert errors["serial_number"][0].startswith(
-        "You have attempted to add a Serial number that is not approved for this device."
+    assert list(errors) == ["__all__"]
+    assert errors["__all__"][0].startswith(
+        "You have attempted to add a Serial number and MAC address that is not approved for this device."
     )
     assert f"contact {device_model.vendor.name} support ({device_model.vendor.support_email})" in response.text
-    assert "easy to confuse on a sticker: O/0, S/5" in response.text
+    assert "easy to confuse on a sticker: O/0, S/5." in response.text
     assert 'value="SN-0O0000"' in response.text
     assert not Device.objects.filter(status=Device.Status.CLAIMED).exists()
 

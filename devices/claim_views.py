@@ -1,0 +1,229 @@
+"""The + Claim Device wizard, and the QR label link that opens it with the unit's values filled in."""
+
+from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.views import View
+from formtools.wizard.views import SessionWizardView
+
+from accounts.access import MANAGE, get_for_user
+from spaces.models import Space
+
+from . import claim_labels
+from .claims import (
+    CLAIM_CODE_FIELD,
+    AlreadyClaimedByYou,
+    ClaimError,
+    TooManyFailures,
+    WrongModel,
+    claim_device,
+    vendor_support_phrase,
+)
+from .forms import DeviceModelChoiceForm, DeviceNameForm, IdentifiersForm, VendorChoiceForm
+
+VENDOR, MODEL, IDENTIFIERS, NAME = "vendor", "model", "identifiers", "name"
+STEP_TITLES = {VENDOR: "Vendor", MODEL: "Model", IDENTIFIERS: "Identifiers", NAME: "Name"}
+
+# The step whose form shows a refused claim's message: where the customer can put it right.
+ERROR_STEPS = {WrongModel: MODEL, TooManyFailures: NAME}
+
+
+def several_vendors_connected(wizard):
+    """The vendor step is shown only to organizations connected to more than one vendor."""
+    return len(wizard.connected_vendors) > 1
+
+
+class ManagedSpaceMixin:
+    """Loads the space of the URL for a user whose role may claim into it (outsider 404, other roles 403)."""
+
+    def dispatch(self, request, *args, **kwargs):
+        self.space, self.membership = get_for_user(
+            Space.objects.select_related("organization"), request.user, MANAGE, code=kwargs["code"]
+        )
+        return super().dispatch(request, *args, **kwargs)
+
+
+class ClaimDeviceWizardView(LoginRequiredMixin, ManagedSpaceMixin, SessionWizardView):
+    """The + Claim Device wizard: vendor (if several), model, identifiers, name, then claim_device()."""
+
+    template_name = "devices/claim_wizard.html"
+    form_list = [
+        (VENDOR, VendorChoiceForm),
+        (MODEL, DeviceModelChoiceForm),
+        (IDENTIFIERS, IdentifiersForm),
+        (NAME, DeviceNameForm),
+    ]
+    condition_dict = {VENDOR: several_vendors_connected}
+
+    def get_prefix(self, request, *args, **kwargs):
+        # One flow per space: claiming into two spaces in two tabs keeps two separate wizards.
+        return f"claim_{kwargs['code'].hex}"
+
+    @cached_property
+    def connected_vendors(self):
+        return list(self.space.organization.connected_vendors.order_by("name"))
+
+    def chosen_vendor(self):
+        if VENDOR not in self.get_form_list():
+            return self.connected_vendors[0] if self.connected_vendors else None
+        return (self.get_cleaned_data_for_step(VENDOR) or {}).get("vendor")
+
+    def chosen_device_model(self):
+        return (self.get_cleaned_data_for_step(MODEL) or {}).get("device_model")
+
+    def get_form_kwargs(self, step=None):
+        if step == VENDOR:
+            return {"organization": self.space.organization}
+        if step == MODEL:
+            return {"vendor": self.chosen_vendor()}
+        if step == IDENTIFIERS:
+            return {"device_model": self.chosen_device_model()}
+        return {}
+
+    def get(self, request, *args, **kwargs):
+        # A label link checked for this space (claim_labels) opens the wizard at its name step.
+        label = claim_labels.take_checked_label(request, self.space)
+        if label is None:
+            return super().get(request, *args, **kwargs)
+        self.storage.reset()
+        answers = {
+            VENDOR: {f"{VENDOR}-vendor": [label.device_model.vendor_id]},
+            MODEL: {f"{MODEL}-device_model": [label.device_model.pk]},
+            IDENTIFIERS: {f"{IDENTIFIERS}-{key}": [value] for key, value in label.typed_values().items()},
+        }
+        for step, data in answers.items():
+            self.storage.set_step_data(step, data)
+        self.storage.current_step = NAME
+        return self.render(self.get_form(NAME))
+
+    def get_context_data(self, form, **kwargs):
+        context = super().get_context_data(form=form, **kwargs)
+        steps = list(self.get_form_list())
+        current = steps.index(self.steps.current)
+        device_model = self.chosen_device_model() if self.steps.current in (IDENTIFIERS, NAME) else None
+        context.update(
+            space=self.space,
+            organization=self.space.organization,
+            step_title=STEP_TITLES[self.steps.current],
+            progress=[
+                {"step": step, "title": STEP_TITLES[step], "number": index + 1, "done": index < current}
+                for index, step in enumerate(steps)
+            ],
+            no_vendor_connected=not self.connected_vendors,
+            device_model=device_model,
+            vendor_support=vendor_support_phrase(device_model.vendor) if device_model else "",
+        )
+        if self.steps.current == NAME and device_model:
+            # The identifiers only: the claim code is never written into a page.
+            typed = self.get_cleaned_data_for_step(IDENTIFIERS) or {}
+            context["typed_identifiers"] = [
+                (field.label, typed.get(field.key, "")) for field in device_model.claiming_method.ordered_fields()
+            ]
+        return context
+
+    def render_goto_step(self, goto_step, **kwargs):
+        # Going back (or jumping to an earlier step) keeps what was typed on the current step.
+        form = self.get_form(data=self.request.POST, files=self.request.FILES)
+        self.storage.set_step_data(self.steps.current, self.process_step(form))
+        return super().render_goto_step(goto_step, **kwargs)
+
+    def render_done(self, form, **kwargs):
+        # A refused claim leaves the wizard's stored answers in place (the base class only resets
+        # them after done() returns), so the customer can correct one step and claim again.
+        try:
+            return super().render_done(form, **kwargs)
+        except ClaimError as error:
+            return self.render_claim_error(error)
+
+    def done(self, form_list, form_dict, **kwargs):
+        typed = form_dict[IDENTIFIERS].cleaned_data
+        device = claim_device(
+            space=self.space,
+            device_model=form_dict[MODEL].cleaned_data["device_model"],
+            identifiers=typed,
+            claim_code=typed.get(CLAIM_CODE_FIELD),
+            name=form_dict[NAME].cleaned_data["name"],
+            actor=self.request.user,
+        )
+        messages.success(self.request, f"“{device.name}” is claimed and now in {self.space.name}.")
+        return redirect("space-dashboard", code=self.space.code)
+
+    def render_claim_error(self, error):
+        """Show a ClaimError as an error of the step where it can be put right, with everything typed
+        kept but the claim code, which a refused claim forgets (it is not kept in the session)."""
+        step = ERROR_STEPS.get(type(error), IDENTIFIERS)
+        self.storage.current_step = step
+        form = self.get_form(step, data=self.storage.get_step_data(step), files=self.storage.get_step_files(step))
+        form.is_valid()
+        field = error.field if step == IDENTIFIERS else ("device_model" if step == MODEL else None)
+        message = error.message
+        if isinstance(error, AlreadyClaimedByYou):
+            space = error.device.space
+            message = format_html(
+                '{} <a href="{}">Open {}</a>', message, reverse("space-dashboard", args=[space.code]), space.name
+            )
+        form.add_error(field if field in form.fields else None, message)
+        self._forget_claim_code()
+        return self.render(form)
+
+    def _forget_claim_code(self):
+        answers = self.storage.get_step_data(IDENTIFIERS)
+        if answers is not None and f"{IDENTIFIERS}-{CLAIM_CODE_FIELD}" in answers:
+            del answers[f"{IDENTIFIERS}-{CLAIM_CODE_FIELD}"]
+            self.storage.set_step_data(IDENTIFIERS, answers)
+
+
+class ClaimLabelView(View):
+    """The link of a unit's QR label: keep its payload in the session, then sign in (if needed) and
+    continue at ClaimLabelSpaceView. A malformed payload gets a page saying so."""
+
+    def get(self, request, payload):
+        try:
+            label = claim_labels.keep_label(request, payload)
+        except claim_labels.LabelRefused as refused:
+            return claim_labels.render_refused(request, refused, status=400)
+        if not request.user.is_authenticated:
+            # The payload waits in the session, not in the sign-in page's ?next= (a claim code in a URL
+            # ends up in logs and in the browser's history).
+            messages.info(request, f"Sign in to claim the {label.device_model.name} {label.serial_text()}.")
+        return redirect("claim-label-space")
+
+
+class ClaimLabelSpaceView(LoginRequiredMixin, View):
+    """Where a label link goes on once signed in: the space to claim into (asked only if the user
+    manages several), then the label is checked as a claim attempt and the wizard opens at its
+    name step. A label of a unit already claimed, or one whose code is wrong, gets a page saying so."""
+
+    def get(self, request):
+        label = claim_labels.kept_label(request)
+        if label is None:
+            messages.info(request, claim_labels.NO_LABEL.message)
+            return redirect("home")
+        spaces = label.spaces_for(request.user)
+        if len(spaces) == 1:
+            return self.check(label, spaces[0])
+        if not spaces:
+            return claim_labels.render_refused(request, label.no_space_refusal(), label=label, status=403)
+        return render(request, "devices/claim_label_space.html", {"label": label, "spaces": spaces})
+
+    def post(self, request):
+        label = claim_labels.kept_label(request)
+        if label is None:
+            messages.info(request, claim_labels.NO_LABEL.message)
+            return redirect("home")
+        spaces = {str(space.code): space for space in label.spaces_for(request.user)}
+        space = spaces.get(request.POST.get("space", ""))
+        if space is None:
+            context = {"label": label, "spaces": list(spaces.values()), "error": "Choose the space to claim into."}
+            return render(request, "devices/claim_label_space.html", context, status=400)
+        return self.check(label, space)
+
+    def check(self, label, space):
+        try:
+            claim_labels.check_label(self.request, label, space)
+        except ClaimError as error:
+            return claim_labels.render_refused(self.request, error, label=label, status=400)
+        return redirect("claim-device", code=space.code)
