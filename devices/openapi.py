@@ -58,6 +58,15 @@ _device = {
     },
 }
 
+# The activation answer names the device only: it is unauthenticated, and whether a unit is
+# claimed is for its key's calls (the heartbeat) to tell.
+_activated_device = {
+    "type": "object",
+    "required": ["id"],
+    "additionalProperties": False,
+    "properties": {"id": {"type": "string", "format": "uuid"}},
+}
+
 _operation = {
     "oneOf": [
         {
@@ -76,7 +85,7 @@ _operation = {
             "properties": {
                 "operation_id": {"type": "string", "format": "uuid"},
                 "status": {"const": "assigned"},
-                "device": {"$ref": "#/components/schemas/Device"},
+                "device": {"$ref": "#/components/schemas/ActivatedDevice"},
                 "server_public_key": {"type": "string", "pattern": B64URL, "minLength": 43, "maxLength": 43},
             },
         },
@@ -414,6 +423,7 @@ OPENAPI = {
             "CommandResult": _command_result,
             "Operation": _operation,
             "Device": _device,
+            "ActivatedDevice": _activated_device,
             "Error": _error,
         },
         "securitySchemes": {

@@ -166,7 +166,8 @@ def test_a_key_reset_kills_the_key_and_the_unit_activates_again(
 
     again = SimulatedDevice(unit.unit)
     again.finish_activation(activate(client, again, django_capture_on_commit_callbacks))
-    assert again.status == "claimed"
+    assert again.device_id == str(device.code)
+    assert _stored(device).status == Device.Status.CLAIMED, "the unit comes back to its owner"
     assert every_device_call(client, again) == [200, 200, 200]
     assert every_device_call(client, unit) == [401, 401, 401]
 
