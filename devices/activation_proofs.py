@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from vendors.attestation import (
+    ATTESTATION_FIELDS,
     SIGNED_AT_TOLERANCE,
     b64url_decode,
     certificate_message,
@@ -78,7 +79,11 @@ def attestation_refusals(units: list[AttestedUnit], now) -> dict:
     number of units. A request that fails carries a copy of a signature at best: it burns nothing.
     """
     batches = production_batches(
-        {(unit.device_model_id, unit.operation.attestation["batch"]) for unit in units if unit.operation.attestation}
+        {
+            (unit.device_model_id, attestation["batch"])
+            for unit in units
+            if (attestation := _request_attestation(unit.operation))
+        }
     )
     refusals, verified = {}, {}
     for unit in units:
@@ -97,9 +102,21 @@ def attestation_refusals(units: list[AttestedUnit], now) -> dict:
     return refusals
 
 
+def _request_attestation(operation) -> dict | None:
+    """The operation's attestation if it has every field of the request's attestation, else None:
+    none was sent, or the operation was queued in an older format (the batch key's signature of
+    the identifiers alone), which proves no unit key and fails as a missing attestation."""
+    attestation = operation.attestation
+    if not isinstance(attestation, dict):
+        return None
+    if not all(isinstance(attestation.get(name), str) for name in ATTESTATION_FIELDS):
+        return None
+    return attestation
+
+
 def _attestation_refusal(unit: AttestedUnit, batches, now) -> str | None:
-    operation, attestation = unit.operation, unit.operation.attestation
-    if not attestation:
+    operation, attestation = unit.operation, _request_attestation(unit.operation)
+    if attestation is None:
         return Reason.ATTESTATION_MISSING
     batch = batches.get((unit.device_model_id, attestation["batch"]))
     if batch is None:

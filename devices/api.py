@@ -21,7 +21,14 @@ from portal.client import client_address, client_ip
 from portal.errors import UserFacingError
 from portal.ratelimit import RateLimit, RateLimitExceeded, RateLimitUnavailable, count_attempt
 from portal.unavailable import unavailable_response
-from vendors.attestation import ED25519_KEY_BYTES, ED25519_SIGNATURE_BYTES, SIGNED_AT, b64url_decode, is_b64url
+from vendors.attestation import (
+    ATTESTATION_FIELDS,
+    ED25519_KEY_BYTES,
+    ED25519_SIGNATURE_BYTES,
+    SIGNED_AT,
+    b64url_decode,
+    is_b64url,
+)
 
 from .activation import MAX_CLAIM_CODE, ActivationRequest
 from .activation_queue import answer_when_finished, start_activation
@@ -41,7 +48,6 @@ IDENTIFIER_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 SECONDS = re.compile(r"(?=.{1,32}$)[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?", re.ASCII)
 METRIC_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 ACTIVATION_FIELDS = {"vendor", "model", "identifiers", "public_key", "attestation", "claim_code"}
-ATTESTATION_FIELDS = {"batch", "unit_public_key", "certificate", "signed_at", "signature"}
 MAX_BATCH_NAME = 64
 
 
