@@ -6,7 +6,6 @@ precise ActivationOperation.Reason, which only vendor staff see.
 """
 
 import hashlib
-import hmac
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,7 +18,7 @@ from vendors.attestation import (
     request_message,
     signature_is_valid,
 )
-from vendors.claim_codes import ClaimCodeError, hash_claim_code, normalize_claim_code
+from vendors.claim_codes import ClaimCodeError, claim_code_hash_matches, hash_claim_code, normalize_claim_code
 
 from .activation_sql import claim_signatures, production_batches
 from .models import ActivationOperation
@@ -55,7 +54,7 @@ def claim_code_refusal(operation, identity_claim_code_hash) -> str | None:
     `identity_claim_code_hash`, or None if it is the unit's (compared in constant time)."""
     if not operation.claim_code_hash:
         return Reason.CLAIM_CODE_MISSING
-    if not identity_claim_code_hash or not hmac.compare_digest(operation.claim_code_hash, identity_claim_code_hash):
+    if not claim_code_hash_matches(operation.claim_code_hash, identity_claim_code_hash):
         return Reason.CLAIM_CODE_WRONG
     return None
 
