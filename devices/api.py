@@ -25,6 +25,7 @@ from vendors.attestation import (
     ATTESTATION_FIELDS,
     ED25519_KEY_BYTES,
     ED25519_SIGNATURE_BYTES,
+    MAX_BATCH_NAME,
     SIGNED_AT,
     b64url_decode,
     is_b64url,
@@ -48,7 +49,6 @@ IDENTIFIER_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 SECONDS = re.compile(r"(?=.{1,32}$)[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?", re.ASCII)
 METRIC_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 ACTIVATION_FIELDS = {"vendor", "model", "identifiers", "public_key", "attestation", "claim_code"}
-MAX_BATCH_NAME = 64
 
 
 # Activation requests per minute: every request counts against its client's address (malformed

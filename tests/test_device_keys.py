@@ -123,7 +123,9 @@ def test_a_released_unit_activates_afresh_with_a_new_key(
 def test_the_previous_owner_cannot_reach_a_released_and_reclaimed_unit(
     client, claimed_unit, owner, outsider, django_capture_on_commit_callbacks
 ):
-    """The attack of the issue: the previous owner kept a copy of the key and follows the unit."""
+    """The previous owner kept a copy of the device key after releasing the unit, and uses it to
+    follow the unit into its next owner's account: receive their commands and configuration and
+    report in its name. The copy must die with the release."""
     kept_copy, device = claimed_unit
     release_device(device, actor=owner)
     theirs = claim_device(
