@@ -24,6 +24,7 @@ from devices.models import ActivationOperation, Device, DeviceEvent
 from devices.simulator import SimulatedDevice
 from devices.telemetry import record_heartbeat
 from vendors.attestation import b64url_encode
+from vendors.models import Attestation
 
 from .factories import ActivatedDeviceFactory, ApprovedIdentityFactory, MembershipFactory, VendorStaffFactory
 from .racing import race
@@ -236,12 +237,36 @@ def test_owners_reset_the_key_after_a_confirmation_page(client, space, owner):
     assert "198.51.100.7" in confirmation.content.decode()
     assert _stored(device).has_key, "showing the confirmation changes nothing"
 
-    response = client.post(reverse("device-reset-key", kwargs={"code": device.code}))
-    assert response.status_code == 302
-    assert response.url == reverse("device-detail", kwargs={"code": device.code})
+    response = client.post(reverse("device-reset-key", kwargs={"code": device.code}), follow=True)
+    assert response.redirect_chain == [(reverse("device-detail", kwargs={"code": device.code}), 302)]
+    assert "check here that its new key was issued from your network" in response.content.decode()
     assert not _stored(device).has_key
     again = client.post(reverse("device-reset-key", kwargs={"code": device.code}))
     assert again.status_code == 400, "a second reset finds no key"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("model", "who_else"),
+    [
+        ({}, "anyone who has read its label"),
+        ({"device_model__claim_code": True}, "anyone who has read its label or kept its claim code"),
+    ],
+    ids=["serial + MAC", "claim code"],
+)
+def test_the_reset_confirmation_says_who_else_may_take_the_new_key(client, space, owner, model, who_else):
+    device = ActivatedDeviceFactory(space=space, **{f"identity__{name}": value for name, value in model.items()})
+    page = " ".join(_page(client, owner, device, "device-reset-key").content.decode().split())
+    assert who_else in page
+    assert "check on the device page that the new key was issued from your network" in page
+
+
+@pytest.mark.django_db
+def test_the_reset_confirmation_of_an_attested_model_says_only_the_unit_takes_the_new_key(client, space, owner):
+    device = ActivatedDeviceFactory(space=space, identity__device_model__attestation=Attestation.FACTORY_SIGNATURE)
+    page = " ".join(_page(client, owner, device, "device-reset-key").content.decode().split())
+    assert "Only the device itself can take the new key" in page
+    assert "anyone who has read" not in page
 
 
 @pytest.mark.django_db
