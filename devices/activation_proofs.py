@@ -6,11 +6,11 @@ precise ActivationOperation.Reason, which only vendor staff see.
 """
 
 import hashlib
-import hmac
 from dataclasses import dataclass
 from datetime import timedelta
 
 from vendors.attestation import (
+    ATTESTATION_FIELDS,
     SIGNED_AT_TOLERANCE,
     b64url_decode,
     certificate_message,
@@ -18,7 +18,7 @@ from vendors.attestation import (
     request_message,
     signature_is_valid,
 )
-from vendors.claim_codes import ClaimCodeError, hash_claim_code, normalize_claim_code
+from vendors.claim_codes import ClaimCodeError, claim_code_hash_matches, hash_claim_code, normalize_claim_code
 
 from .activation_sql import claim_signatures, production_batches
 from .models import ActivationOperation
@@ -54,7 +54,7 @@ def claim_code_refusal(operation, identity_claim_code_hash) -> str | None:
     `identity_claim_code_hash`, or None if it is the unit's (compared in constant time)."""
     if not operation.claim_code_hash:
         return Reason.CLAIM_CODE_MISSING
-    if not identity_claim_code_hash or not hmac.compare_digest(operation.claim_code_hash, identity_claim_code_hash):
+    if not claim_code_hash_matches(operation.claim_code_hash, identity_claim_code_hash):
         return Reason.CLAIM_CODE_WRONG
     return None
 
@@ -78,7 +78,11 @@ def attestation_refusals(units: list[AttestedUnit], now) -> dict:
     number of units. A request that fails carries a copy of a signature at best: it burns nothing.
     """
     batches = production_batches(
-        {(unit.device_model_id, unit.operation.attestation["batch"]) for unit in units if unit.operation.attestation}
+        {
+            (unit.device_model_id, attestation["batch"])
+            for unit in units
+            if (attestation := _request_attestation(unit.operation))
+        }
     )
     refusals, verified = {}, {}
     for unit in units:
@@ -97,9 +101,21 @@ def attestation_refusals(units: list[AttestedUnit], now) -> dict:
     return refusals
 
 
+def _request_attestation(operation) -> dict | None:
+    """The operation's attestation if it has every field of the request's attestation, else None:
+    none was sent, or the operation was queued in an older format (the batch key's signature of
+    the identifiers alone), which proves no unit key and fails as a missing attestation."""
+    attestation = operation.attestation
+    if not isinstance(attestation, dict):
+        return None
+    if not all(isinstance(attestation.get(name), str) for name in ATTESTATION_FIELDS):
+        return None
+    return attestation
+
+
 def _attestation_refusal(unit: AttestedUnit, batches, now) -> str | None:
-    operation, attestation = unit.operation, unit.operation.attestation
-    if not attestation:
+    operation, attestation = unit.operation, _request_attestation(unit.operation)
+    if attestation is None:
         return Reason.ATTESTATION_MISSING
     batch = batches.get((unit.device_model_id, attestation["batch"]))
     if batch is None:

@@ -8,6 +8,7 @@ import json
 import math
 import re
 import uuid
+from dataclasses import replace
 
 from django.http import JsonResponse
 from django.urls import reverse
@@ -18,8 +19,17 @@ from django.views.decorators.csrf import csrf_exempt
 
 from portal.client import client_address, client_ip
 from portal.errors import UserFacingError
-from portal.ratelimit import RateLimit, RateLimitExceeded, count_attempt
-from vendors.attestation import ED25519_KEY_BYTES, ED25519_SIGNATURE_BYTES, SIGNED_AT, b64url_decode, is_b64url
+from portal.ratelimit import RateLimit, RateLimitExceeded, RateLimitUnavailable, count_attempt
+from portal.unavailable import unavailable_response
+from vendors.attestation import (
+    ATTESTATION_FIELDS,
+    ED25519_KEY_BYTES,
+    ED25519_SIGNATURE_BYTES,
+    MAX_BATCH_NAME,
+    SIGNED_AT,
+    b64url_decode,
+    is_b64url,
+)
 
 from .activation import MAX_CLAIM_CODE, ActivationRequest
 from .activation_queue import answer_when_finished, start_activation
@@ -39,16 +49,17 @@ IDENTIFIER_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 SECONDS = re.compile(r"(?=.{1,32}$)[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?", re.ASCII)
 METRIC_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 ACTIVATION_FIELDS = {"vendor", "model", "identifiers", "public_key", "attestation", "claim_code"}
-ATTESTATION_FIELDS = {"batch", "unit_public_key", "certificate", "signed_at", "signature"}
-MAX_BATCH_NAME = 64
 
 
 # Activation requests per minute: every request counts against its client's address (malformed
 # ones too), a well-formed one against its unit as well. Counted once the body is parsed, before
 # anything is written; while Redis is unreachable requests are let through (a device refused
-# would only retry, and the operation rows in PostgreSQL still bound the work).
+# would only retry, and the operation rows in PostgreSQL still bound the work), except those that
+# carry a claim code: an uncounted one is a guess of the unit's secret, the very thing the unit's
+# limit stops, so it is refused (503) until the counters are back. Same counter, either way.
 ACTIVATIONS_PER_ADDRESS = RateLimit("activations:address", limit="ACTIVATION_RATE_PER_ADDRESS", fail_open=True)
 ACTIVATIONS_PER_UNIT = RateLimit("activations:unit", limit="ACTIVATION_RATE_PER_IDENTITY", fail_open=True)
+CLAIM_CODE_ACTIVATIONS_PER_UNIT = replace(ACTIVATIONS_PER_UNIT, fail_open=False)
 
 
 class InvalidRequest(UserFacingError):
@@ -299,11 +310,15 @@ class ActivationsView(DeviceAPIView):
                 refusal = error_response(400, "invalid_request", invalid.message, fields=invalid.fields)
         attempts = [(ACTIVATIONS_PER_ADDRESS, client_address(request))]
         if refusal is None:
-            attempts.append((ACTIVATIONS_PER_UNIT, activation_request.identity_key()))
+            guesses_a_code = activation_request.claim_code is not None
+            unit_limit = CLAIM_CODE_ACTIVATIONS_PER_UNIT if guesses_a_code else ACTIVATIONS_PER_UNIT
+            attempts.append((unit_limit, activation_request.identity_key()))
         try:
             count_attempt(*attempts)
         except RateLimitExceeded as exceeded:
             return too_many_requests(exceeded.retry_after)
+        except RateLimitUnavailable:
+            return unavailable_response(request)
         if refusal is not None:
             return refusal
 

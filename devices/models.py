@@ -379,7 +379,8 @@ class ActivationOperation(models.Model):
         """The operation as the device API answers it (docs/device-api.md, step 3)."""
         result = {"operation_id": str(self.pk), "status": self.status}
         if self.status == self.Status.ASSIGNED:
-            result["device"] = {"id": str(self.device.code), "status": self.device.status}
+            # Not the device's status: no unauthenticated answer says whether a unit is claimed.
+            result["device"] = {"id": str(self.device.code)}
             result["server_public_key"] = self.server_public_key
         elif self.status == self.Status.FAILED:
             result["error"] = {"code": self.error_code, "message": self.error_message}

@@ -5,8 +5,15 @@ fuzz the API from it (tests/test_device_api_openapi.py, tests/test_device_api_ho
 """
 
 import sys
+from datetime import timedelta
 
-from vendors.attestation import ED25519_KEY_BYTES, ED25519_SIGNATURE_BYTES, SIGNED_AT
+from vendors.attestation import (
+    ED25519_KEY_BYTES,
+    ED25519_SIGNATURE_BYTES,
+    MAX_BATCH_NAME,
+    SIGNED_AT,
+    SIGNED_AT_TOLERANCE,
+)
 
 from .activation import ANSWERED_ERRORS, MAX_CLAIM_CODE
 
@@ -58,6 +65,15 @@ _device = {
     },
 }
 
+# The activation answer names the device only: it is unauthenticated, and whether a unit is
+# claimed is for its key's calls (the heartbeat) to tell.
+_activated_device = {
+    "type": "object",
+    "required": ["id"],
+    "additionalProperties": False,
+    "properties": {"id": {"type": "string", "format": "uuid"}},
+}
+
 _operation = {
     "oneOf": [
         {
@@ -76,7 +92,7 @@ _operation = {
             "properties": {
                 "operation_id": {"type": "string", "format": "uuid"},
                 "status": {"const": "assigned"},
-                "device": {"$ref": "#/components/schemas/Device"},
+                "device": {"$ref": "#/components/schemas/ActivatedDevice"},
                 "server_public_key": {"type": "string", "pattern": B64URL, "minLength": 43, "maxLength": 43},
             },
         },
@@ -146,7 +162,7 @@ _activation_request = {
             "required": ["batch", "unit_public_key", "certificate", "signed_at", "signature"],
             "additionalProperties": False,
             "properties": {
-                "batch": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": PLAIN_TEXT},
+                "batch": {"type": "string", "minLength": 1, "maxLength": MAX_BATCH_NAME, "pattern": PLAIN_TEXT},
                 "unit_public_key": _b64url_bytes(ED25519_KEY_BYTES, "The unit's Ed25519 public key."),
                 "certificate": _b64url_bytes(
                     ED25519_SIGNATURE_BYTES, "The batch key's Ed25519 signature of the unit's certificate."
@@ -154,7 +170,8 @@ _activation_request = {
                 "signed_at": {
                     "type": "string",
                     "pattern": f"^{SIGNED_AT.pattern}$",
-                    "description": "RFC 3339 UTC; within 5 minutes of the server's clock.",
+                    "description": f"RFC 3339 UTC; within {SIGNED_AT_TOLERANCE // timedelta(minutes=1)} minutes "
+                    "of the server's clock.",
                     "example": "2026-12-01T12:00:00Z",
                 },
                 "signature": _b64url_bytes(ED25519_SIGNATURE_BYTES, "The unit key's Ed25519 signature of the request."),
@@ -414,6 +431,7 @@ OPENAPI = {
             "CommandResult": _command_result,
             "Operation": _operation,
             "Device": _device,
+            "ActivatedDevice": _activated_device,
             "Error": _error,
         },
         "securitySchemes": {

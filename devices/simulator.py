@@ -90,7 +90,6 @@ class SimulatedDevice:
     unit: dict
     private_key: X25519PrivateKey = field(default_factory=X25519PrivateKey.generate)
     device_id: str | None = None
-    status: str | None = None
     device_key: bytes | None = None
 
     def activation_request(self, signed_at=None):
@@ -140,7 +139,6 @@ class SimulatedDevice:
             raise ActivationFailed(operation["error"]["code"], operation["error"]["message"])
         secret = shared_secret(self.private_key, b64url_decode(operation["server_public_key"]))
         self.device_id = operation["device"]["id"]
-        self.status = operation["device"]["status"]
         self.device_key = derive_device_key(secret, uuid.UUID(operation["operation_id"]), uuid.UUID(self.device_id))
         return self.device_key
 

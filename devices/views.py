@@ -298,8 +298,8 @@ class ResetDeviceKeyView(ConfirmedDeviceActionView):
         actions.reset_device_key(device, actor=self.request.user)
         messages.success(
             self.request,
-            f"The key of “{device.name}” is revoked. Re-activation is allowed for 24 hours: "
-            "the device receives a new key when it activates again.",
+            f"The key of “{device.name}” is revoked. Re-activation is allowed for 24 hours: restart the "
+            "device, and once it has activated, check here that its new key was issued from your network.",
         )
         return redirect("device-detail", code=device.code)
 

@@ -37,9 +37,9 @@ class RateLimit:
 
     `limit` and `window` are numbers or the names of settings holding them, read at each call.
     `fail_open` says what an attempt gets while the counters cannot be reached: refused (False:
-    sign-ins and claims, where an uncounted attempt is the guess the limit exists to stop) or
-    allowed (True: device activations, which a lost minute of limits costs less than refusing
-    every device).
+    sign-ins, claims and activations carrying a claim code, where an uncounted attempt is the
+    guess the limit exists to stop) or allowed (True: other device activations, which a lost
+    minute of limits costs less than refusing every device).
     """
 
     scope: str

@@ -135,7 +135,7 @@ def test_a_stranger_who_read_the_serial_number_cannot_activate_a_claimed_unit_be
     real = SimulatedDevice(unit_of(claimed.identity, claim_code=CODE))
     answer = finished(client, django_capture_on_commit_callbacks, real.activation_request())
     assert answer["status"] == "assigned"
-    assert answer["device"] == {"id": str(claimed.code), "status": "claimed"}
+    assert answer["device"] == {"id": str(claimed.code)}
     real.finish_activation(answer)
     heartbeat = client.post(
         "/api/v1/device/heartbeat", {"metrics": {}}, content_type="application/json", headers=real.authorization
@@ -312,6 +312,23 @@ def test_an_operation_that_waited_more_than_a_day_is_stale(client, batch):
     ActivationOperation.objects.update(created_at=timezone.now() - timedelta(days=1))
     (operation,) = process_activations()
     assert operation.refusal_reason == Reason.SIGNATURE_STALE
+
+
+def test_an_operation_queued_in_the_old_attestation_format_fails_and_does_not_stop_the_others(client, batch):
+    old, new = attested_device(batch), attested_device(batch)
+    for device in (old, new):
+        assert post(client, device.activation_request()).status_code == 202
+    # Queued before the upgrade: the batch key's signature of the identifiers, nothing of a unit key.
+    old_format = {"batch": batch.name, "signature": b64url_encode(bytes(64))}
+    ActivationOperation.objects.filter(identifiers=old.unit["identifiers"]).update(attestation=old_format)
+    finished = {operation.identifiers["serial_number"]: operation for operation in process_activations()}
+    refused = finished[old.unit["identifiers"]["serial_number"]]
+    assert (refused.status, refused.error_code, refused.refusal_reason) == (
+        "failed",
+        "not_approved",
+        Reason.ATTESTATION_MISSING,
+    )
+    assert finished[new.unit["identifiers"]["serial_number"]].status == "assigned"
 
 
 # One answer for every failed proof.

@@ -89,7 +89,7 @@ def test_device_derives_the_server_key_and_authenticates_a_heartbeat(client, dja
     device.finish_activation(operation)
 
     stored = Device.objects.get(identity=identity)
-    assert operation["device"] == {"id": str(stored.code), "status": "registered"}
+    assert operation["device"] == {"id": str(stored.code)}
     assert stored.status == Device.Status.REGISTERED
     assert stored.activated_at is not None
     assert stored.key_hash == hashlib.sha256(device.device_key).hexdigest()
@@ -118,10 +118,25 @@ def test_a_claimed_device_stays_claimed_when_it_first_activates(client, django_c
     claimed = ClaimedDeviceFactory()
     device = SimulatedDevice(unit_of(claimed.identity))
     operation = activate(client, device, django_capture_on_commit_callbacks)
-    assert operation["device"] == {"id": str(claimed.code), "status": "claimed"}
+    assert operation["device"] == {"id": str(claimed.code)}
     claimed.refresh_from_db()
     assert claimed.status == Device.Status.CLAIMED
     assert claimed.activated_at is not None
+
+
+@pytest.mark.django_db
+def test_the_activation_answer_does_not_say_whether_the_unit_is_claimed(client, django_capture_on_commit_callbacks):
+    claimed, unclaimed = ClaimedDeviceFactory().identity, ApprovedIdentityFactory()
+    answers = [
+        activate(client, SimulatedDevice(unit_of(identity)), django_capture_on_commit_callbacks)
+        for identity in (claimed, unclaimed)
+    ]
+
+    def without_ids(answer):
+        return answer | {"operation_id": "", "server_public_key": "", "device": answer["device"] | {"id": ""}}
+
+    assert without_ids(answers[0]) == without_ids(answers[1])
+    assert [sorted(answer["device"]) for answer in answers] == [["id"], ["id"]]
 
 
 @pytest.mark.django_db(transaction=True)

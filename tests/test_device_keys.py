@@ -24,6 +24,7 @@ from devices.models import ActivationOperation, Device, DeviceEvent
 from devices.simulator import SimulatedDevice
 from devices.telemetry import record_heartbeat
 from vendors.attestation import b64url_encode
+from vendors.models import Attestation
 
 from .factories import ActivatedDeviceFactory, ApprovedIdentityFactory, MembershipFactory, VendorStaffFactory
 from .racing import race
@@ -123,7 +124,9 @@ def test_a_released_unit_activates_afresh_with_a_new_key(
 def test_the_previous_owner_cannot_reach_a_released_and_reclaimed_unit(
     client, claimed_unit, owner, outsider, django_capture_on_commit_callbacks
 ):
-    """The attack of the issue: the previous owner kept a copy of the key and follows the unit."""
+    """The previous owner kept a copy of the device key after releasing the unit, and uses it to
+    follow the unit into its next owner's account: receive their commands and configuration and
+    report in its name. The copy must die with the release."""
     kept_copy, device = claimed_unit
     release_device(device, actor=owner)
     theirs = claim_device(
@@ -166,7 +169,8 @@ def test_a_key_reset_kills_the_key_and_the_unit_activates_again(
 
     again = SimulatedDevice(unit.unit)
     again.finish_activation(activate(client, again, django_capture_on_commit_callbacks))
-    assert again.status == "claimed"
+    assert again.device_id == str(device.code)
+    assert _stored(device).status == Device.Status.CLAIMED, "the unit comes back to its owner"
     assert every_device_call(client, again) == [200, 200, 200]
     assert every_device_call(client, unit) == [401, 401, 401]
 
@@ -233,12 +237,36 @@ def test_owners_reset_the_key_after_a_confirmation_page(client, space, owner):
     assert "198.51.100.7" in confirmation.content.decode()
     assert _stored(device).has_key, "showing the confirmation changes nothing"
 
-    response = client.post(reverse("device-reset-key", kwargs={"code": device.code}))
-    assert response.status_code == 302
-    assert response.url == reverse("device-detail", kwargs={"code": device.code})
+    response = client.post(reverse("device-reset-key", kwargs={"code": device.code}), follow=True)
+    assert response.redirect_chain == [(reverse("device-detail", kwargs={"code": device.code}), 302)]
+    assert "check here that its new key was issued from your network" in response.content.decode()
     assert not _stored(device).has_key
     again = client.post(reverse("device-reset-key", kwargs={"code": device.code}))
     assert again.status_code == 400, "a second reset finds no key"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("model", "who_else"),
+    [
+        ({}, "anyone who has read its label"),
+        ({"device_model__claim_code": True}, "anyone who has read its label or kept its claim code"),
+    ],
+    ids=["serial + MAC", "claim code"],
+)
+def test_the_reset_confirmation_says_who_else_may_take_the_new_key(client, space, owner, model, who_else):
+    device = ActivatedDeviceFactory(space=space, **{f"identity__{name}": value for name, value in model.items()})
+    page = " ".join(_page(client, owner, device, "device-reset-key").content.decode().split())
+    assert who_else in page
+    assert "check on the device page that the new key was issued from your network" in page
+
+
+@pytest.mark.django_db
+def test_the_reset_confirmation_of_an_attested_model_says_only_the_unit_takes_the_new_key(client, space, owner):
+    device = ActivatedDeviceFactory(space=space, identity__device_model__attestation=Attestation.FACTORY_SIGNATURE)
+    page = " ".join(_page(client, owner, device, "device-reset-key").content.decode().split())
+    assert "Only the device itself can take the new key" in page
+    assert "anyone who has read" not in page
 
 
 @pytest.mark.django_db

@@ -14,6 +14,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from devices.claims import ClaimingUnavailable, claim_device
+from devices.models import ActivationOperation
 from portal.ratelimit import RateLimit, RateLimitExceeded, count_attempt
 from portal.redis import redis_client
 
@@ -167,6 +168,25 @@ def test_activations_are_accepted_while_the_counters_are_unreachable(client, cou
     }
     response = client.post(ACTIVATIONS, json.dumps(body), content_type="application/json")
     assert response.status_code in (200, 202)
+
+
+@pytest.mark.django_db
+def test_claim_code_guesses_are_refused_not_let_through_while_the_counters_are_unreachable(
+    client, counters_unreachable
+):
+    identity = ApprovedIdentityFactory(device_model__claim_code=True)
+    body = {
+        "vendor": identity.device_model.vendor.slug,
+        "model": identity.device_model.slug,
+        "identifiers": identity.identifiers,
+        "public_key": "A" * 43,
+        "claim_code": "82948164301",
+    }
+    response = client.post(ACTIVATIONS, json.dumps(body), content_type="application/json")
+    assert response.status_code == 503, "an uncounted claim code is the guess the limit exists to stop"
+    assert response["Retry-After"].isdigit()
+    assert response.json()["error"]["code"] == "unavailable"
+    assert not ActivationOperation.objects.exists()
 
 
 @pytest.fixture

@@ -41,6 +41,10 @@ SIGNED_AT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\
 SIGNED_AT_TOLERANCE = timedelta(minutes=5)
 ED25519_SIGNATURE_BYTES = 64
 ED25519_KEY_BYTES = 32
+# A production batch's name, as units send it in attestation.batch.
+MAX_BATCH_NAME = 64
+# The fields of an activation request's "attestation" object.
+ATTESTATION_FIELDS = frozenset({"batch", "unit_public_key", "certificate", "signed_at", "signature"})
 
 
 def is_b64url(text: str) -> bool:

@@ -128,7 +128,13 @@ def hash_claim_code(code: str) -> str:
 
 def claim_code_matches(code: str, stored_hash: str) -> bool:
     """Constant-time check of a normalized code against a stored hash; False when none is stored."""
-    return bool(stored_hash) and hmac.compare_digest(hash_claim_code(code), stored_hash)
+    return claim_code_hash_matches(hash_claim_code(code), stored_hash)
+
+
+def claim_code_hash_matches(code_hash: str, stored_hash: str) -> bool:
+    """claim_code_matches for a code kept only as its hash (hash_claim_code), as an activation
+    operation keeps it; False when none is stored."""
+    return bool(stored_hash) and hmac.compare_digest(code_hash, stored_hash)
 
 
 def claim_code_generator():

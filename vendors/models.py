@@ -9,7 +9,7 @@ from django.db.models.functions import UUID4
 from django.utils import timezone
 from django.utils.functional import cached_property
 
-from .attestation import validate_ed25519_public_key
+from .attestation import MAX_BATCH_NAME, validate_ed25519_public_key
 from .declarations import validate_command_declarations, validate_setting_declarations
 from .identifiers import (
     MAX_IDENTIFIER_FIELDS,
@@ -343,7 +343,9 @@ class ProductionBatch(models.Model):
     """
 
     device_model = models.ForeignKey(DeviceModel, on_delete=models.PROTECT, related_name="production_batches")
-    name = models.CharField(max_length=64, help_text="What devices send as attestation.batch, e.g. '2026-W14'.")
+    name = models.CharField(
+        max_length=MAX_BATCH_NAME, help_text="What devices send as attestation.batch, e.g. '2026-W14'."
+    )
     public_key = models.CharField(
         max_length=43,
         validators=[validate_ed25519_public_key],
