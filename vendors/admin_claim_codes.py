@@ -10,6 +10,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
+from portal.links import portal_origin
+
 from . import code_issues  # by module: its limits are read when used
 from .admin_scoping import VendorScopedAdmin
 from .label_sheets import codes_csv, label_sheet_pdf
@@ -63,8 +65,7 @@ class ClaimCodeIssueAdmin(VendorScopedAdmin):
                 messages.ERROR,
             )
             return redirect("admin:vendors_claimcodeissue_change", issue.pk)
-        # The address vendor staff reached the portal at (a host ALLOWED_HOSTS accepts).
-        origin = request.build_absolute_uri("/")
+        origin = portal_origin(request)
         records = code_issues.issue_records(issue, source)
         name = slugify(f"{issue.device_model.vendor.slug}-{issue.device_model.slug}-claim-codes-{issue.pk}")
         if kind == "csv":
