@@ -312,8 +312,9 @@ def test_an_expired_issue_is_not_downloaded_and_its_codes_are_destroyed(acme_adm
 
 @pytest.mark.parametrize("kind", ["csv", "labels"])
 def test_a_code_file_that_cannot_be_decrypted_answers_a_clear_message_and_keeps_the_download(
-    acme_admin_client, cam_model, kind
+    acme_admin_client, cam_model, kind, monkeypatch
 ):
+    monkeypatch.setattr("vendors.code_issues.LABEL_SHEET_MAX_UNITS", 5000)
     issue = import_generated(cam_model, count=5000)  # several chunks: the damage is past the first
     path = code_file_path(issue.code)
     data = bytearray(path.read_bytes())

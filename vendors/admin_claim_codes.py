@@ -14,6 +14,7 @@ from portal.links import portal_origin
 
 from . import code_issues  # by module: its limits are read when used
 from .admin_scoping import VendorScopedAdmin
+from .code_files import CodeFileError
 from .label_sheets import codes_csv, label_sheet_pdf
 from .models import ClaimCodeIssue
 
@@ -56,7 +57,17 @@ class ClaimCodeIssueAdmin(VendorScopedAdmin):
 
     def download_view(self, request, object_id, kind):
         issue = self.get_object(request, object_id)
-        source = code_issues.take_download(issue, kind)
+        try:
+            source = code_issues.take_download(issue, kind)
+        except CodeFileError:
+            self.message_user(
+                request,
+                "The file of these claim codes cannot be decrypted (it was altered, or the portal's secret "
+                "key changed since they were issued); nothing was downloaded. Re-issue the units' claim "
+                "codes to get new ones.",
+                messages.ERROR,
+            )
+            return redirect("admin:vendors_claimcodeissue_change", issue.pk)
         if source is None:
             self.message_user(
                 request,

@@ -24,8 +24,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .claim_codes import ClaimCodeError, claim_code_generator, claim_code_hasher, normalize_claim_code
-from .code_files import CodeFileWriter, code_file_path, read_code_file
-from .models import ClaimCodeIssue, ImportRow
+from .code_files import CodeFileError, CodeFileWriter, check_code_file, code_file_path, read_code_file
+from .models import ApprovedIdentity, ClaimCodeIssue, ImportRow
 
 # A label sheet is built in memory (PDF writers need the whole document) within the request: it is
 # offered for issues of up to this many units, about 7 s, 2 MB of PDF and 110 MB of memory here;
@@ -202,7 +202,10 @@ def _reissue_model(model_id, units, actor):
             code_hash, _ = generated(None, number, values)
             updates.append((code_hash, pk))
         with connection.cursor() as cursor:
-            cursor.executemany("UPDATE vendors_approvedidentity SET claim_code_hash = %s WHERE id = %s", updates)
+            cursor.executemany(
+                f"UPDATE {ApprovedIdentity._meta.db_table} SET claim_code_hash = %s WHERE id = %s",  # noqa: S608 (no user input)
+                updates,
+            )
     except BaseException:
         writer.discard()
         raise
@@ -218,8 +221,12 @@ def labels_offered(issue):
 
 def take_download(issue, kind):
     """Take the `kind` ("csv" or "labels") download of `issue`, once: the open code file to read
-    (with read_code_file), or None when it was taken already, is not offered or the codes are gone.
-    The last download offered destroys the file; the open handle still reads it."""
+    (with read_code_file), or None when it was taken already, is not offered or the codes are gone
+    (past `expires_at`, they are destroyed here, whether the sweep has run or not). The last
+    download offered destroys the file; the open handle still reads it.
+
+    Raises CodeFileError, taking nothing, when the file cannot be decrypted (altered, or SECRET_KEY
+    changed since): the whole file is checked before the download counts as taken."""
     field = DOWNLOADS[kind]
     with transaction.atomic():
         locked = ClaimCodeIssue.objects.select_for_update().get(pk=issue.pk)
@@ -227,11 +234,19 @@ def take_download(issue, kind):
             return None
         if kind == "labels" and not labels_offered(locked):
             return None
+        if locked.expires_at is not None and locked.expires_at <= timezone.now():
+            destroy_codes(locked)
+            return None
         try:
             source = open(code_file_path(locked.code), "rb")  # noqa: SIM115 (the caller reads and closes it)
         except FileNotFoundError:
             destroy_codes(locked)
             return None
+        try:
+            check_code_file(source)
+        except CodeFileError:
+            source.close()
+            raise
         setattr(locked, field, timezone.now())
         locked.save(update_fields=[field])
         offered = [name for each, name in DOWNLOADS.items() if each == "csv" or labels_offered(locked)]
