@@ -58,7 +58,7 @@ class ClaimCodeIssueAdmin(VendorScopedAdmin):
     def download_view(self, request, object_id, kind):
         issue = self.get_object(request, object_id)
         try:
-            source = code_issues.take_download(issue, kind)
+            source = code_issues.take_download(issue, kind, actor=request.user)
         except CodeFileError:
             self.message_user(
                 request,
@@ -88,7 +88,10 @@ class ClaimCodeIssueAdmin(VendorScopedAdmin):
         return response
 
 
-@admin.action(description="Re-issue claim codes (the old ones stop working)", permissions=["approve"])
+@admin.action(
+    description="Re-issue claim codes (the old ones stop working: the units' firmware must get the new code too)",
+    permissions=["approve"],
+)
 def reissue(model_admin, request, queryset):
     """New claim codes for the selected units of claim-code models, offered once on an issue page."""
     try:
@@ -110,7 +113,11 @@ def reissue(model_admin, request, queryset):
     )
     model_admin.message_user(
         request,
-        format_html("New claim codes issued; their old codes no longer match. Download them once: {}.", links),
+        format_html(
+            "New claim codes issued; their old codes no longer match, so the units' firmware must get the new "
+            "code too (a unit sends its code when it activates). Download them once: {}.",
+            links,
+        ),
         messages.SUCCESS,
     )
     if len(issues) == 1:
