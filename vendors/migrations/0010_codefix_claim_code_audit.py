@@ -4,20 +4,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('vendors', '0009_claim_code_issue'),
+        ("vendors", "0009_claim_code_issue"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='vendorauditentry',
-            name='action',
-            field=models.CharField(choices=[('force_released', 'Force-released by vendor staff'), ('released_by_customer', 'Released by the customer'), ('claim_code_reissued', 'Claim code re-issued'), ('claim_codes_downloaded', 'Claim codes downloaded (CSV)'), ('label_sheet_downloaded', 'Label sheet downloaded')], max_length=32),
+            model_name="vendorauditentry",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("force_released", "Force-released by vendor staff"),
+                    ("released_by_customer", "Released by the customer"),
+                    ("claim_code_reissued", "Claim code re-issued"),
+                    ("claim_codes_downloaded", "Claim codes downloaded (CSV)"),
+                    ("label_sheet_downloaded", "Label sheet downloaded"),
+                ],
+                max_length=32,
+            ),
         ),
         migrations.AlterField(
-            model_name='vendorauditentry',
-            name='identifiers',
-            field=models.CharField(help_text="The unit's identifiers when it happened (for a download: the claim code issue).", max_length=200),
+            model_name="vendorauditentry",
+            name="identifiers",
+            field=models.CharField(
+                help_text="The unit's identifiers when it happened (for a download: the claim code issue).",
+                max_length=200,
+            ),
         ),
     ]
