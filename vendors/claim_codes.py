@@ -5,8 +5,8 @@ Verhoeff check digit, so that a typo is caught before it counts as a failed clai
 with any spaces or dashes; it is printed in groups of 4-3-4 ("1234-567-8901").
 
 The portal never stores a code: it stores HMAC-SHA256(key, code), the key being derived (HKDF,
-portal/keys.py) from `CLAIM_CODE_SECRET`, or from `SECRET_KEY` when that is empty. Ten digits hashed without a
-secret key would be reversed by trying them all in seconds.
+portal/keys.py) from `CLAIM_CODE_SECRET`, or from `SECRET_KEY` when that is empty. Ten digits
+hashed without a secret key would be reversed by trying them all in seconds.
 """
 
 import array

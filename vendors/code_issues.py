@@ -175,8 +175,8 @@ def reissue_claim_codes(identities, *, actor=None):
     """Give each unit of `identities` a new claim code and offer the codes once, one issue per model.
 
     Only units of models whose claiming method requires claim codes are touched; their old codes stop
-    matching when this commits (the stored hash is replaced), also in the units' firmware, which
-    sends the code when the unit activates: a unit in the field cannot activate again until its
+    matching when this commits (the stored hash is replaced), the copy in each unit's firmware too:
+    a unit sends its code when it activates, so one in the field cannot activate again until its
     firmware gets the new code. Each unit's re-issue is written to the vendor audit log, naming
     `actor`. Returns the issues created. Raises ValueError for more than REISSUE_MAX_UNITS units.
     """
