@@ -105,8 +105,14 @@ def format_claim_code(code: str) -> str:
 
 
 def _hmac_key() -> bytes:
+    return _derived_hmac_key(settings.CLAIM_CODE_SECRET or settings.SECRET_KEY)
+
+
+# Kept per secret: a claim or an activation checks a code, and HKDF costs more than the HMAC itself.
+@functools.lru_cache(maxsize=4)
+def _derived_hmac_key(secret: str) -> bytes:
     # Derived, so that the claim-code key is never the signing key itself.
-    return derived_key(b"device-portal claim-code hmac", secret=settings.CLAIM_CODE_SECRET or settings.SECRET_KEY)
+    return derived_key(b"device-portal claim-code hmac", secret=secret)
 
 
 def claim_code_hasher():
