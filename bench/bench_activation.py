@@ -100,7 +100,7 @@ def approve_units(count, units_file):
 
     from tests.factories import shipped_method
     from vendors.attestation import b64url_encode, certificate_message, public_key_text, sign
-    from vendors.claim_codes import claim_code_hasher, generate_claim_code
+    from vendors.claim_codes import claim_code_generator, claim_code_hasher
     from vendors.models import ApprovedIdentity, Attestation, DeviceModel, ProductionBatch, Vendor
 
     vendor = Vendor.objects.create(name="Bench", slug="bench")
@@ -122,7 +122,7 @@ def approve_units(count, units_file):
     ProductionBatch.objects.create(
         device_model=models["attested"], name="bench-1", public_key=public_key_text(batch_key)
     )
-    hash_code = claim_code_hasher()
+    hash_code, generate_code = claim_code_hasher(), claim_code_generator()
     rows = []
     with open(units_file, "w") as out:
         for index in range(count):
@@ -135,7 +135,7 @@ def approve_units(count, units_file):
             unit = {"vendor": "bench", "model": kind, "identifiers": identifiers}
             identity = ApprovedIdentity(device_model=models[kind], identifier_1=serial)
             if kind == "coded":
-                unit["claim_code"] = generate_claim_code()
+                unit["claim_code"] = generate_code()
                 identity.claim_code_hash = hash_code(unit["claim_code"])
             else:
                 identity.identifier_2 = mac

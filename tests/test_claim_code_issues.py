@@ -5,6 +5,7 @@ import csv
 import io
 import subprocess
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pypdfium2
 import pytest
@@ -45,6 +46,10 @@ def download(client, issue, kind):
     return client.post(reverse(f"admin:{name}", args=[issue.pk]))
 
 
+def label_payload_of(link):
+    return urlsplit(link).path.removeprefix("/claim/label/").rstrip("/")
+
+
 def read_csv(response):
     body = b"".join(response.streaming_content).decode()
     return list(csv.DictReader(io.StringIO(body)))
@@ -60,7 +65,7 @@ def test_the_codes_csv_downloads_once_and_each_code_matches_its_unit(acme_admin_
     for row in rows:
         unit = ApprovedIdentity.objects.get(device_model=cam_model, identifier_1=row["serial_number"])
         assert claim_code_matches(row["claim_code"], unit.claim_code_hash)
-        label = parse_label_payload(row["label_url"].removeprefix("http://testserver/claim/label/").rstrip("/"))
+        label = parse_label_payload(label_payload_of(row["label_url"]))
         assert label == {
             "vendor": "acme",
             "model": "cam-1",
@@ -84,7 +89,7 @@ def test_the_label_sheet_holds_one_decodable_qr_code_per_unit_with_its_serial_an
     assert len(links) == UNITS
     assert len(set(links)) == UNITS
     for link in links:
-        label = parse_label_payload(link.removeprefix("http://testserver/claim/label/").rstrip("/"))
+        label = parse_label_payload(label_payload_of(link))
         unit = ApprovedIdentity.objects.get(device_model=cam_model, identifier_1=label["identifiers"]["serial_number"])
         assert claim_code_matches(label["claim_code"], unit.claim_code_hash)
         assert unit.identifier_1 in text
@@ -260,3 +265,92 @@ def test_an_issue_too_large_for_a_label_sheet_offers_the_csv_alone(acme_admin_cl
     assert len(read_csv(download(acme_admin_client, issue, "csv"))) == UNITS
     issue.refresh_from_db()
     assert issue.status == "destroyed"
+
+
+def test_label_links_in_downloads_use_the_portal_origin_when_it_is_set(acme_admin_client, cam_model, settings):
+    settings.PORTAL_ORIGIN = "https://portal.example"
+    issue = import_generated(cam_model, count=2)
+    rows = read_csv(download(acme_admin_client, issue, "csv"))
+    assert all(row["label_url"].startswith("https://portal.example/claim/label/") for row in rows)
+
+
+def test_label_links_in_downloads_use_the_address_staff_reached_without_a_portal_origin(
+    acme_admin_client, cam_model, settings
+):
+    settings.PORTAL_ORIGIN = ""
+    issue = import_generated(cam_model, count=2)
+    rows = read_csv(download(acme_admin_client, issue, "csv"))
+    assert all(row["label_url"].startswith("http://testserver/claim/label/") for row in rows)
+
+
+def test_the_command_line_without_a_portal_origin_says_so_instead_of_printing_a_local_link(
+    cam_model, tmp_path, settings
+):
+    from django.core.management import call_command
+
+    settings.PORTAL_ORIGIN = ""
+    path = tmp_path / "cams.csv"
+    path.write_text("serial_number\nCAM1-0001\n")
+    out = io.StringIO()
+    call_command("import_identities", "--vendor", "acme", "--model", "cam-1", str(path), stdout=out)
+    issue = ClaimCodeIssue.objects.get()
+    printed = out.getvalue()
+    assert "127.0.0.1" not in printed
+    assert f"/admin/vendors/claimcodeissue/{issue.pk}/change/" in printed
+    assert "DJANGO_PORTAL_ORIGIN" in printed
+
+
+def test_an_expired_issue_is_not_downloaded_and_its_codes_are_destroyed(acme_admin_client, cam_model):
+    issue = import_generated(cam_model, count=2)
+    ClaimCodeIssue.objects.filter(pk=issue.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    response = download(acme_admin_client, issue, "csv")
+    assert response.status_code == 302
+    issue.refresh_from_db()
+    assert (issue.status, issue.csv_downloaded_at) == ("destroyed", None)
+    assert not code_file_path(issue.code).exists()
+
+
+@pytest.mark.parametrize("kind", ["csv", "labels"])
+def test_a_code_file_that_cannot_be_decrypted_answers_a_clear_message_and_keeps_the_download(
+    acme_admin_client, cam_model, kind, monkeypatch
+):
+    monkeypatch.setattr("vendors.code_issues.LABEL_SHEET_MAX_UNITS", 5000)
+    issue = import_generated(cam_model, count=5000)  # several chunks: the damage is past the first
+    path = code_file_path(issue.code)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 1
+    path.write_bytes(bytes(data))
+    response = download(acme_admin_client, issue, kind)
+    assert response.status_code == 302
+    message = str(list(response.wsgi_request._messages)[0])
+    assert "cannot be decrypted" in message
+    assert "Re-issue" in message
+    issue.refresh_from_db()
+    assert (issue.status, issue.csv_downloaded_at, issue.labels_downloaded_at) == ("ready", None, None)
+
+
+def test_the_reissue_action_warns_that_the_units_firmware_needs_the_new_code(acme_admin_client, cam_model):
+    import_generated(cam_model, count=1)
+    page = acme_admin_client.get(reverse("admin:vendors_approvedidentity_changelist"))
+    assert "the units&#x27; firmware must get the new code too" in page.text
+    response = reissue(acme_admin_client, ApprovedIdentity.objects.all())
+    message = str(list(response.wsgi_request._messages)[0])
+    assert "the units' firmware must get the new code too" in message
+
+
+def test_reissues_and_downloads_are_in_the_vendor_audit_log(acme_admin_client, acme_staff, cam_model):
+    from vendors.models import VendorAuditEntry
+
+    import_generated(cam_model, count=2)
+    reissue(acme_admin_client, ApprovedIdentity.objects.filter(identifier_1="CAM1-0001"))
+    issue = ClaimCodeIssue.objects.get(reason="reissue")
+    download(acme_admin_client, issue, "csv")
+    download(acme_admin_client, issue, "labels")
+    entries = list(
+        VendorAuditEntry.objects.order_by("id").values_list("action", "identifiers", "actor", "device_model")
+    )
+    assert entries == [
+        ("claim_code_reissued", "CAM1-0001", acme_staff.pk, cam_model.pk),
+        ("claim_codes_downloaded", str(issue), acme_staff.pk, cam_model.pk),
+        ("label_sheet_downloaded", str(issue), acme_staff.pk, cam_model.pk),
+    ]

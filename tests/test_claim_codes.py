@@ -112,3 +112,17 @@ def test_a_label_payload_reads_back_what_was_written():
 def test_a_malformed_label_payload_is_refused(payload):
     with pytest.raises(LabelPayloadError):
         parse_label_payload(payload)
+
+
+def test_the_claim_code_key_is_neither_the_secret_key_nor_the_code_files_key(settings):
+    import hashlib
+    import hmac
+
+    from portal.keys import derived_key
+
+    settings.CLAIM_CODE_SECRET = ""
+    code = generate_claim_code()
+    stored = hash_claim_code(code)
+    for key in (settings.SECRET_KEY.encode(), derived_key(b"device-portal claim-code file")):
+        assert hmac.new(key, code.encode(), hashlib.sha256).hexdigest() != stored
+    assert hmac.new(derived_key(b"device-portal claim-code hmac"), code.encode(), hashlib.sha256).hexdigest() == stored

@@ -115,3 +115,54 @@ def test_the_command_line_refuses_a_file_over_the_limit(acme_model, settings, tm
         call_command("import_identities", "--vendor", "acme", "--model", "hub-2", str(path), stderr=io.StringIO())
     assert raised.value.returncode == 1
     assert not ApprovedIdentity.objects.exists()
+
+
+@pytest.fixture
+def cam_model(acme_model):
+    from .factories import DeviceModelFactory, shipped_method
+
+    return DeviceModelFactory(
+        vendor=acme_model.vendor, slug="cam-1", name="Acme Cam 1", claiming_method=shipped_method("serial-claim-code")
+    )
+
+
+def upload(client, device_model, content, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("admin:vendors_devicemodel_upload", args=[device_model.pk]),
+            {"file": SimpleUploadedFile("cams.csv", content)},
+        )
+    return ImportJob.objects.get()
+
+
+def test_an_upload_with_claim_codes_is_deleted_once_only_their_hashes_are_staged(
+    acme_admin_client, cam_model, tmp_path, django_capture_on_commit_callbacks
+):
+    content = b"serial_number,claim_code\nCAM1-0001,8294-816-4301\nCAM1-0002,not-a-code\n"
+    job = upload(acme_admin_client, cam_model, content, django_capture_on_commit_callbacks)
+    assert (job.status, job.rows_bad) == (ImportJob.Status.VALIDATED, 1)
+    assert not job.file
+    assert not [path for path in tmp_path.rglob("*") if path.is_file() and b"8294" in path.read_bytes()]
+
+
+def test_an_upload_with_claim_codes_whose_staged_rows_were_lost_asks_for_the_file_again(
+    acme_admin_client, cam_model, django_capture_on_commit_callbacks
+):
+    content = b"serial_number,claim_code\nCAM1-0001,8294-816-4301\n"
+    job = upload(acme_admin_client, cam_model, content, django_capture_on_commit_callbacks)
+    crash_recovery_empties_the_staging_table()
+    with django_capture_on_commit_callbacks(execute=True):
+        acme_admin_client.post(reverse("admin:vendors_importjob_decide", args=[job.pk]), {"decision": "import"})
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.FAILED
+    assert "nothing was imported" in job.problem
+    assert "Upload the file again" in job.problem
+    assert not ApprovedIdentity.objects.exists()
+
+
+def test_an_upload_whose_codes_the_portal_generates_is_kept_until_the_import(
+    acme_admin_client, cam_model, django_capture_on_commit_callbacks
+):
+    job = upload(acme_admin_client, cam_model, b"serial_number\nCAM1-0001\n", django_capture_on_commit_callbacks)
+    assert job.status == ImportJob.Status.VALIDATED
+    assert job.file  # it holds no secret: a lost staging table is validated again from it

@@ -5,18 +5,28 @@ import subprocess
 import sys
 
 
-def test_production_settings_pass_check_deploy():
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"} | {
+def production_environment():
+    return {k: v for k, v in os.environ.items() if k not in {"DJANGO_ALLOW_ASYNC_UNSAFE", "DJANGO_PORTAL_ORIGIN"}} | {
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "DJANGO_SECRET_KEY": "x" * 20 + "a-long-random-production-secret-key-for-the-check",
         "DJANGO_ALLOWED_HOSTS": "portal.example.com",
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/portal",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
     }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env=env,
-        capture_output=True,
-        text=True,
+
+
+def manage(*args):
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], env=production_environment(), capture_output=True, text=True
     )
+
+
+def test_production_settings_pass_check_deploy():
+    result = manage("check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_prints_label_links_at_the_request_address_unless_a_portal_origin_is_set():
+    code = "from django.conf import settings; print(repr(settings.PORTAL_ORIGIN))"
+    result = manage("shell", "--no-imports", "-c", code)
+    assert result.stdout.strip() == "''", result.stdout + result.stderr

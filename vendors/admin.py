@@ -376,7 +376,7 @@ class ImportJobAdmin(VendorScopedAdmin):
 
 @admin.register(VendorAuditEntry)
 class VendorAuditEntryAdmin(ReadOnlyAdminMixin, VendorScopedAdmin):
-    # The log is written by release_device() only; nobody edits history.
+    # The log is written by release_device() and vendors/code_issues.py only; nobody edits history.
     deletable = False
     list_display = ["created_at", "action", "identifiers", "device_model", "actor", "reason"]
     list_filter = ["action"]

@@ -10,8 +10,11 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
+from portal.links import portal_origin
+
 from . import code_issues  # by module: its limits are read when used
 from .admin_scoping import VendorScopedAdmin
+from .code_files import CodeFileError
 from .label_sheets import codes_csv, label_sheet_pdf
 from .models import ClaimCodeIssue
 
@@ -54,7 +57,17 @@ class ClaimCodeIssueAdmin(VendorScopedAdmin):
 
     def download_view(self, request, object_id, kind):
         issue = self.get_object(request, object_id)
-        source = code_issues.take_download(issue, kind)
+        try:
+            source = code_issues.take_download(issue, kind, actor=request.user)
+        except CodeFileError:
+            self.message_user(
+                request,
+                "The file of these claim codes cannot be decrypted (it was altered, or the portal's secret "
+                "key changed since they were issued); nothing was downloaded. Re-issue the units' claim "
+                "codes to get new ones.",
+                messages.ERROR,
+            )
+            return redirect("admin:vendors_claimcodeissue_change", issue.pk)
         if source is None:
             self.message_user(
                 request,
@@ -63,8 +76,7 @@ class ClaimCodeIssueAdmin(VendorScopedAdmin):
                 messages.ERROR,
             )
             return redirect("admin:vendors_claimcodeissue_change", issue.pk)
-        # The address vendor staff reached the portal at (a host ALLOWED_HOSTS accepts).
-        origin = request.build_absolute_uri("/")
+        origin = portal_origin(request)
         records = code_issues.issue_records(issue, source)
         name = slugify(f"{issue.device_model.vendor.slug}-{issue.device_model.slug}-claim-codes-{issue.pk}")
         if kind == "csv":
@@ -76,7 +88,10 @@ class ClaimCodeIssueAdmin(VendorScopedAdmin):
         return response
 
 
-@admin.action(description="Re-issue claim codes (the old ones stop working)", permissions=["approve"])
+@admin.action(
+    description="Re-issue claim codes (the old ones stop working: the units' firmware must get the new code too)",
+    permissions=["approve"],
+)
 def reissue(model_admin, request, queryset):
     """New claim codes for the selected units of claim-code models, offered once on an issue page."""
     try:
@@ -98,7 +113,11 @@ def reissue(model_admin, request, queryset):
     )
     model_admin.message_user(
         request,
-        format_html("New claim codes issued; their old codes no longer match. Download them once: {}.", links),
+        format_html(
+            "New claim codes issued; their old codes no longer match, so the units' firmware must get the new "
+            "code too (a unit sends its code when it activates). Download them once: {}.",
+            links,
+        ),
         messages.SUCCESS,
     )
     if len(issues) == 1:

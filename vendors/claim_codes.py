@@ -4,17 +4,20 @@ A claim code is 11 digits, as Matter's manual pairing code: 10 random digits (33
 Verhoeff check digit, so that a typo is caught before it counts as a failed claim. People type it
 with any spaces or dashes; it is printed in groups of 4-3-4 ("1234-567-8901").
 
-The portal never stores a code: it stores HMAC-SHA256(key, code), the key being
-`CLAIM_CODE_SECRET`, or derived from `SECRET_KEY` when that is empty. Ten digits hashed without a
-secret key would be reversed by trying them all in seconds.
+The portal never stores a code: it stores HMAC-SHA256(key, code), the key being derived (HKDF,
+portal/keys.py) from `CLAIM_CODE_SECRET`, or from `SECRET_KEY` when that is empty. Ten digits
+hashed without a secret key would be reversed by trying them all in seconds.
 """
 
 import array
+import functools
 import hashlib
 import hmac
 import secrets
 
 from django.conf import settings
+
+from portal.keys import derived_key
 
 CLAIM_CODE_LENGTH = 11
 RANDOM_DIGITS = CLAIM_CODE_LENGTH - 1
@@ -92,9 +95,8 @@ def normalize_claim_code(raw) -> str:
 
 
 def generate_claim_code() -> str:
-    """A new claim code: 10 digits from the operating system's CSPRNG, then the check digit."""
-    digits = f"{secrets.randbelow(10**RANDOM_DIGITS):0{RANDOM_DIGITS}d}"
-    return digits + verhoeff_check_digit(digits)
+    """One new claim code; callers that make many keep a `claim_code_generator()`."""
+    return claim_code_generator()()
 
 
 def format_claim_code(code: str) -> str:
@@ -103,9 +105,14 @@ def format_claim_code(code: str) -> str:
 
 
 def _hmac_key() -> bytes:
-    secret = settings.CLAIM_CODE_SECRET or settings.SECRET_KEY
+    return _derived_hmac_key(settings.CLAIM_CODE_SECRET or settings.SECRET_KEY)
+
+
+# Kept per secret: a claim or an activation checks a code, and HKDF costs more than the HMAC itself.
+@functools.lru_cache(maxsize=4)
+def _derived_hmac_key(secret: str) -> bytes:
     # Derived, so that the claim-code key is never the signing key itself.
-    return hashlib.sha256(b"device-portal claim-code key:" + secret.encode()).digest()
+    return derived_key(b"device-portal claim-code hmac", secret=secret)
 
 
 def claim_code_hasher():
@@ -138,9 +145,9 @@ def claim_code_hash_matches(code_hash: str, stored_hash: str) -> bool:
 
 
 def claim_code_generator():
-    """A function returning new claim codes, as `generate_claim_code` does, for callers that make a
-    million (the serial-list import): the random digits come from the CSPRNG 8 KB at a time, and the
-    check digit from tables of Verhoeff's steps over blocks of three digits, built once here."""
+    """A function returning new claim codes, fast enough for a million (the serial-list import): 10
+    digits from the operating system's CSPRNG, read 8 KB at a time, then the Verhoeff check digit,
+    from tables of Verhoeff's steps over blocks of three digits (built once per process)."""
     blocks = _verhoeff_block_tables()
     limit = (1 << 64) - (1 << 64) % 10**RANDOM_DIGITS  # values >= limit would make low numbers likelier
     pending = []
@@ -161,6 +168,7 @@ def claim_code_generator():
     return new_code
 
 
+@functools.cache
 def _verhoeff_block_tables():
     """For the digit positions 1-3, 4-6, 7-9 and 10 (from the right, before the check digit): the
     Verhoeff state after a block, indexed by state * 10**width + the block's digits."""

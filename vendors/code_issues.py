@@ -24,8 +24,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .claim_codes import ClaimCodeError, claim_code_generator, claim_code_hasher, normalize_claim_code
-from .code_files import CodeFileWriter, code_file_path, read_code_file
-from .models import ClaimCodeIssue, ImportRow
+from .code_files import CodeFileError, CodeFileWriter, check_code_file, code_file_path, read_code_file
+from .models import ApprovedIdentity, ClaimCodeIssue, ImportRow, VendorAuditEntry
 
 # A label sheet is built in memory (PDF writers need the whole document) within the request: it is
 # offered for issues of up to this many units, about 7 s, 2 MB of PDF and 110 MB of memory here;
@@ -36,6 +36,10 @@ REISSUE_MAX_UNITS = 10_000
 # A file older than this that no live issue names is a leftover (validations save progress every second).
 STRAY_AFTER = timedelta(hours=2)
 DOWNLOADS = {"csv": "csv_downloaded_at", "labels": "labels_downloaded_at"}
+AUDIT_ACTIONS = {
+    "csv": VendorAuditEntry.Action.CLAIM_CODES_DOWNLOADED,
+    "labels": VendorAuditEntry.Action.LABEL_SHEET_DOWNLOADED,
+}
 
 
 class _GeneratedCodes:
@@ -171,8 +175,10 @@ def reissue_claim_codes(identities, *, actor=None):
     """Give each unit of `identities` a new claim code and offer the codes once, one issue per model.
 
     Only units of models whose claiming method requires claim codes are touched; their old codes stop
-    matching when this commits (the stored hash is replaced). Returns the issues created. Raises
-    ValueError for more than REISSUE_MAX_UNITS units.
+    matching when this commits (the stored hash is replaced), the copy in each unit's firmware too:
+    a unit sends its code when it activates, so one in the field cannot activate again until its
+    firmware gets the new code. Each unit's re-issue is written to the vendor audit log, naming
+    `actor`. Returns the issues created. Raises ValueError for more than REISSUE_MAX_UNITS units.
     """
     selected = identities.filter(device_model__claiming_method__requires_claim_code=True)
     if selected.count() > REISSUE_MAX_UNITS:
@@ -202,7 +208,20 @@ def _reissue_model(model_id, units, actor):
             code_hash, _ = generated(None, number, values)
             updates.append((code_hash, pk))
         with connection.cursor() as cursor:
-            cursor.executemany("UPDATE vendors_approvedidentity SET claim_code_hash = %s WHERE id = %s", updates)
+            cursor.executemany(
+                f"UPDATE {ApprovedIdentity._meta.db_table} SET claim_code_hash = %s WHERE id = %s",  # noqa: S608 (no user input)
+                updates,
+            )
+        VendorAuditEntry.objects.bulk_create(
+            VendorAuditEntry(
+                vendor_id=issue.device_model.vendor_id,
+                device_model_id=model_id,
+                identifiers=" / ".join(value for value in values if value)[:200],
+                action=VendorAuditEntry.Action.CLAIM_CODE_REISSUED,
+                actor=actor,
+            )
+            for _model, _pk, *values in units
+        )
     except BaseException:
         writer.discard()
         raise
@@ -216,10 +235,15 @@ def labels_offered(issue):
     return issue.units <= LABEL_SHEET_MAX_UNITS
 
 
-def take_download(issue, kind):
+def take_download(issue, kind, *, actor=None):
     """Take the `kind` ("csv" or "labels") download of `issue`, once: the open code file to read
-    (with read_code_file), or None when it was taken already, is not offered or the codes are gone.
-    The last download offered destroys the file; the open handle still reads it."""
+    (with read_code_file), or None when it was taken already, is not offered or the codes are gone
+    (past `expires_at`, they are destroyed here, whether the sweep has run or not). The last
+    download offered destroys the file; the open handle still reads it.
+
+    Raises CodeFileError, taking nothing, when the file cannot be decrypted (altered, or SECRET_KEY
+    changed since): the whole file is checked before the download counts as taken. A download
+    taken is written to the vendor audit log, naming `actor`."""
     field = DOWNLOADS[kind]
     with transaction.atomic():
         locked = ClaimCodeIssue.objects.select_for_update().get(pk=issue.pk)
@@ -227,13 +251,28 @@ def take_download(issue, kind):
             return None
         if kind == "labels" and not labels_offered(locked):
             return None
+        if locked.expires_at is not None and locked.expires_at <= timezone.now():
+            destroy_codes(locked)
+            return None
         try:
             source = open(code_file_path(locked.code), "rb")  # noqa: SIM115 (the caller reads and closes it)
         except FileNotFoundError:
             destroy_codes(locked)
             return None
+        try:
+            check_code_file(source)
+        except CodeFileError:
+            source.close()
+            raise
         setattr(locked, field, timezone.now())
         locked.save(update_fields=[field])
+        VendorAuditEntry.objects.create(
+            vendor_id=issue.device_model.vendor_id,
+            device_model_id=locked.device_model_id,
+            identifiers=str(locked)[:200],
+            action=AUDIT_ACTIONS[kind],
+            actor=actor,
+        )
         offered = [name for each, name in DOWNLOADS.items() if each == "csv" or labels_offered(locked)]
         if all(getattr(locked, name) for name in offered):
             destroy_codes(locked)

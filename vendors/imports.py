@@ -211,8 +211,9 @@ def _approve_batch(job, rows, *, created_at):
 def _stage_file(job, stream, size, progress, write_batch, *, fast=False):
     """Read the CSV stream row by row and hand the rows, as staging tuples, to `write_batch` (into
     the staging table, or the fast path's straight into the serial list) a batch at a time;
-    returns the number of data rows. A file larger than the limit is refused unread. Claim codes
-    are checked, or generated, on the way (vendors/code_issues.py)."""
+    returns (the number of data rows, whether the file has a claim_code column). A file larger
+    than the limit is refused unread. Claim codes are checked, or generated, on the way
+    (vendors/code_issues.py)."""
     check_upload_size(size)
     lines = _text_lines(stream)
     reader = csv.reader(lines)
@@ -235,7 +236,7 @@ def _stage_file(job, stream, size, progress, write_batch, *, fast=False):
         lines.close()  # hands the stream back now, while it is open, not whenever it is collected
     if total == 0:
         raise FileRefused("The file has a header but no rows.")
-    return total
+    return total, code_index is not None
 
 
 def _cleaned_rows(job, reader, columns, width, codes):
@@ -330,10 +331,14 @@ def validate_import(job, stream, *, size=None, progress=None):
     ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.VALIDATING, progress=0)
     _clear_staging(job)
     try:
-        total = _stage_file(job, stream, size, report_progress, _write_batch)
+        total, holds_codes = _stage_file(job, stream, size, report_progress, _write_batch)
     except FileRefused as exc:
         _refuse(job, exc.message)
         return job
+    if holds_codes:
+        # The file has the claim codes in clear, the staged rows only their hashes: keep no copy
+        # while the job waits for a decision (should the staged rows be lost, it is asked for again).
+        _discard_upload(job)
     _mark_already_approved(job)
     _mark_repeats(job)
     bad = ImportRow.objects.filter(job=job, error__isnull=False)
@@ -387,8 +392,9 @@ def import_validated_rows(job):
 
     The staging table is UNLOGGED, so PostgreSQL empties it when it recovers from a crash. The
     rows staged are counted against the rows validated first: if some are missing, the upload is
-    validated again and then imported; a job without its file (the command line keeps none) is
-    refused saying so, rather than reporting that nothing of it was added.
+    validated again and then imported; a job without its file (the command line keeps none, and
+    an upload with claim codes is deleted once staged) is refused saying so, rather than
+    reporting that nothing of it was added.
     """
     imported = _import_staged_rows(job)
     if imported is not None:
@@ -414,7 +420,7 @@ def import_validated_rows(job):
     _refuse(
         job,
         "The validated rows were lost before the import (the database restarted); nothing was imported. "
-        "Import the file again.",
+        "Upload the file again.",
     )
     return job
 
@@ -496,7 +502,7 @@ def _import_in_one_pass(job, stream, size, progress):
     created_at = timezone.now().isoformat()
     with transaction.atomic():
         write_batch = functools.partial(_approve_batch, created_at=created_at)
-        total = _stage_file(job, stream, size, progress, write_batch, fast=True)
+        total, _holds_codes = _stage_file(job, stream, size, progress, write_batch, fast=True)
         release_imported_codes(job, total)
         _finish(job, status=ImportJob.Status.IMPORTED, problem="", rows_total=total, rows_bad=0, rows_imported=total)
 

@@ -466,10 +466,15 @@ class VendorAuditEntry(models.Model):
     class Action(models.TextChoices):
         FORCE_RELEASED = "force_released", "Force-released by vendor staff"
         RELEASED_BY_CUSTOMER = "released_by_customer", "Released by the customer"
+        CLAIM_CODE_REISSUED = "claim_code_reissued", "Claim code re-issued"
+        CLAIM_CODES_DOWNLOADED = "claim_codes_downloaded", "Claim codes downloaded (CSV)"
+        LABEL_SHEET_DOWNLOADED = "label_sheet_downloaded", "Label sheet downloaded"
 
     vendor = models.ForeignKey(Vendor, on_delete=models.CASCADE, related_name="audit_entries")
     device_model = models.ForeignKey(DeviceModel, on_delete=models.CASCADE, related_name="+")
-    identifiers = models.CharField(max_length=200, help_text="The unit's identifiers when it happened.")
+    identifiers = models.CharField(
+        max_length=200, help_text="The unit's identifiers when it happened (for a download: the claim code issue)."
+    )
     action = models.CharField(max_length=32, choices=Action.choices)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,

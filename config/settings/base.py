@@ -221,8 +221,9 @@ CLAIM_FAILURE_LIMIT_PER_ORGANIZATION = env.int("CLAIM_FAILURE_LIMIT_PER_ORGANIZA
 # The key of the claim codes' HMAC (vendors/claim_codes.py); empty: derived from SECRET_KEY. Set it
 # before rotating SECRET_KEY, or every claim code already printed stops matching.
 CLAIM_CODE_SECRET = env("DJANGO_CLAIM_CODE_SECRET", default="")
-# The portal's address as printed in QR labels' links (seed_demo --list, label sheets made
-# outside a request).
+# The portal's address as printed in QR labels' links (portal/links.py): the codes' downloads,
+# import_identities and seed_demo --list. Empty: a download uses the address vendor staff reached
+# the portal at, and the command line prints the admin path without one.
 PORTAL_ORIGIN = env("DJANGO_PORTAL_ORIGIN", default="http://127.0.0.1:8000")
 ALLOW_DEMO_DATA = True
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="portal")

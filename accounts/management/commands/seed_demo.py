@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.models import Membership, Organization, Role, User
+from portal.links import portal_origin
 from spaces.models import Space
 from vendors.attestation import b64url_encode, certificate_message, public_key_text, sign
 from vendors.claim_codes import RANDOM_DIGITS, hash_claim_code, verhoeff_check_digit
@@ -224,7 +225,7 @@ def demo_units():
                 if requires_claim_code(model_spec):
                     unit["claim_code"] = demo_claim_code(model_spec["slug"], index)
                     link = (spec["slug"], model_spec["slug"], unit["identifiers"], unit["claim_code"])
-                    unit["label_url"] = label_url(settings.PORTAL_ORIGIN, *link)
+                    unit["label_url"] = label_url(portal_origin(), *link)
                 yield unit
 
 

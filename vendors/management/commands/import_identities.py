@@ -5,10 +5,10 @@ import sys
 import time
 from urllib.parse import urljoin
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
+from portal.links import portal_origin
 from vendors.imports import REPORTED_BAD_ROWS, cancel_import, import_file, validate_import
 from vendors.models import ClaimCodeIssue, DeviceModel, ImportJob
 
@@ -78,8 +78,12 @@ class Command(BaseCommand):
         )
         issue = ClaimCodeIssue.objects.filter(import_job=job, status=ClaimCodeIssue.Status.READY).first()
         if issue is not None:
-            page = urljoin(settings.PORTAL_ORIGIN, reverse("admin:vendors_claimcodeissue_change", args=[issue.pk]))
-            self.stdout.write(f"Claim codes were generated for the {issue.units} units: download them, once, at {page}")
+            page = reverse("admin:vendors_claimcodeissue_change", args=[issue.pk])
+            if origin := portal_origin():
+                where = f"at {urljoin(origin, page)}"
+            else:
+                where = f"at the admin path {page} (set DJANGO_PORTAL_ORIGIN to have the full address printed)"
+            self.stdout.write(f"Claim codes were generated for the {issue.units} units: download them, once, {where}")
 
     def _progress_bar(self):
         if not sys.stderr.isatty():
