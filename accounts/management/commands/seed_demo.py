@@ -185,7 +185,7 @@ def demo_attestation(vendor_slug, model_spec, identifiers, index):
     """What the factory gives demo unit number `index` of `model_spec`: its attestation object
     (the demo batch's certificate over its normalized identifiers and its unit public key) and,
     base64url, the 32-byte seed of its unit private key."""
-    method = next(method for method in SHIPPED_METHODS if method["slug"] == model_spec["method"])
+    method = shipped_method_spec(model_spec)
     normalized = {
         field["key"]: normalize(identifiers[field["key"]], field["normalization"]) for field in method["fields"]
     }
@@ -200,10 +200,9 @@ def demo_attestation(vendor_slug, model_spec, identifiers, index):
     return attestation, b64url_encode(unit_key.private_bytes_raw())
 
 
-def requires_claim_code(model_spec):
-    return next(method for method in SHIPPED_METHODS if method["slug"] == model_spec["method"]).get(
-        "requires_claim_code", False
-    )
+def shipped_method_spec(model_spec):
+    """The shipped claiming method (vendors/claiming_methods.py) a demo model uses, as data."""
+    return next(method for method in SHIPPED_METHODS if method["slug"] == model_spec["method"])
 
 
 def demo_units():
@@ -222,7 +221,7 @@ def demo_units():
                     unit["attestation"], unit["unit_private_key"] = demo_attestation(
                         spec["slug"], model_spec, unit["identifiers"], index
                     )
-                if requires_claim_code(model_spec):
+                if shipped_method_spec(model_spec).get("requires_claim_code", False):
                     unit["claim_code"] = demo_claim_code(model_spec["slug"], index)
                     link = (spec["slug"], model_spec["slug"], unit["identifiers"], unit["claim_code"])
                     unit["label_url"] = label_url(portal_origin(), *link)
@@ -316,4 +315,11 @@ class Command(BaseCommand):
             for unit in demo_units()
             if (unit["vendor"], unit["model"]) == (device_model.vendor.slug, device_model.slug)
         ]
-        ApprovedIdentity.objects.bulk_create(rows, ignore_conflicts=True)
+        # A second run leaves the units as they are but stores their codes' hashes again: the HMAC
+        # key (vendors/claim_codes.py) may have changed since the first.
+        ApprovedIdentity.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["device_model", "identifier_1"],
+            update_fields=["claim_code_hash"],
+        )
