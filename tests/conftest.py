@@ -58,6 +58,27 @@ def device_model(db):
     return DeviceModelFactory()
 
 
+# A well-formed claim code (1234567890 and its Verhoeff check digit), and a camera model of the
+# same vendor as `device_model` claimed by serial number + claim code, with one unit.
+CAMERA_CODE = "12345678902"
+
+
+@pytest.fixture
+def fresh_throttle():
+    """Claim-attempt counters start at zero: they live in Redis, which outlives each test's transaction."""
+    cache.clear()
+
+
+@pytest.fixture
+def camera(device_model):
+    return DeviceModelFactory(vendor=device_model.vendor, name="Acme Cam 1", slug="cam-1", claim_code=True)
+
+
+@pytest.fixture
+def unit(camera):
+    return ApprovedIdentityFactory(device_model=camera, identifier_1="AC1-260001", claim_code=CAMERA_CODE)
+
+
 @pytest.fixture
 def organization(db, device_model):
     return OrganizationFactory(vendors=[device_model.vendor])

@@ -5,7 +5,6 @@ and the failure limit of the whole organization, parallel tries included."""
 import threading
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 
 from accounts.models import Role
@@ -21,9 +20,10 @@ from devices.claims import (
     claim_device,
 )
 from devices.models import Device
-from vendors.claim_codes import format_claim_code, generate_claim_code, verhoeff_check_digit
+from vendors.claim_codes import format_claim_code, generate_claim_code
 from vendors.models import ApprovedIdentity
 
+from .conftest import CAMERA_CODE as CODE
 from .factories import (
     ApprovedIdentityFactory,
     ClaimedDeviceFactory,
@@ -33,23 +33,7 @@ from .factories import (
     SpaceFactory,
 )
 
-CODE = "12345678902"  # a well-formed code: 1234567890 and its Verhoeff check digit
-assert verhoeff_check_digit(CODE[:10]) == CODE[10]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
-
-
-@pytest.fixture
-def camera(device_model):
-    return DeviceModelFactory(vendor=device_model.vendor, name="Acme Cam 1", slug="cam-1", claim_code=True)
-
-
-@pytest.fixture
-def unit(camera):
-    return ApprovedIdentityFactory(device_model=camera, identifier_1="AC1-260001", claim_code=CODE)
+pytestmark = pytest.mark.usefixtures("fresh_throttle")
 
 
 def _claim(unit, space, actor, code=CODE, serial=None, device_model=None):

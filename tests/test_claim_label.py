@@ -6,7 +6,6 @@ import io
 from urllib.parse import urlsplit
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -16,33 +15,15 @@ from devices.models import Device
 from vendors.claim_codes import format_claim_code, generate_claim_code
 from vendors.labels import label_url
 
+from .conftest import CAMERA_CODE as CODE
 from .factories import (
     PASSWORD,
-    ApprovedIdentityFactory,
     ClaimedDeviceFactory,
-    DeviceModelFactory,
     MembershipFactory,
     SpaceFactory,
 )
 
-pytestmark = pytest.mark.django_db
-
-CODE = "12345678902"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
-
-
-@pytest.fixture
-def camera(device_model):
-    return DeviceModelFactory(vendor=device_model.vendor, name="Acme Cam 1", slug="cam-1", claim_code=True)
-
-
-@pytest.fixture
-def unit(camera):
-    return ApprovedIdentityFactory(device_model=camera, identifier_1="AC1-260001", claim_code=CODE)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle")]
 
 
 def _link(unit, code=CODE, serial="AC1-260001"):

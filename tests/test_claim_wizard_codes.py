@@ -5,32 +5,15 @@ field), and the code never written back into a page."""
 from html.parser import HTMLParser
 
 import pytest
-from django.core.cache import cache
 
 from devices.models import Device
 from vendors.claim_codes import format_claim_code, generate_claim_code
 
-from .factories import ApprovedIdentityFactory, DeviceModelFactory
+from .conftest import CAMERA_CODE as CODE
+from .factories import ApprovedIdentityFactory
 from .test_claim_wizard import Wizard
 
-pytestmark = pytest.mark.django_db
-
-CODE = "12345678902"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
-
-
-@pytest.fixture
-def camera(device_model):
-    return DeviceModelFactory(vendor=device_model.vendor, name="Acme Cam 1", slug="cam-1", claim_code=True)
-
-
-@pytest.fixture
-def unit(camera):
-    return ApprovedIdentityFactory(device_model=camera, identifier_1="AC1-260001", claim_code=CODE)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle")]
 
 
 @pytest.fixture
