@@ -13,6 +13,7 @@ import array
 import hashlib
 import hmac
 import secrets
+import unicodedata
 
 from django.conf import settings
 
@@ -44,7 +45,11 @@ _P = (
 )
 _INV = (0, 4, 3, 2, 1, 5, 6, 7, 8, 9)
 
-_SEPARATORS = str.maketrans("", "", " -\t")
+_SEPARATORS = str.maketrans("", "", " -\t\n\r\v\f")
+# What else people (and their phones' keyboards, and text copied from a PDF) put between digits:
+# dashes of every kind, the minus sign, and invisible characters (soft hyphen, zero-width space,
+# word joiner, byte-order mark); any Unicode whitespace is a separator too.
+_DASH_LIKE = frozenset("\u2212\u00ad\u200b\u2060\ufeff")
 
 
 class ClaimCodeError(ValueError):
@@ -74,11 +79,11 @@ def verhoeff_is_valid(code: str) -> bool:
 
 
 def normalize_claim_code(raw) -> str:
-    """The 11 digits of a claim code typed as `raw` (spaces and dashes anywhere are ignored).
+    """The 11 digits of a claim code typed as `raw` (spaces and dashes of any kind anywhere are ignored).
 
     Raises ClaimCodeError: `typo=True` for 11 digits whose check digit fails.
     """
-    code = (raw or "").translate(_SEPARATORS) if isinstance(raw, str) else ""
+    code = _without_separators(raw) if isinstance(raw, str) else ""
     if not code:
         raise ClaimCodeError("Enter the claim code.")
     if len(code) != CLAIM_CODE_LENGTH or not code.isascii() or not code.isdigit():
@@ -89,6 +94,16 @@ def normalize_claim_code(raw) -> str:
             typo=True,
         )
     return code
+
+
+def _without_separators(raw: str) -> str:
+    if raw.isascii():  # the serial-list import's million codes take this path
+        return raw.translate(_SEPARATORS)
+    return "".join(
+        character
+        for character in raw
+        if not (character.isspace() or character in _DASH_LIKE or unicodedata.category(character) == "Pd")
+    )
 
 
 def generate_claim_code() -> str:
