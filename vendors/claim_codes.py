@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import secrets
 import unicodedata
+from dataclasses import dataclass
 
 from django.conf import settings
 
@@ -141,9 +142,28 @@ def hash_claim_code(code: str) -> str:
     return claim_code_hasher()(code)
 
 
+@dataclass(frozen=True)
+class HashedClaimCode:
+    """A normalized claim code known by its keyed hash alone: what the portal keeps of a code
+    between two requests (the wizard's steps, a label link waiting for its space), so that the code
+    is never written into the session. Built by the server only (`of`, or from what it kept itself),
+    never from what a client sent: to a claim, the hash is as good as the code."""
+
+    digest: str
+
+    @classmethod
+    def of(cls, code: str) -> "HashedClaimCode":
+        """The hashed form of the normalized code `code`."""
+        return cls(hash_claim_code(code))
+
+    def matches(self, stored_hash: str) -> bool:
+        """Constant-time check against a stored hash; False when none is stored."""
+        return bool(stored_hash) and hmac.compare_digest(self.digest, stored_hash)
+
+
 def claim_code_matches(code: str, stored_hash: str) -> bool:
     """Constant-time check of a normalized code against a stored hash; False when none is stored."""
-    return bool(stored_hash) and hmac.compare_digest(hash_claim_code(code), stored_hash)
+    return HashedClaimCode.of(code).matches(stored_hash)
 
 
 def claim_code_generator():
