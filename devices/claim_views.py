@@ -4,13 +4,18 @@ from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.datastructures import MultiValueDict
+from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.views import View
+from django.views.decorators.debug import sensitive_post_parameters
+from formtools.wizard.storage.session import SessionStorage
 from formtools.wizard.views import SessionWizardView
 
 from accounts.access import MANAGE, get_for_user
 from spaces.models import Space
+from vendors.claim_codes import ClaimCodeError, HashedClaimCode, normalize_claim_code
 
 from . import claim_labels
 from .claims import (
@@ -31,6 +36,46 @@ STEP_TITLES = {VENDOR: "Vendor", MODEL: "Model", IDENTIFIERS: "Identifiers", NAM
 ERROR_STEPS = {WrongModel: MODEL, TooManyFailures: NAME}
 
 
+# Where the wizard's storage keeps the claim code's hash, in place of the code typed.
+_TYPED_CODE = f"{IDENTIFIERS}-{CLAIM_CODE_FIELD}"
+_KEPT_CODE_HASH = f"{IDENTIFIERS}-{CLAIM_CODE_FIELD}-hmac"
+
+
+class ClaimWizardStorage(SessionStorage):
+    """formtools' session storage, keeping the claim code's keyed hash in place of the code.
+
+    The session is written to PostgreSQL and Redis, so a code typed on the identifier step and
+    kept there until the name step (or an abandoned claim's session expires) would be stored in
+    plain text, which the portal never does. The hash is handed back to the identifier form as a
+    HashedClaimCode, which only this storage makes: a client cannot post one.
+    """
+
+    def set_step_data(self, step, cleaned_data):
+        if step != IDENTIFIERS or cleaned_data is None:
+            return super().set_step_data(step, cleaned_data)
+        data = dict(cleaned_data.lists()) if isinstance(cleaned_data, MultiValueDict) else dict(cleaned_data)
+        data.pop(_KEPT_CODE_HASH, None)
+        typed = (data.pop(_TYPED_CODE, None) or [None])[-1]
+        hashed = typed if isinstance(typed, HashedClaimCode) else _hashed_if_well_formed(typed)
+        if hashed is not None:
+            data[_KEPT_CODE_HASH] = [hashed.digest]
+        return super().set_step_data(step, data)
+
+    def get_step_data(self, step):
+        data = super().get_step_data(step)
+        if step == IDENTIFIERS and data is not None and _KEPT_CODE_HASH in data:
+            data[_TYPED_CODE] = HashedClaimCode(data.pop(_KEPT_CODE_HASH)[-1])
+        return data
+
+
+def _hashed_if_well_formed(typed):
+    # Back stores what was typed on a step that may not validate: a malformed code is not kept at all.
+    try:
+        return HashedClaimCode.of(normalize_claim_code(typed))
+    except ClaimCodeError:
+        return None
+
+
 def several_vendors_connected(wizard):
     """The vendor step is shown only to organizations connected to more than one vendor."""
     return len(wizard.connected_vendors) > 1
@@ -46,10 +91,12 @@ class ManagedSpaceMixin:
         return super().dispatch(request, *args, **kwargs)
 
 
+@method_decorator(sensitive_post_parameters(_TYPED_CODE), name="dispatch")
 class ClaimDeviceWizardView(LoginRequiredMixin, ManagedSpaceMixin, SessionWizardView):
     """The + Claim Device wizard: vendor (if several), model, identifiers, name, then claim_device()."""
 
     template_name = "devices/claim_wizard.html"
+    storage_name = "devices.claim_views.ClaimWizardStorage"
     form_list = [
         (VENDOR, VendorChoiceForm),
         (MODEL, DeviceModelChoiceForm),
@@ -171,8 +218,8 @@ class ClaimDeviceWizardView(LoginRequiredMixin, ManagedSpaceMixin, SessionWizard
 
     def _forget_claim_code(self):
         answers = self.storage.get_step_data(IDENTIFIERS)
-        if answers is not None and f"{IDENTIFIERS}-{CLAIM_CODE_FIELD}" in answers:
-            del answers[f"{IDENTIFIERS}-{CLAIM_CODE_FIELD}"]
+        if answers is not None and _TYPED_CODE in answers:
+            del answers[_TYPED_CODE]
             self.storage.set_step_data(IDENTIFIERS, answers)
 
 
