@@ -224,53 +224,60 @@ class ClaimDeviceWizardView(LoginRequiredMixin, ManagedSpaceMixin, SessionWizard
 
 
 class ClaimLabelView(View):
-    """The link of a unit's QR label: keep its payload in the session, then sign in (if needed) and
-    continue at ClaimLabelSpaceView. A malformed payload gets a page saying so."""
+    """The link of a unit's QR label: keep what it says in the session and redirect at once to
+    ClaimLabelSpaceView (signing in first if needed). Nothing is looked up here, so every payload,
+    malformed or not, of a model that exists or not, gets the same answer; and no answer but this
+    redirect carries the payload's path into the logs."""
 
     def get(self, request, payload):
-        try:
-            label = claim_labels.keep_label(request, payload)
-        except claim_labels.LabelRefused as refused:
-            return claim_labels.render_refused(request, refused, status=400)
+        claim_labels.keep_label(request, payload)
         if not request.user.is_authenticated:
-            # The payload waits in the session, not in the sign-in page's ?next= (a claim code in a URL
+            # The label waits in the session, not in the sign-in page's ?next= (a claim code in a URL
             # ends up in logs and in the browser's history).
-            messages.info(request, f"Sign in to claim the {label.device_model.name} {label.serial_text()}.")
+            messages.info(request, "Sign in to claim the device whose label you opened.")
         return redirect("claim-label-space")
 
 
 class ClaimLabelSpaceView(LoginRequiredMixin, View):
-    """Where a label link goes on once signed in: the space to claim into (asked only if the user
-    manages several), then the label is checked as a claim attempt and the wizard opens at its
-    name step. A label of a unit already claimed, or one whose code is wrong, gets a page saying so."""
+    """Where a label link goes on once signed in: the unit it names and the space to claim into (a
+    choice if the user manages several), confirmed by a POST, which checks the label as a claim
+    attempt and opens the wizard at its name step. Showing the page spends no attempt: only the
+    CSRF-protected POST does, so another site cannot spend them by sending the person here.
+    A malformed label, a wrong code or a unit already claimed gets a page saying so."""
 
     def get(self, request):
-        label = claim_labels.kept_label(request)
-        if label is None:
-            messages.info(request, claim_labels.NO_LABEL.message)
-            return redirect("home")
-        spaces = label.spaces_for(request.user)
-        if len(spaces) == 1:
-            return self.check(label, spaces[0])
-        if not spaces:
-            return claim_labels.render_refused(request, label.no_space_refusal(), label=label, status=403)
-        return render(request, "devices/claim_label_space.html", {"label": label, "spaces": spaces})
+        found = self.kept(request)
+        if not isinstance(found, claim_labels.Label):
+            return found
+        return self.render_choice(found)
 
     def post(self, request):
-        label = claim_labels.kept_label(request)
-        if label is None:
-            messages.info(request, claim_labels.NO_LABEL.message)
-            return redirect("home")
-        spaces = {str(space.code): space for space in label.spaces_for(request.user)}
-        space = spaces.get(request.POST.get("space", ""))
+        found = self.kept(request)
+        if not isinstance(found, claim_labels.Label):
+            return found
+        space = {str(space.code): space for space in self.spaces}.get(request.POST.get("space", ""))
         if space is None:
-            context = {"label": label, "spaces": list(spaces.values()), "error": "Choose the space to claim into."}
-            return render(request, "devices/claim_label_space.html", context, status=400)
-        return self.check(label, space)
-
-    def check(self, label, space):
+            return self.render_choice(found, error="Choose the space to claim into.")
         try:
-            claim_labels.check_label(self.request, label, space)
+            claim_labels.check_label(request, found, space)
         except ClaimError as error:
-            return claim_labels.render_refused(self.request, error, label=label, status=400)
+            return claim_labels.render_claim_refused(request, error, found)
         return redirect("claim-device", code=space.code)
+
+    def kept(self, request):
+        """The kept Label (and self.spaces), or the response when there is none to continue with."""
+        try:
+            label = claim_labels.kept_label(request)
+        except claim_labels.LabelRefused as refused:
+            return claim_labels.render_refused(request, refused, status=400)
+        if label is None:
+            messages.info(request, claim_labels.no_label().message)
+            return redirect("home")
+        self.spaces = label.spaces_for(request.user)
+        if not self.spaces:
+            return claim_labels.render_refused(request, label.no_space_refusal(), label=label, status=403)
+        return label
+
+    def render_choice(self, label, error=None):
+        context = {"label": label, "spaces": self.spaces, "error": error}
+        return render(self.request, "devices/claim_label_space.html", context, status=400 if error else 200)

@@ -23,6 +23,7 @@ from config.celery_app import app as celery_app
 from devices.claims import claim_device
 from devices.commands import deliver_pending_commands, report_command_result, send_command
 from devices.simulator import SimulatedDevice
+from portal.redis import redis_client
 from vendors.claim_codes import hash_claim_code
 from vendors.models import ApprovedIdentity
 
@@ -67,6 +68,15 @@ CAMERA_CODE = "12345678902"
 def fresh_throttle():
     """Claim-attempt counters start at zero: they live in Redis, which outlives each test's transaction."""
     cache.clear()
+
+
+@pytest.fixture
+def counters_unreachable(settings):
+    """The raw Redis client of the rate limits points at a port where nothing listens, as when Redis is down."""
+    redis_client.cache_clear()
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    yield
+    redis_client.cache_clear()
 
 
 @pytest.fixture
