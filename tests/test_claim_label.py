@@ -359,3 +359,12 @@ def test_no_log_record_of_a_label_refusal_carries_the_payload(client, owner, uni
     payload = link.split("/")[-2]
     assert caplog.records
     assert not [record for record in caplog.records if payload in record.getMessage()]
+
+
+@pytest.mark.parametrize("logger", ["django.request", "django.server"])
+def test_the_request_and_server_logs_write_a_label_path_without_its_payload(unit, logger, caplog):
+    payload = _link(unit).split("/")[-2]
+    with caplog.at_level(logging.INFO, logger=logger):
+        logging.getLogger(logger).warning('"%s" %s %s', f"GET /claim/label/{payload}/ HTTP/1.1", 500, 12)
+    (record,) = caplog.records
+    assert record.getMessage() == '"GET /claim/label/<payload>/ HTTP/1.1" 500 12'

@@ -5,6 +5,7 @@ field), and the code never written back into a page."""
 from html.parser import HTMLParser
 
 import pytest
+from django.views.debug import SafeExceptionReporterFilter
 
 from devices.models import Device
 from vendors.claim_codes import format_claim_code, generate_claim_code, hash_claim_code
@@ -156,3 +157,12 @@ def test_the_stored_hash_of_a_code_typed_as_the_code_is_not_accepted(wizard, uni
     wizard.post("model", device_model=unit.device_model.pk)
     response = wizard.post("identifiers", serial_number=unit.identifier_1, claim_code=hash_claim_code(CODE))
     assert list(response.context["wizard"]["form"].errors) == ["claim_code"]
+
+
+def test_error_reports_hide_the_claim_code_posted(wizard, unit):
+    wizard.start()
+    wizard.post("model", device_model=unit.device_model.pk)
+    response = wizard.post("identifiers", serial_number=unit.identifier_1, claim_code=CODE)
+    posted = SafeExceptionReporterFilter().get_post_parameters(response.wsgi_request)
+    assert posted["identifiers-claim_code"] != CODE
+    assert posted["identifiers-serial_number"] == unit.identifier_1
