@@ -113,7 +113,7 @@ PORTAL_PAGES = {
     ),
     # A wizard: no single POST claims; its GET shows the owner the first step.
     "claim-device": organization_page(a_space, managers_only=True),
-    # A label's link keeps its payload in the visitor's session and sends them to sign in; what it
+    # A label's link keeps what its payload says in the visitor's session and redirects; what it
     # names is shown only once signed in, in the spaces of the user's own organizations.
     "claim-label": public(lambda w: {"payload": "bm90IGEgbGFiZWw"}),
     "claim-label-space": own_account(),
