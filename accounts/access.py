@@ -26,6 +26,13 @@ def allows(membership, ability):
     raise ValueError(f"unknown ability {ability!r}")
 
 
+def organizations_allowing(user, ability):
+    """The ids of the organizations where `user` is a member whose role permits `ability`."""
+    return [
+        membership.organization_id for membership in Membership.objects.filter(user=user) if allows(membership, ability)
+    ]
+
+
 def membership_for(user, organization_id, ability=READ):
     """The user's membership in the organization: 404 if none, 403 if the role does not allow `ability`."""
     membership = get_object_or_404(

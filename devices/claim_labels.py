@@ -1,27 +1,42 @@
 """A QR label link on its way into the claim wizard.
 
-Opening a label's link (vendors/labels.py) keeps its payload in the session, which survives
-signing in; once the person has chosen the space, the label is checked as a claim attempt
-(claims.check_claimable: a forged code counts against the limits as a typed one does, and a unit
-already claimed says so only once the code has matched), then handed to that space's wizard,
-which opens at its name step. Nothing here writes the claim code into a page or a URL.
+Opening a label's link (vendors/labels.py) keeps what its payload says in the session, the claim
+code as its keyed hash only (vendors.claim_codes.HashedClaimCode), for LIFETIME seconds, and
+redirects at once to /claim/label/: the payload, code included, appears in that one request line
+and nowhere else the portal writes. Nothing is looked up before that redirect, so the answer is
+the same whatever the payload names, to anyone. Signed in (the session survives signing in), the
+label is read: a payload whose model the portal does not know, or whose values do not pass the
+claiming method's own checks, is malformed and counts as no claim attempt. Once the person has
+confirmed the space, the label is checked as a claim attempt (claims.check_claimable: a forged
+code counts against the limits as a typed one does, and a unit already claimed says so only once
+the code has matched), then handed to that space's wizard, which opens at its name step.
 """
 
+import time
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
 
-from accounts.access import MANAGE, allows
-from accounts.models import Membership
+from accounts.access import MANAGE, organizations_allowing
 from spaces.models import Space
+from vendors.claim_codes import ClaimCodeError, HashedClaimCode, normalize_claim_code
 from vendors.labels import LabelPayloadError, parse_label_payload
 from vendors.models import DeviceModel
 
-from .claims import CLAIM_CODE_FIELD, check_claimable
+from .claims import (
+    CLAIM_CODE_FIELD,
+    ClaimingUnavailable,
+    TooManyFailures,
+    WrongModel,
+    check_claimable,
+    vendor_support_phrase,
+)
 
-KEPT = "claim_label"  # the payload of the label opened, until it is checked
-CHECKED = "claim_label_checked"  # {"payload", "space"}: checked for that space, for its wizard to open
+KEPT = "claim_label"  # {"content", "until"}: the label opened, until it is checked
+CHECKED = "claim_label_checked"  # {"content", "space", "until"}: checked for that space, for its wizard
+# A label waits this long (seconds) for its person to sign in and choose the space.
+LIFETIME = 15 * 60
 
 
 class LabelRefused(Exception):
@@ -32,57 +47,50 @@ class LabelRefused(Exception):
         self.message = message
 
 
-MALFORMED = LabelRefused(
-    "This link is not the label of a device this portal knows: it may have been cut short or altered. "
-    "Scan the QR code on the device's label again, or type its serial number and claim code in "
-    "+ Claim Device instead."
-)
-NO_LABEL = LabelRefused("There is no label to continue with. Scan the QR code on the device's label again.")
+def malformed():
+    return LabelRefused(
+        "This link is not the label of a device this portal knows: it may have been cut short or altered. "
+        "Scan the QR code on the device's label again, or type its serial number and claim code in "
+        "+ Claim Device instead."
+    )
+
+
+def no_label():
+    return LabelRefused("There is no label to continue with. Scan the QR code on the device's label again.")
 
 
 @dataclass(frozen=True)
 class Label:
-    """What a label's payload names: a model of this portal, the identifiers and the claim code."""
+    """What a label names: a model of this portal, its identifiers (each passed its field's check,
+    as the portal writes it) and the claim code's hash. `content` is what the session keeps of it."""
 
-    payload: str
+    content: dict
     device_model: DeviceModel
     identifiers: dict
-    claim_code: str | None
+    claim_code: HashedClaimCode | None
 
     def typed_values(self):
-        """The identifier step's answers: each field's value, and the claim code."""
-        fields = self.device_model.claiming_method.ordered_fields()
-        values = {field.key: self.identifiers.get(field.key, "") for field in fields}
-        if self.device_model.claiming_method.requires_claim_code:
-            values[CLAIM_CODE_FIELD] = self.claim_code or ""
+        """The identifier step's answers: each field's value, and the claim code's hash."""
+        values = dict(self.identifiers)
+        if self.claim_code is not None:
+            values[CLAIM_CODE_FIELD] = self.claim_code
         return values
 
     def identifier_rows(self):
-        """(label, value) of each identifier, as the portal writes it: shown on every page of the flow."""
-        rows = []
-        for field in self.device_model.claiming_method.ordered_fields():
-            raw = self.identifiers.get(field.key, "")
-            try:
-                rows.append((field.label, field.clean_value(raw)))
-            except ValidationError:
-                rows.append((field.label, raw))
-        return rows
-
-    def serial_text(self):
-        return " / ".join(value for _, value in self.identifier_rows())
+        """(label, value) of each identifier: shown on every page of the flow."""
+        return [
+            (field.label, self.identifiers[field.key]) for field in self.device_model.claiming_method.ordered_fields()
+        ]
 
     def spaces_for(self, user):
-        """The spaces `user` may claim this unit into: of organizations where they are an owner or an
-        admin, connected to the model's vendor."""
-        organizations = [
-            membership.organization_id
-            for membership in Membership.objects.filter(
-                user=user, organization__connected_vendors=self.device_model.vendor_id
-            )
-            if allows(membership, MANAGE)
-        ]
+        """The spaces `user` may claim this unit into: of organizations where their role may claim
+        (accounts.access), connected to the model's vendor."""
         return list(
-            Space.objects.filter(organization_id__in=organizations)
+            Space.objects.for_user(user)
+            .filter(
+                organization_id__in=organizations_allowing(user, MANAGE),
+                organization__connected_vendors=self.device_model.vendor_id,
+            )
             .select_related("organization")
             .order_by("organization__name", "name")
         )
@@ -96,11 +104,38 @@ class Label:
         )
 
 
-def _resolve(payload):
+def _kept_content(payload):
+    """What the session keeps of `payload`, the claim code replaced by its hash; None for a payload
+    this portal would not have written (a code of the wrong form included: labels carry valid ones)."""
     try:
         content = parse_label_payload(payload)
-    except LabelPayloadError:
-        raise MALFORMED from None
+        code = content["claim_code"]
+        code_hash = HashedClaimCode.of(normalize_claim_code(code)).digest if code is not None else None
+    except (LabelPayloadError, ClaimCodeError):
+        return None
+    return {
+        "vendor": content["vendor"],
+        "model": content["model"],
+        "identifiers": content["identifiers"],
+        "code": code_hash,
+    }
+
+
+def keep_label(request, payload):
+    """Keep what the label link's `payload` says in the session, whatever it is (read later, by kept_label)."""
+    request.session[KEPT] = {"content": _kept_content(payload), "until": time.time() + LIFETIME}
+    request.session.pop(CHECKED, None)
+
+
+def forget_label(request):
+    request.session.pop(KEPT, None)
+    request.session.pop(CHECKED, None)
+
+
+def _resolve(content):
+    """The Label `content` names; raises LabelRefused for one this portal did not write."""
+    if content is None:
+        raise malformed()
     device_model = (
         DeviceModel.objects.select_related("vendor", "claiming_method")
         .prefetch_related("claiming_method__fields")
@@ -108,34 +143,43 @@ def _resolve(payload):
         .first()
     )
     if device_model is None:
-        raise MALFORMED
-    return Label(payload, device_model, content["identifiers"], content["claim_code"])
+        raise malformed()
+    identifiers = {}
+    for field in device_model.claiming_method.ordered_fields():
+        try:
+            identifiers[field.key] = field.clean_value(content["identifiers"].get(field.key, ""))
+        except ValidationError:
+            raise malformed() from None
+    requires_code = device_model.claiming_method.requires_claim_code
+    if requires_code and content["code"] is None:
+        raise malformed()
+    return Label(content, device_model, identifiers, HashedClaimCode(content["code"]) if requires_code else None)
 
 
-def keep_label(request, payload):
-    """The Label of `payload`, kept in the session; raises LabelRefused for one this portal did not write."""
-    label = _resolve(payload)
-    request.session[KEPT] = payload
-    request.session.pop(CHECKED, None)
-    return label
+def _unexpired(request, key):
+    kept = request.session.get(key)
+    if kept is not None and kept["until"] < time.time():
+        del request.session[key]
+        return None
+    return kept
 
 
 def kept_label(request):
-    """The label kept in the session, or None."""
-    payload = request.session.get(KEPT)
-    if payload is None:
+    """The Label kept in the session, or None (none kept, or kept longer than LIFETIME); raises
+    LabelRefused, forgetting it, for a malformed one."""
+    kept = _unexpired(request, KEPT)
+    if kept is None:
         return None
     try:
-        return _resolve(payload)
+        return _resolve(kept["content"])
     except LabelRefused:
-        del request.session[KEPT]
-        return None
+        forget_label(request)
+        raise
 
 
 def check_label(request, label, space):
     """Check `label` as a claim into `space` (claims.check_claimable, counted as an attempt) and,
-    if it would go through, hand it to that space's wizard. Raises the ClaimError, forgetting the label."""
-    del request.session[KEPT]
+    if it would go through, hand it to that space's wizard. Raises the ClaimError, the label kept."""
     check_claimable(
         organization=space.organization,
         device_model=label.device_model,
@@ -143,22 +187,40 @@ def check_label(request, label, space):
         claim_code=label.claim_code,
         actor=request.user,
     )
-    request.session[CHECKED] = {"payload": label.payload, "space": str(space.code)}
+    request.session.pop(KEPT, None)
+    request.session[CHECKED] = {"content": label.content, "space": str(space.code), "until": time.time() + LIFETIME}
 
 
 def take_checked_label(request, space):
     """The label checked for `space`, taken out of the session (the wizard opens with it once), or None."""
-    checked = request.session.get(CHECKED)
-    if not checked or checked.get("space") != str(space.code):
+    checked = _unexpired(request, CHECKED)
+    if not checked or checked["space"] != str(space.code):
         return None
     del request.session[CHECKED]
     try:
-        return _resolve(checked["payload"])
+        return _resolve(checked["content"])
     except LabelRefused:
         return None
 
 
 def render_refused(request, refusal, *, label=None, status):
-    """The page of a label link that cannot be claimed: why, and which unit it named."""
+    """The page of a label link that cannot be claimed: why, and which unit it named. The label is
+    forgotten: scanning it again starts afresh."""
+    forget_label(request)
     context = {"message": refusal.message, "label": label, "device": getattr(refusal, "device", None)}
     return render(request, "devices/claim_label_refused.html", context, status=status)
+
+
+def render_claim_refused(request, error, label):
+    """The page of a label whose check (check_label) raised the ClaimError `error`. With the attempts
+    uncountable for a moment the label is kept (503), so that trying again needs no new scan."""
+    if isinstance(error, ClaimingUnavailable):
+        context = {"message": error.message, "label": label, "device": None}
+        return render(request, "devices/claim_label_refused.html", context, status=503)
+    if isinstance(error, WrongModel):
+        # The wizard says "choose the other model"; a label has no model to choose: it is misprinted.
+        error = LabelRefused(
+            f"This label says {label.device_model.name}, but the unit it names is a {error.other_model.name}: "
+            f"the label may be misprinted. Please {vendor_support_phrase(label.device_model.vendor)}."
+        )
+    return render_refused(request, error, label=label, status=429 if isinstance(error, TooManyFailures) else 400)

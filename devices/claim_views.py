@@ -4,13 +4,18 @@ from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.datastructures import MultiValueDict
+from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.views import View
+from django.views.decorators.debug import sensitive_post_parameters
+from formtools.wizard.storage.session import SessionStorage
 from formtools.wizard.views import SessionWizardView
 
 from accounts.access import MANAGE, get_for_user
 from spaces.models import Space
+from vendors.claim_codes import ClaimCodeError, HashedClaimCode, normalize_claim_code
 
 from . import claim_labels
 from .claims import (
@@ -31,6 +36,46 @@ STEP_TITLES = {VENDOR: "Vendor", MODEL: "Model", IDENTIFIERS: "Identifiers", NAM
 ERROR_STEPS = {WrongModel: MODEL, TooManyFailures: NAME}
 
 
+# Where the wizard's storage keeps the claim code's hash, in place of the code typed.
+_TYPED_CODE = f"{IDENTIFIERS}-{CLAIM_CODE_FIELD}"
+_KEPT_CODE_HASH = f"{IDENTIFIERS}-{CLAIM_CODE_FIELD}-hmac"
+
+
+class ClaimWizardStorage(SessionStorage):
+    """formtools' session storage, keeping the claim code's keyed hash in place of the code.
+
+    The session is written to PostgreSQL and Redis, so a code typed on the identifier step and
+    kept there until the name step (or an abandoned claim's session expires) would be stored in
+    plain text, which the portal never does. The hash is handed back to the identifier form as a
+    HashedClaimCode, which only this storage makes: a client cannot post one.
+    """
+
+    def set_step_data(self, step, cleaned_data):
+        if step != IDENTIFIERS or cleaned_data is None:
+            return super().set_step_data(step, cleaned_data)
+        data = dict(cleaned_data.lists()) if isinstance(cleaned_data, MultiValueDict) else dict(cleaned_data)
+        data.pop(_KEPT_CODE_HASH, None)
+        typed = (data.pop(_TYPED_CODE, None) or [None])[-1]
+        hashed = typed if isinstance(typed, HashedClaimCode) else _hashed_if_well_formed(typed)
+        if hashed is not None:
+            data[_KEPT_CODE_HASH] = [hashed.digest]
+        return super().set_step_data(step, data)
+
+    def get_step_data(self, step):
+        data = super().get_step_data(step)
+        if step == IDENTIFIERS and data is not None and _KEPT_CODE_HASH in data:
+            data[_TYPED_CODE] = HashedClaimCode(data.pop(_KEPT_CODE_HASH)[-1])
+        return data
+
+
+def _hashed_if_well_formed(typed):
+    # Back stores what was typed on a step that may not validate: a malformed code is not kept at all.
+    try:
+        return HashedClaimCode.of(normalize_claim_code(typed))
+    except ClaimCodeError:
+        return None
+
+
 def several_vendors_connected(wizard):
     """The vendor step is shown only to organizations connected to more than one vendor."""
     return len(wizard.connected_vendors) > 1
@@ -46,10 +91,12 @@ class ManagedSpaceMixin:
         return super().dispatch(request, *args, **kwargs)
 
 
+@method_decorator(sensitive_post_parameters(_TYPED_CODE), name="dispatch")
 class ClaimDeviceWizardView(LoginRequiredMixin, ManagedSpaceMixin, SessionWizardView):
     """The + Claim Device wizard: vendor (if several), model, identifiers, name, then claim_device()."""
 
     template_name = "devices/claim_wizard.html"
+    storage_name = "devices.claim_views.ClaimWizardStorage"
     form_list = [
         (VENDOR, VendorChoiceForm),
         (MODEL, DeviceModelChoiceForm),
@@ -171,59 +218,66 @@ class ClaimDeviceWizardView(LoginRequiredMixin, ManagedSpaceMixin, SessionWizard
 
     def _forget_claim_code(self):
         answers = self.storage.get_step_data(IDENTIFIERS)
-        if answers is not None and f"{IDENTIFIERS}-{CLAIM_CODE_FIELD}" in answers:
-            del answers[f"{IDENTIFIERS}-{CLAIM_CODE_FIELD}"]
+        if answers is not None and _TYPED_CODE in answers:
+            del answers[_TYPED_CODE]
             self.storage.set_step_data(IDENTIFIERS, answers)
 
 
 class ClaimLabelView(View):
-    """The link of a unit's QR label: keep its payload in the session, then sign in (if needed) and
-    continue at ClaimLabelSpaceView. A malformed payload gets a page saying so."""
+    """The link of a unit's QR label: keep what it says in the session and redirect at once to
+    ClaimLabelSpaceView (signing in first if needed). Nothing is looked up here, so every payload,
+    malformed or not, of a model that exists or not, gets the same answer; and no answer but this
+    redirect carries the payload's path into the logs."""
 
     def get(self, request, payload):
-        try:
-            label = claim_labels.keep_label(request, payload)
-        except claim_labels.LabelRefused as refused:
-            return claim_labels.render_refused(request, refused, status=400)
+        claim_labels.keep_label(request, payload)
         if not request.user.is_authenticated:
-            # The payload waits in the session, not in the sign-in page's ?next= (a claim code in a URL
+            # The label waits in the session, not in the sign-in page's ?next= (a claim code in a URL
             # ends up in logs and in the browser's history).
-            messages.info(request, f"Sign in to claim the {label.device_model.name} {label.serial_text()}.")
+            messages.info(request, "Sign in to claim the device whose label you opened.")
         return redirect("claim-label-space")
 
 
 class ClaimLabelSpaceView(LoginRequiredMixin, View):
-    """Where a label link goes on once signed in: the space to claim into (asked only if the user
-    manages several), then the label is checked as a claim attempt and the wizard opens at its
-    name step. A label of a unit already claimed, or one whose code is wrong, gets a page saying so."""
+    """Where a label link goes on once signed in: the unit it names and the space to claim into (a
+    choice if the user manages several), confirmed by a POST, which checks the label as a claim
+    attempt and opens the wizard at its name step. Showing the page spends no attempt: only the
+    CSRF-protected POST does, so another site cannot spend them by sending the person here.
+    A malformed label, a wrong code or a unit already claimed gets a page saying so."""
 
     def get(self, request):
-        label = claim_labels.kept_label(request)
-        if label is None:
-            messages.info(request, claim_labels.NO_LABEL.message)
-            return redirect("home")
-        spaces = label.spaces_for(request.user)
-        if len(spaces) == 1:
-            return self.check(label, spaces[0])
-        if not spaces:
-            return claim_labels.render_refused(request, label.no_space_refusal(), label=label, status=403)
-        return render(request, "devices/claim_label_space.html", {"label": label, "spaces": spaces})
+        found = self.kept(request)
+        if not isinstance(found, claim_labels.Label):
+            return found
+        return self.render_choice(found)
 
     def post(self, request):
-        label = claim_labels.kept_label(request)
-        if label is None:
-            messages.info(request, claim_labels.NO_LABEL.message)
-            return redirect("home")
-        spaces = {str(space.code): space for space in label.spaces_for(request.user)}
-        space = spaces.get(request.POST.get("space", ""))
+        found = self.kept(request)
+        if not isinstance(found, claim_labels.Label):
+            return found
+        space = {str(space.code): space for space in self.spaces}.get(request.POST.get("space", ""))
         if space is None:
-            context = {"label": label, "spaces": list(spaces.values()), "error": "Choose the space to claim into."}
-            return render(request, "devices/claim_label_space.html", context, status=400)
-        return self.check(label, space)
-
-    def check(self, label, space):
+            return self.render_choice(found, error="Choose the space to claim into.")
         try:
-            claim_labels.check_label(self.request, label, space)
+            claim_labels.check_label(request, found, space)
         except ClaimError as error:
-            return claim_labels.render_refused(self.request, error, label=label, status=400)
+            return claim_labels.render_claim_refused(request, error, found)
         return redirect("claim-device", code=space.code)
+
+    def kept(self, request):
+        """The kept Label (and self.spaces), or the response when there is none to continue with."""
+        try:
+            label = claim_labels.kept_label(request)
+        except claim_labels.LabelRefused as refused:
+            return claim_labels.render_refused(request, refused, status=400)
+        if label is None:
+            messages.info(request, claim_labels.no_label().message)
+            return redirect("home")
+        self.spaces = label.spaces_for(request.user)
+        if not self.spaces:
+            return claim_labels.render_refused(request, label.no_space_refusal(), label=label, status=403)
+        return label
+
+    def render_choice(self, label, error=None):
+        context = {"label": label, "spaces": self.spaces, "error": error}
+        return render(self.request, "devices/claim_label_space.html", context, status=400 if error else 200)

@@ -4,7 +4,7 @@ The wording of the errors follows the vendor's support guide (shared seeds): a c
 sees one of them knows whether to re-check the sticker, ask the previous owner, or call the vendor.
 """
 
-import functools
+import contextlib
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import AuditEntry
 from portal.errors import UserFacingError
 from portal.ratelimit import RateLimit, RateLimitExceeded, RateLimitUnavailable, count_attempt, take_back
-from vendors.claim_codes import ClaimCodeError, claim_code_matches, normalize_claim_code
+from vendors.claim_codes import ClaimCodeError, HashedClaimCode, normalize_claim_code
 from vendors.identifiers import confusable_characters
 from vendors.models import ApprovedIdentity
 
@@ -136,12 +136,12 @@ ORGANIZATION_CLAIM_ATTEMPTS = RateLimit(
 )
 
 
-def _count_claim_attempt(user, organization_id):
+def _count(limit, subject):
     try:
-        count_attempt((CLAIM_ATTEMPTS, user.pk), (ORGANIZATION_CLAIM_ATTEMPTS, organization_id))
+        count_attempt((limit, subject))
     except RateLimitExceeded as exceeded:
         retry_at = exceeded.retry_at
-        paused = "your organization" if exceeded.limit is ORGANIZATION_CLAIM_ATTEMPTS else "your account"
+        paused = "your organization" if limit is ORGANIZATION_CLAIM_ATTEMPTS else "your account"
         raise TooManyFailures(
             f"Too many failed claim attempts. For your security, claiming is paused for {paused}; "
             f"try again after {timezone.localtime(retry_at):%H:%M %Z}.",
@@ -154,47 +154,54 @@ def _count_claim_attempt(user, organization_id):
         ) from None
 
 
-def _take_back_claim_attempt(user, organization_id):
-    take_back(CLAIM_ATTEMPTS, user.pk)
+def _take_back_claim_attempt(actor, organization_id):
+    take_back(CLAIM_ATTEMPTS, actor.pk)
     take_back(ORGANIZATION_CLAIM_ATTEMPTS, organization_id)
 
 
-def _counted_as_claim_attempt(function):
-    """Run `function(*, organization_id, actor, ...)` as one claim attempt of `actor` and of the
-    organization (counted before, taken back unless it raised a ClaimError that counts as a failure)."""
+@contextlib.contextmanager
+def _claim_attempt(actor, organization_id):
+    """The block is one claim attempt of `actor` for the organization: counted first against the
+    actor's limit and, only once that let it through, against the organization's (a member paused
+    by their own limit does not use up everyone's; one the organization's limit refuses is taken
+    back from the member). Each count is one atomic increment, so parallel attempts cannot slip
+    past either limit. Taken back from both unless the block raises a ClaimError that counts as a
+    failure."""
+    _count(CLAIM_ATTEMPTS, actor.pk)
+    try:
+        _count(ORGANIZATION_CLAIM_ATTEMPTS, organization_id)
+    except ClaimError:
+        take_back(CLAIM_ATTEMPTS, actor.pk)
+        raise
+    try:
+        yield
+    except ClaimError as error:
+        if not error.counts_as_failure:
+            _take_back_claim_attempt(actor, organization_id)
+        raise
+    _take_back_claim_attempt(actor, organization_id)
 
-    @functools.wraps(function)
-    def counted(*, organization_id, actor, **kwargs):
-        _count_claim_attempt(actor, organization_id)
-        try:
-            result = function(organization_id=organization_id, actor=actor, **kwargs)
-        except ClaimError as error:
-            if not error.counts_as_failure:
-                _take_back_claim_attempt(actor, organization_id)
-            raise
-        _take_back_claim_attempt(actor, organization_id)
-        return result
 
-    return counted
-
-
-def normalize_code(device_model, raw_code):
-    """The normalized claim code for a model whose method requires one (None otherwise); raises
-    InvalidClaimCode, on the claim code's field, for one that cannot be a code."""
+def claim_code_proof(device_model, claim_code):
+    """The HashedClaimCode the claim compares, for a model whose method requires a code (None
+    otherwise): `claim_code` is the code as typed, or the HashedClaimCode the portal kept of one.
+    Raises InvalidClaimCode, on the claim code's field, for a typed code that cannot be one."""
     if not device_model.claiming_method.requires_claim_code:
         return None
+    if isinstance(claim_code, HashedClaimCode):
+        return claim_code
     try:
-        return normalize_claim_code(raw_code)
+        return HashedClaimCode.of(normalize_claim_code(claim_code))
     except ClaimCodeError as error:
         raise InvalidClaimCode(error.message, field=CLAIM_CODE_FIELD) from error
 
 
-def proves_possession(identity, code):
-    """Whether the claim code `code` (None for a model without codes) is the one of `identity`: the
-    identifiers alone prove possession for methods without codes."""
+def proves_possession(identity, proof):
+    """Whether the claim code `proof` (a HashedClaimCode, None for a model without codes) is the one
+    of `identity`: the identifiers alone prove possession for methods without codes."""
     if not identity.device_model.claiming_method.requires_claim_code:
         return True
-    return code is not None and claim_code_matches(code, identity.claim_code_hash)
+    return proof is not None and proof.matches(identity.claim_code_hash)
 
 
 def _find_identity(device_model, columns, code):
@@ -254,46 +261,53 @@ def claim_device(*, space, device_model, identifiers, name, actor, claim_code=No
     """Claim the unit of `device_model` whose identifiers are `identifiers` into `space`.
 
     The space's organization must be connected to the model's vendor. `identifiers` maps field
-    keys to values as typed (they are normalized here); `claim_code` is the code as typed, for a
-    model whose claiming method requires one: until it matches, every refusal is NotApproved, so
-    nobody who has not proven they hold the unit learns whether it is revoked or claimed.
+    keys to values as typed (they are normalized here); `claim_code` is the code as typed, or the
+    HashedClaimCode the portal kept of it, for a model whose claiming method requires one: until
+    it matches, every refusal is NotApproved, so nobody who has not proven they hold the unit
+    learns whether it is revoked or claimed.
     The device becomes claimed by the space's organization, in one transaction that locks the
     device row, so two organizations racing for one unit end with one claim and one
     ClaimedByAnotherOrganization.
     Writes a DeviceEvent. Raises a ClaimError subclass whose message is meant for the customer.
-    Each attempt counts towards the actor's and the organization's limits before it is checked;
-    one that goes through, or fails for a reason other than the values typed, is taken back.
+    Each attempt counts towards the actor's limit and then the organization's before it is checked
+    (_claim_attempt); one that goes through, or fails for a reason other than the values typed,
+    is taken back.
     """
-    return _claim(
-        organization_id=space.organization_id,
-        actor=actor,
-        space=space,
-        device_model=device_model,
-        identifiers=identifiers,
-        claim_code=claim_code,
-        name=name,
-    )
+    with _claim_attempt(actor, space.organization_id):
+        identity = _proven_identity(space.organization_id, device_model, identifiers, claim_code)
+        with transaction.atomic():
+            lock_target_space(space, refusal=SpaceDeleted)
+            device = Device.objects.create_or_lock({identity.pk: device_model.pk})[identity.pk]
+            _refuse_if_claimed(device, space.organization_id)
+            now = timezone.now()
+            device.status = Device.Status.CLAIMED
+            device.organization_id = space.organization_id
+            device.space = space
+            device.name = name.strip()
+            device.claimed_at = now
+            device.claimed_by = actor
+            device.save()
+            record_change(
+                device,
+                DeviceEvent.Kind.CLAIMED,
+                actor=actor,
+                audit_action=AuditEntry.Action.DEVICE_CLAIMED,
+                details={"space": space.name, "name": device.name},
+                space=space,
+                at=now,
+            )
+    return device
 
 
 def check_claimable(*, organization, device_model, identifiers, actor, claim_code=None):
     """The identity claim_device would claim for these values into one of `organization`'s spaces,
     or the ClaimError it would raise (already claimed included), without claiming: what a label
     link is checked with before the wizard opens. Counted as a claim attempt like claim_device."""
-    return _checked_claimable(
-        organization_id=organization.pk,
-        actor=actor,
-        device_model=device_model,
-        identifiers=identifiers,
-        claim_code=claim_code,
-    )
-
-
-@_counted_as_claim_attempt
-def _checked_claimable(*, organization_id, actor, device_model, identifiers, claim_code):
-    identity = _proven_identity(organization_id, device_model, identifiers, claim_code)
-    device = Device.objects.filter(identity=identity).select_related("space").first()
-    if device is not None:
-        _refuse_if_claimed(device, organization_id)
+    with _claim_attempt(actor, organization.pk):
+        identity = _proven_identity(organization.pk, device_model, identifiers, claim_code)
+        device = Device.objects.filter(identity=identity).select_related("space").first()
+        if device is not None:
+            _refuse_if_claimed(device, organization.pk)
     return identity
 
 
@@ -306,7 +320,7 @@ def _proven_identity(organization_id, device_model, identifiers, claim_code):
             "Ask the portal's operator to connect it."
         )
     columns = normalize_identifiers(device_model, identifiers)
-    code = normalize_code(device_model, claim_code)
+    code = claim_code_proof(device_model, claim_code)
     found = _find_identity(device_model, columns, code)
     if isinstance(found, ClaimError):
         raise found
@@ -331,30 +345,3 @@ def _refuse_if_claimed(device, organization_id):
         "This device is already claimed by another organization. If you got it from someone else, "
         f"ask them to release it; otherwise {vendor_support_phrase(device.device_model.vendor)}."
     )
-
-
-@_counted_as_claim_attempt
-def _claim(*, organization_id, actor, space, device_model, identifiers, claim_code, name):
-    identity = _proven_identity(organization_id, device_model, identifiers, claim_code)
-    with transaction.atomic():
-        lock_target_space(space, refusal=SpaceDeleted)
-        device = Device.objects.create_or_lock({identity.pk: device_model.pk})[identity.pk]
-        _refuse_if_claimed(device, organization_id)
-        now = timezone.now()
-        device.status = Device.Status.CLAIMED
-        device.organization_id = space.organization_id
-        device.space = space
-        device.name = name.strip()
-        device.claimed_at = now
-        device.claimed_by = actor
-        device.save()
-        record_change(
-            device,
-            DeviceEvent.Kind.CLAIMED,
-            actor=actor,
-            audit_action=AuditEntry.Action.DEVICE_CLAIMED,
-            details={"space": space.name, "name": device.name},
-            space=space,
-            at=now,
-        )
-    return device

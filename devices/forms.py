@@ -10,7 +10,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.html import escape
 
-from vendors.claim_codes import ClaimCodeError, normalize_claim_code
+from vendors.claim_codes import ClaimCodeError, HashedClaimCode, normalize_claim_code
 from vendors.declarations import form_field
 from vendors.models import DeviceModel, Vendor
 
@@ -79,6 +79,25 @@ class SecretTextInput(forms.TextInput):
         return None
 
 
+class ClaimCodeField(forms.Field):
+    """The claim code, typed with any spaces or dashes, cleaned into the HashedClaimCode the claim
+    compares: the wizard keeps that hash between its steps, never the code. A HashedClaimCode as
+    the value comes from the wizard's own storage (a client's POST holds text only) and is kept."""
+
+    widget = SecretTextInput
+
+    def widget_attrs(self, widget):
+        return super().widget_attrs(widget) | {"maxlength": "40"}
+
+    def to_python(self, value):
+        if isinstance(value, HashedClaimCode) or value in self.empty_values:
+            return value or None
+        try:
+            return HashedClaimCode.of(normalize_claim_code(value))
+        except ClaimCodeError as error:
+            raise ValidationError(error.message) from error
+
+
 class IdentifiersForm(WizardStepForm):
     """Step 3: the identifiers the model's claiming method asks for, one field each, all mandatory,
     and the Claim code for a method that requires one.
@@ -101,19 +120,12 @@ class IdentifiersForm(WizardStepForm):
                 widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
             )
         if device_model and device_model.claiming_method.requires_claim_code:
-            self.fields[CLAIM_CODE_FIELD] = forms.CharField(
+            self.fields[CLAIM_CODE_FIELD] = ClaimCodeField(
                 label=CLAIM_CODE_LABEL,
                 help_text="The 11 digits printed on the label next to the QR code, e.g. 1234-567-8901.",
-                max_length=40,
                 error_messages={"required": "Enter the claim code."},
                 widget=SecretTextInput(attrs={"autocomplete": "off", "spellcheck": "false", "inputmode": "numeric"}),
             )
-
-    def clean_claim_code(self):
-        try:
-            return normalize_claim_code(self.cleaned_data[CLAIM_CODE_FIELD])
-        except ClaimCodeError as error:
-            raise ValidationError(error.message) from error
 
     def clean(self):
         cleaned = super().clean()

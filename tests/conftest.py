@@ -23,6 +23,7 @@ from config.celery_app import app as celery_app
 from devices.claims import claim_device
 from devices.commands import deliver_pending_commands, report_command_result, send_command
 from devices.simulator import SimulatedDevice
+from portal.redis import redis_client
 from vendors.claim_codes import hash_claim_code
 from vendors.models import ApprovedIdentity
 
@@ -56,6 +57,36 @@ CHROMIUM_FLAGS = [
 @pytest.fixture
 def device_model(db):
     return DeviceModelFactory()
+
+
+# A well-formed claim code (1234567890 and its Verhoeff check digit), and a camera model of the
+# same vendor as `device_model` claimed by serial number + claim code, with one unit.
+CAMERA_CODE = "12345678902"
+
+
+@pytest.fixture
+def fresh_throttle():
+    """Claim-attempt counters start at zero: they live in Redis, which outlives each test's transaction."""
+    cache.clear()
+
+
+@pytest.fixture
+def counters_unreachable(settings):
+    """The raw Redis client of the rate limits points at a port where nothing listens, as when Redis is down."""
+    redis_client.cache_clear()
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    yield
+    redis_client.cache_clear()
+
+
+@pytest.fixture
+def camera(device_model):
+    return DeviceModelFactory(vendor=device_model.vendor, name="Acme Cam 1", slug="cam-1", claim_code=True)
+
+
+@pytest.fixture
+def unit(camera):
+    return ApprovedIdentityFactory(device_model=camera, identifier_1="AC1-260001", claim_code=CAMERA_CODE)
 
 
 @pytest.fixture

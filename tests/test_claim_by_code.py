@@ -5,7 +5,6 @@ and the failure limit of the whole organization, parallel tries included."""
 import threading
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 
 from accounts.models import Role
@@ -21,9 +20,10 @@ from devices.claims import (
     claim_device,
 )
 from devices.models import Device
-from vendors.claim_codes import format_claim_code, generate_claim_code, verhoeff_check_digit
+from vendors.claim_codes import format_claim_code, generate_claim_code
 from vendors.models import ApprovedIdentity
 
+from .conftest import CAMERA_CODE as CODE
 from .factories import (
     ApprovedIdentityFactory,
     ClaimedDeviceFactory,
@@ -33,23 +33,7 @@ from .factories import (
     SpaceFactory,
 )
 
-CODE = "12345678902"  # a well-formed code: 1234567890 and its Verhoeff check digit
-assert verhoeff_check_digit(CODE[:10]) == CODE[10]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
-
-
-@pytest.fixture
-def camera(device_model):
-    return DeviceModelFactory(vendor=device_model.vendor, name="Acme Cam 1", slug="cam-1", claim_code=True)
-
-
-@pytest.fixture
-def unit(camera):
-    return ApprovedIdentityFactory(device_model=camera, identifier_1="AC1-260001", claim_code=CODE)
+pytestmark = pytest.mark.usefixtures("fresh_throttle")
 
 
 def _claim(unit, space, actor, code=CODE, serial=None, device_model=None):
@@ -228,3 +212,30 @@ def test_parallel_wrong_codes_of_many_members_cannot_slip_past_the_organizations
     for thread in threads:
         thread.join()
     assert sorted(outcome.__name__ for outcome in outcomes) == ["NotApproved"] * 4 + ["TooManyFailures"] * 8
+
+
+@pytest.mark.django_db
+def test_a_member_paused_by_their_own_limit_does_not_use_up_the_organizations(
+    space, owner, admin_member, unit, settings
+):
+    settings.CLAIM_FAILURE_LIMIT, settings.CLAIM_FAILURE_LIMIT_PER_ORGANIZATION = 2, 5
+    for attempt in range(8):  # 2 failures, then 6 tries refused by the owner's own limit
+        with pytest.raises(NotApproved if attempt < 2 else TooManyFailures) as refused:
+            _claim(unit, space, owner, code=generate_claim_code())
+    assert "paused for your account" in refused.value.message
+    assert _claim(unit, space, admin_member).status == Device.Status.CLAIMED
+
+
+@pytest.mark.django_db
+def test_an_attempt_refused_by_the_organizations_limit_is_not_held_against_the_member(
+    space, owner, admin_member, unit, settings
+):
+    settings.CLAIM_FAILURE_LIMIT, settings.CLAIM_FAILURE_LIMIT_PER_ORGANIZATION = 2, 2
+    for _ in range(2):
+        with pytest.raises(NotApproved):
+            _claim(unit, space, admin_member, code=generate_claim_code())
+    for _ in range(3):
+        with pytest.raises(TooManyFailures, match="your organization"):
+            _claim(unit, space, owner)
+    settings.CLAIM_FAILURE_LIMIT_PER_ORGANIZATION = 10
+    assert _claim(unit, space, owner).status == Device.Status.CLAIMED

@@ -46,8 +46,13 @@ def test_every_single_digit_typo_and_every_adjacent_swap_of_a_generated_code_is_
         lambda c: f" {c[:4]} {c[4:7]} {c[7:]} ",
         lambda c: f"{c[:2]}-{c[2:4]} -{c[4:6]}- {c[6:]}",
         lambda c: f"{c}\t",
+        lambda c: f"{c[:4]}\u2010{c[4:7]}\u2011{c[7:]}",
+        lambda c: f"{c[:4]}\u2013{c[4:7]}\u2014{c[7:]}\u2212",
+        lambda c: f"\u00a0{c[:4]}\u202f{c[4:7]}\u3000{c[7:]}\n",
+        lambda c: f"{c[:4]}\u200b{c[4:7]}\u00ad{c[7:]}\ufeff",
+        lambda c: f"{c[:4]}\uff0d{c[4:7]}\u2015{c[7:]}",
     ],
-    ids=["bare", "dashes", "spaces", "mixed", "tab"],
+    ids=["bare", "dashes", "spaces", "mixed", "tab", "hyphens", "en em minus", "unicode spaces", "invisible", "wide"],
 )
 def test_a_claim_code_is_read_with_any_spaces_or_dashes(typed):
     code = generate_claim_code()

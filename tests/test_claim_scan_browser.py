@@ -43,28 +43,52 @@ def label_video(path, text):
     return path
 
 
-@pytest.fixture(params=["browser's decoder", "vendored decoder"])
-def camera_page(playwright_driver, tmp_path, request):
-    """A page of a Chromium whose camera films the label of Acme Cam 1 unit AC1-260001."""
-    link = label_url("https://portal.example", "acme", "cam-1", {"serial_number": "AC1-260001"}, CODE)
-    video = label_video(tmp_path / "label.y4m", link)
-    chromium = launch_chromium(
-        playwright_driver,
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={video}",
-    )
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    if request.param == "vendored decoder":
-        page.add_init_script("delete window.BarcodeDetector;")
-    yield page
+@pytest.fixture
+def film(playwright_driver, tmp_path, request):
+    """Opens pages of Chromiums whose fake camera films a QR code of the text given (the vendored
+    decoder only, when the browser's is hidden from the page)."""
+    opened = []
+
+    def open_page(text, *, browsers_decoder=True):
+        video = label_video(tmp_path / f"label-{len(opened)}.y4m", text)
+        chromium = launch_chromium(
+            playwright_driver,
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}",
+        )
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        if not browsers_decoder:
+            page.add_init_script("delete window.BarcodeDetector;")
+        opened.append((chromium, context, page))
+        return page
+
+    yield open_page
     artifacts = ARTIFACTS / request.node.name
     artifacts.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=artifacts / "last.png", full_page=True)
-    context.close()
-    chromium.close()
+    for index, (chromium, context, page) in enumerate(opened):
+        page.screenshot(path=artifacts / f"last-{index}.png", full_page=True)
+        context.close()
+        chromium.close()
+
+
+@pytest.fixture(params=["browser's decoder", "vendored decoder"])
+def camera_page(film, live_server, request):
+    """A page of a Chromium whose camera films the label of Acme Cam 1 unit AC1-260001."""
+    link = label_url(live_server.url, "acme", "cam-1", {"serial_number": "AC1-260001"}, CODE)
+    return film(link, browsers_decoder=request.param == "browser's decoder")
+
+
+def _identifier_step(page, live_server, shop):
+    page.goto(f"{live_server.url}/accounts/login/?next=/spaces/{shop['space'].code}/claim/")
+    page.get_by_label("E-mail address").fill("alice@initech.example")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Acme Cam 1").check()
+    page.get_by_role("button", name="Next").click()
+    expect(page).to_have_title("Step 2 of 3 · Identifiers · Claim a device · Device Portal")
 
 
 @pytest.fixture
@@ -115,3 +139,24 @@ def test_the_scan_button_is_hidden_where_there_is_no_camera(page, live_server, s
     page.get_by_role("button", name="Next").click()
     expect(page.get_by_label("Claim code")).to_be_visible()
     expect(page.get_by_role("button", name="Scan the label")).to_be_hidden()
+
+
+def test_a_qr_code_linking_to_another_site_fills_nothing_and_says_so(film, live_server, shop):
+    page = film(label_url("https://elsewhere.example", "acme", "cam-1", {"serial_number": "AC1-260001"}, CODE))
+    _identifier_step(page, live_server, shop)
+    page.get_by_role("button", name="Scan the label").click()
+    expect(page.get_by_role("status")).to_contain_text("links to elsewhere.example, not to this portal")
+    expect(page.get_by_label("Serial number")).to_have_value("")
+    expect(page.get_by_label("Claim code")).to_have_value("")
+
+
+def test_the_scan_button_stops_the_camera(film, live_server, shop):
+    page = film("not a label")  # read, and ignored: the camera keeps filming
+    _identifier_step(page, live_server, shop)
+    page.get_by_role("button", name="Scan the label").click()
+    expect(page.locator("[data-scan-video]")).to_be_visible()
+    page.get_by_role("button", name="Stop the camera").click()
+    expect(page.get_by_role("status")).to_have_text("Camera stopped.")
+    expect(page.locator("[data-scan-video]")).to_be_hidden()
+    assert page.evaluate("document.querySelector('[data-scan-video]').srcObject") is None
+    expect(page.get_by_role("button", name="Scan the label")).to_be_visible()

@@ -5,32 +5,16 @@ field), and the code never written back into a page."""
 from html.parser import HTMLParser
 
 import pytest
-from django.core.cache import cache
+from django.views.debug import SafeExceptionReporterFilter
 
 from devices.models import Device
-from vendors.claim_codes import format_claim_code, generate_claim_code
+from vendors.claim_codes import format_claim_code, generate_claim_code, hash_claim_code
 
-from .factories import ApprovedIdentityFactory, DeviceModelFactory
+from .conftest import CAMERA_CODE as CODE
+from .factories import ApprovedIdentityFactory
 from .test_claim_wizard import Wizard
 
-pytestmark = pytest.mark.django_db
-
-CODE = "12345678902"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
-
-
-@pytest.fixture
-def camera(device_model):
-    return DeviceModelFactory(vendor=device_model.vendor, name="Acme Cam 1", slug="cam-1", claim_code=True)
-
-
-@pytest.fixture
-def unit(camera):
-    return ApprovedIdentityFactory(device_model=camera, identifier_1="AC1-260001", claim_code=CODE)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle")]
 
 
 @pytest.fixture
@@ -141,3 +125,44 @@ def test_going_back_to_the_identifier_step_does_not_show_the_code(wizard, unit):
     response = wizard.back("name", "identifiers", name="Door camera")
     assert response.context["wizard"]["steps"].current == "identifiers"
     assert CODE not in response.text
+
+
+def _session_text(client):
+    return str(dict(client.session.items()))
+
+
+def _holds_no_code(client, code=CODE):
+    text = _session_text(client)
+    return code not in text and format_claim_code(code) not in text
+
+
+def test_the_session_keeps_a_keyed_hash_of_the_claim_code_never_the_code(wizard, unit, client):
+    wizard.start()
+    wizard.post("model", device_model=unit.device_model.pk)
+    wizard.post("identifiers", serial_number=unit.identifier_1, claim_code=format_claim_code(CODE))
+    assert _holds_no_code(client)
+    wizard.back("name", "identifiers", name="Door camera")
+    assert _holds_no_code(client)
+    back_again = wizard.back("identifiers", "model", serial_number=unit.identifier_1, claim_code="1234 567 8902")
+    assert back_again.context["wizard"]["steps"].current == "model"
+    assert _holds_no_code(client)
+    wizard.post("model", device_model=unit.device_model.pk)
+    wizard.post("identifiers", serial_number=unit.identifier_1, claim_code=CODE)
+    assert wizard.post("name", name="Door camera").status_code == 302
+    assert Device.objects.get(identity=unit).status == Device.Status.CLAIMED
+
+
+def test_the_stored_hash_of_a_code_typed_as_the_code_is_not_accepted(wizard, unit):
+    wizard.start()
+    wizard.post("model", device_model=unit.device_model.pk)
+    response = wizard.post("identifiers", serial_number=unit.identifier_1, claim_code=hash_claim_code(CODE))
+    assert list(response.context["wizard"]["form"].errors) == ["claim_code"]
+
+
+def test_error_reports_hide_the_claim_code_posted(wizard, unit):
+    wizard.start()
+    wizard.post("model", device_model=unit.device_model.pk)
+    response = wizard.post("identifiers", serial_number=unit.identifier_1, claim_code=CODE)
+    posted = SafeExceptionReporterFilter().get_post_parameters(response.wsgi_request)
+    assert posted["identifiers-claim_code"] != CODE
+    assert posted["identifiers-serial_number"] == unit.identifier_1

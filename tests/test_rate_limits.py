@@ -30,15 +30,6 @@ def fresh_counters():
     cache.clear()
 
 
-@pytest.fixture
-def counters_unreachable(settings):
-    """The raw Redis client points at a port where nothing listens, as when Redis is down."""
-    redis_client.cache_clear()
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    yield
-    redis_client.cache_clear()
-
-
 def _malformed_activation(client, forwarded_for):
     return client.post(
         ACTIVATIONS,

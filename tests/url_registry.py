@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from accounts.models import Role
+from vendors.labels import label_payload
 
 PUBLIC = "public"
 OWN_ACCOUNT = "own account"
@@ -50,6 +51,12 @@ def own_account():
 
 def organization_page(kwargs, *, managers_only=False, post=None):
     return Page(ORGANIZATION, kwargs, managers_only, post)
+
+
+def _label_of(device):
+    """The payload of the label of `device`'s unit (of a model without claim codes)."""
+    model = device.identity.device_model
+    return label_payload(model.vendor.slug, model.slug, device.identity.identifiers)
 
 
 def device_api(kwargs=None):
@@ -113,9 +120,9 @@ PORTAL_PAGES = {
     ),
     # A wizard: no single POST claims; its GET shows the owner the first step.
     "claim-device": organization_page(a_space, managers_only=True),
-    # A label's link keeps its payload in the visitor's session and sends them to sign in; what it
+    # A label's link keeps what its payload says in the visitor's session and redirects; what it
     # names is shown only once signed in, in the spaces of the user's own organizations.
-    "claim-label": public(lambda w: {"payload": "bm90IGEgbGFiZWw"}),
+    "claim-label": public(lambda w: {"payload": _label_of(w.device)}),
     "claim-label-space": own_account(),
     "space-bulk-action": organization_page(
         a_space,

@@ -14,6 +14,8 @@ import functools
 import hashlib
 import hmac
 import secrets
+import unicodedata
+from dataclasses import dataclass
 
 from django.conf import settings
 
@@ -47,7 +49,11 @@ _P = (
 )
 _INV = (0, 4, 3, 2, 1, 5, 6, 7, 8, 9)
 
-_SEPARATORS = str.maketrans("", "", " -\t")
+_SEPARATORS = str.maketrans("", "", " -\t\n\r\v\f")
+# What else people (and their phones' keyboards, and text copied from a PDF) put between digits:
+# dashes of every kind, the minus sign, and invisible characters (soft hyphen, zero-width space,
+# word joiner, byte-order mark); any Unicode whitespace is a separator too.
+_DASH_LIKE = frozenset("\u2212\u00ad\u200b\u2060\ufeff")
 
 
 class ClaimCodeError(ValueError):
@@ -77,11 +83,11 @@ def verhoeff_is_valid(code: str) -> bool:
 
 
 def normalize_claim_code(raw) -> str:
-    """The 11 digits of a claim code typed as `raw` (spaces and dashes anywhere are ignored).
+    """The 11 digits of a claim code typed as `raw` (spaces and dashes of any kind anywhere are ignored).
 
     Raises ClaimCodeError: `typo=True` for 11 digits whose check digit fails.
     """
-    code = (raw or "").translate(_SEPARATORS) if isinstance(raw, str) else ""
+    code = _without_separators(raw) if isinstance(raw, str) else ""
     if not code:
         raise ClaimCodeError("Enter the claim code.")
     if len(code) != CLAIM_CODE_LENGTH or not code.isascii() or not code.isdigit():
@@ -92,6 +98,16 @@ def normalize_claim_code(raw) -> str:
             typo=True,
         )
     return code
+
+
+def _without_separators(raw: str) -> str:
+    if raw.isascii():  # the serial-list import's million codes take this path
+        return raw.translate(_SEPARATORS)
+    return "".join(
+        character
+        for character in raw
+        if not (character.isspace() or character in _DASH_LIKE or unicodedata.category(character) == "Pd")
+    )
 
 
 def generate_claim_code() -> str:
@@ -131,6 +147,25 @@ def claim_code_hasher():
 def hash_claim_code(code: str) -> str:
     """What the portal stores for the normalized claim code `code`."""
     return claim_code_hasher()(code)
+
+
+@dataclass(frozen=True)
+class HashedClaimCode:
+    """A normalized claim code known by its keyed hash alone: what the portal keeps of a code
+    between two requests (the wizard's steps, a label link waiting for its space), so that the code
+    is never written into the session. Built by the server only (`of`, or from what it kept itself),
+    never from what a client sent: to a claim, the hash is as good as the code."""
+
+    digest: str
+
+    @classmethod
+    def of(cls, code: str) -> "HashedClaimCode":
+        """The hashed form of the normalized code `code`."""
+        return cls(hash_claim_code(code))
+
+    def matches(self, stored_hash: str) -> bool:
+        """Constant-time check against a stored hash; False when none is stored."""
+        return claim_code_hash_matches(self.digest, stored_hash)
 
 
 def claim_code_matches(code: str, stored_hash: str) -> bool:

@@ -207,8 +207,21 @@ SECURE_CSP = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # A QR label's link carries a claim code in its path: no log line keeps it (portal/logging.py).
+    "filters": {"label_payloads": {"()": "portal.logging.RedactLabelPayloads"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["label_payloads"]},
+        # Django's own handler of the development server's request lines, with the filter.
+        "server": {"class": "logging.StreamHandler", "formatter": "server", "filters": ["label_payloads"]},
+    },
+    "loggers": {
+        "django.request": {"filters": ["label_payloads"]},
+        "django.server": {"handlers": ["server"], "level": "INFO", "propagate": False},
+    },
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
 }
 

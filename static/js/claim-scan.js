@@ -3,6 +3,7 @@
 // <origin>/claim/label/<payload>/, the payload being base64url JSON (vendors/labels.py):
 // {"v": vendor slug, "m": model slug, "i": {field key: value}, "c": claim code}.
 // The browser's BarcodeDetector decodes where it exists; elsewhere the vendored jsQR, loaded on demand.
+// The button stops the camera too; a QR code linking to another site than this portal fills nothing.
 (function () {
   "use strict";
 
@@ -13,7 +14,9 @@
   const button = box.querySelector("[data-scan-start]");
   const video = box.querySelector("[data-scan-video]");
   const status = box.querySelector("[data-scan-status]");
+  const startLabel = button.innerHTML;
   let stream = null;
+  let scanning = null; // the scan in progress: a click on the button while there is one stops it
 
   // Shown only where a camera is there to scan with.
   navigator.mediaDevices.enumerateDevices().then(function (devices) {
@@ -34,6 +37,9 @@
     const match = url.pathname.match(/^\/claim\/label\/([A-Za-z0-9_-]+)\/$/);
     if (!match) {
       return null;
+    }
+    if (url.origin !== window.location.origin) {
+      return { foreign: url.host };
     }
     try {
       const base64 = match[1].replace(/-/g, "+").replace(/_/g, "/");
@@ -86,12 +92,14 @@
   }
 
   function stop() {
+    scanning = null;
     if (stream) {
       stream.getTracks().forEach(function (track) { track.stop(); });
       stream = null;
     }
+    video.srcObject = null;
     video.hidden = true;
-    button.disabled = false;
+    button.innerHTML = startLabel;
   }
 
   function fill(content) {
@@ -114,31 +122,60 @@
   }
 
   async function scan() {
-    button.disabled = true;
+    const current = {};
+    scanning = current;
+    button.textContent = "Stop the camera";
     say("Point the camera at the QR code on the device's label.");
     let decode;
+    let opened;
     try {
       decode = await makeDecoder();
-      stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false });
+      opened = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false });
     } catch (error) {
-      stop();
-      say("The camera cannot be used here: allow the browser to use it, or type the values printed on the label.");
+      if (scanning === current) {
+        stop();
+        say("The camera cannot be used here: allow the browser to use it, or type the values printed on the label.");
+      }
       return;
     }
+    if (scanning !== current) { // stopped while the browser was asking for the camera
+      opened.getTracks().forEach(function (track) { track.stop(); });
+      return;
+    }
+    stream = opened;
     video.srcObject = stream;
     video.hidden = false;
-    await video.play();
-    while (stream) {
+    try {
+      await video.play();
+    } catch (error) {
+      if (scanning === current) {
+        stop();
+        say("The camera's picture cannot be shown here: type the values printed on the label.");
+      }
+      return;
+    }
+    while (scanning === current) {
       const text = await decode(video).catch(function () { return null; });
       const content = text && labelContent(text);
-      if (content) {
+      if (content && scanning === current) {
         stop();
-        fill(content);
+        if (content.foreign) {
+          say("This QR code links to " + content.foreign + ", not to this portal: nothing was filled in. Scan the label of the device.");
+        } else {
+          fill(content);
+        }
         return;
       }
       await new Promise(function (resolve) { setTimeout(resolve, 150); });
     }
   }
 
-  button.addEventListener("click", scan);
+  button.addEventListener("click", function () {
+    if (scanning) {
+      stop();
+      say("Camera stopped.");
+    } else {
+      scan();
+    }
+  });
 })();
