@@ -177,6 +177,22 @@ def kept_label(request):
         raise
 
 
+def sign_in_message(request):
+    """What the sign-in page says to a visitor who opened a label link: the model and the serial
+    number (or other identifiers) it names, when the label is well formed, so that the person sees
+    which device they are about to claim; one general sentence otherwise. Only the model is looked
+    up, never the unit: a signed-out visitor learns at most that a model exists, as the vendor's
+    catalogue says anyway, and reads back only values that passed their field's own check."""
+    try:
+        label = kept_label(request)
+    except LabelRefused:
+        label = None
+    if label is None:
+        return "Sign in to claim the device whose label you opened."
+    named = ", ".join(f"{field} {value}" for field, value in label.identifier_rows())
+    return f"Sign in to claim the {label.device_model.name} with {named}."
+
+
 def check_label(request, label, space):
     """Check `label` as a claim into `space` (claims.check_claimable, counted as an attempt) and,
     if it would go through, hand it to that space's wizard. Raises the ClaimError, the label kept."""

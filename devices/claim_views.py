@@ -225,16 +225,15 @@ class ClaimDeviceWizardView(LoginRequiredMixin, ManagedSpaceMixin, SessionWizard
 
 class ClaimLabelView(View):
     """The link of a unit's QR label: keep what it says in the session and redirect at once to
-    ClaimLabelSpaceView (signing in first if needed). Nothing is looked up here, so every payload,
-    malformed or not, of a model that exists or not, gets the same answer; and no answer but this
-    redirect carries the payload's path into the logs."""
+    ClaimLabelSpaceView (signing in first if needed). No unit is looked up here, so every payload
+    gets the same redirect; and no answer but this redirect carries the payload's path into the logs."""
 
     def get(self, request, payload):
         claim_labels.keep_label(request, payload)
         if not request.user.is_authenticated:
             # The label waits in the session, not in the sign-in page's ?next= (a claim code in a URL
             # ends up in logs and in the browser's history).
-            messages.info(request, "Sign in to claim the device whose label you opened.")
+            messages.info(request, claim_labels.sign_in_message(request))
         return redirect("claim-label-space")
 
 

@@ -73,7 +73,7 @@ def test_a_signed_out_visitor_signs_in_and_then_lands_in_the_wizard(client, owne
     # The payload waits in the session: the sign-in page's link carries no code, nor the payload.
     assert login_url == f"{reverse('login')}?next={reverse('claim-label-space')}"
     assert _link(unit).split("/")[-2] not in login_url
-    assert "Sign in to claim the device whose label you opened." in landing.text
+    assert f"Sign in to claim the {unit.device_model.name} with Serial number {unit.identifier_1}." in landing.text
     signed_in = client.post(
         login_url, {"username": owner.email, "password": PASSWORD, "next": reverse("claim-label-space")}, follow=True
     )
@@ -280,9 +280,11 @@ def _signed_out_answer(link):
     return response.status_code, tuple(response.redirect_chain[1:]), tuple(messages), "Acme" in response.text
 
 
-def test_signed_out_visitors_get_one_answer_whatever_the_label_names(unit):
-    answers = {
-        _signed_out_answer(_link(unit)),
+def test_signed_out_visitors_get_one_redirect_whatever_the_label_names_and_read_only_the_model_and_serial(unit):
+    sign_in = f"{reverse('login')}?next={reverse('claim-label-space')}"
+    general = (200, ((sign_in, 302),), ("Sign in to claim the device whose label you opened.",), False)
+    named = f"Sign in to claim the {unit.device_model.name} with Serial number {unit.identifier_1}."
+    others = {
         _signed_out_answer(
             label_url(
                 "http://testserver", unit.device_model.vendor.slug, "no-such-model", {"serial_number": "X1"}, CODE
@@ -291,8 +293,17 @@ def test_signed_out_visitors_get_one_answer_whatever_the_label_names(unit):
         _signed_out_answer(label_url("http://testserver", "no-such-vendor", "cam-1", {"serial_number": "X1"})),
         _signed_out_answer(reverse("claim-label", args=["not-a-label"])),
     }
-    sign_in = f"{reverse('login')}?next={reverse('claim-label-space')}"
-    assert answers == {(200, ((sign_in, 302),), ("Sign in to claim the device whose label you opened.",), False)}
+    assert others == {general}
+    # A wrong code and a unit that does not exist read like the real one: no unit is looked up.
+    forged = label_url(
+        "http://testserver", unit.device_model.vendor.slug, unit.device_model.slug, {"serial_number": "SN-999999"}, CODE
+    )
+    assert _signed_out_answer(_link(unit))[:3] == (200, ((sign_in, 302),), (named,))
+    assert _signed_out_answer(forged)[:3] == (
+        200,
+        ((sign_in, 302),),
+        (f"Sign in to claim the {unit.device_model.name} with Serial number SN-999999.",),
+    )
 
 
 def test_the_sign_in_page_never_echoes_a_labels_text(camera):
