@@ -84,9 +84,9 @@ def search_devices(devices, *, term="", connection="", status="", device_model=N
     exact = []
     if term:
         exact = list(
-            ApprovedIdentity.objects.matching(
-                term, device_model_ids=device_models.values_list("pk", flat=True)
-            ).values_list("pk", flat=True)
+            ApprovedIdentity.objects.matching(term, device_model_ids=device_models.values_list("pk", flat=True))
+            .order_by()
+            .values_list("pk", flat=True)
         )
         by_name = Q()
         for word in term.split():
