@@ -185,3 +185,15 @@ def test_a_name_search_uses_the_trigram_index(space, device_model):
         cursor.execute("SET LOCAL enable_seqscan = off")
     plan = Device.objects.filter(name__icontains="lobby").explain()
     assert "device_name_trgm" in plan, plan
+
+
+def test_a_viewer_searches_too_without_the_bulk_bar(client, viewer, space, hub, others):
+    client.force_login(viewer)
+    response = client.get(reverse("space-dashboard", args=[space.code]), {"q": "lobby"})
+    assert [device.name for device in response.context["devices"]] == ["Lobby Hub"]
+    assert 'id="bulk-form"' not in response.content.decode()
+
+
+def test_an_outsider_searching_a_space_gets_404(client, outsider, space, hub):
+    client.force_login(outsider)
+    assert client.get(reverse("space-dashboard", args=[space.code]), {"q": "SN-ABC123"}).status_code == 404
