@@ -311,7 +311,9 @@ class SpaceBulkActionView(LoginRequiredMixin, View):
     def post(self, request, code):
         space, membership = get_for_user(Space.objects.select_related("organization"), request.user, OPERATE, code=code)
         form = bulk_action_form(space, request.POST)
-        dashboard = redirect("space-dashboard", code=space.code)
+        # Back to the filtered view the selection was made in (the dashboard's own query string).
+        query = request.GET.urlencode()
+        dashboard = redirect(reverse("space-dashboard", args=[space.code]) + (f"?{query}" if query else ""))
         if not form.is_valid():
             for errors in form.errors.values():
                 messages.error(request, " ".join(errors))

@@ -7,6 +7,7 @@ from django.views.generic import ListView, TemplateView, View
 from accounts.access import MANAGE, OPERATE, allows, get_for_user, membership_for
 from accounts.models import Organization
 from devices.models import offline_condition, online_condition
+from devices.search import DeviceSearchForm
 from devices.views import bulk_action_form
 
 from .models import Space
@@ -61,24 +62,38 @@ class OrganizationOverviewView(LoginRequiredMixin, TemplateView):
 
 
 class SpaceDashboardView(LoginRequiredMixin, ListView):
-    """A space's devices, paginated, with the + Claim Device button for those who may claim."""
+    """A space's devices, searched, filtered, sorted and paginated (all in the query string, so a
+    view can be bookmarked), with the + Claim Device button for those who may claim. htmx asks
+    for the result list alone as the person types."""
 
     template_name = "spaces/space_dashboard.html"
     context_object_name = "devices"
     paginate_by = 50
+    SORT_COLUMNS = [("name", "Name"), ("model", "Vendor · model"), ("last_seen", "Connection")]
 
     def get_queryset(self):
         self.space, self.membership = get_for_user(
             Space.objects.select_related("organization"), self.request.user, code=self.kwargs["code"]
         )
-        return self.space.devices.with_related().order_by("name", "pk")
+        self.search_form = DeviceSearchForm(self.request.GET, organization=self.space.organization)
+        return self.search_form.search(self.space.devices.with_related())
+
+    def get_template_names(self):
+        htmx = self.request.htmx
+        if htmx and not htmx.history_restore_request:
+            return [f"{self.template_name}#device-results"]
+        return [self.template_name]
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
+        values = self.search_form.cleaned_data if self.search_form.is_valid() else {}
         return context | {
             "space": self.space,
             "organization": self.space.organization,
             "membership": self.membership,
+            "search_form": self.search_form,
+            "searching": any(values.get(name) for name in ("q", "connection", "status", "model")),
+            "sort_columns": sort_columns(self.SORT_COLUMNS, values.get("sort") or "name"),
             "can_claim": allows(self.membership, MANAGE),
             "can_operate": allows(self.membership, OPERATE),
             "bulk_form": (
@@ -87,3 +102,12 @@ class SpaceDashboardView(LoginRequiredMixin, ListView):
                 else None
             ),
         }
+
+
+def sort_columns(columns, current):
+    """The sortable column headers: each links to its sort, or to the reverse if it is the current one."""
+    headers = []
+    for key, label in columns:
+        state = "ascending" if current == key else "descending" if current == f"-{key}" else ""
+        headers.append({"label": label, "link": f"-{key}" if state == "ascending" else key, "current": state})
+    return headers
