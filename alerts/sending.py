@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, Subquery, Value
+from django.db.models import Count, Exists, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -99,12 +99,12 @@ def send_offline_alert(membership_id, *, until, now=None):
         if since >= until:
             return False
         devices = _changed_devices(membership, preference, since=since, until=until)
-        offline = devices.filter(online=False)
-        online = devices.filter(online=True)
-        counts = {"offline": offline.count(), "online": online.count()}
+        counts = devices.aggregate(
+            offline=Count("pk", filter=Q(online=False)), online=Count("pk", filter=Q(online=True))
+        )
         preference.sent_until = until
         if counts["offline"] or counts["online"]:
-            _email(membership, offline, online, counts)
+            _email(membership, devices.filter(online=False), devices.filter(online=True), counts)
             preference.last_sent_at = now
         preference.save(update_fields=["sent_until", "last_sent_at"])
     return bool(counts["offline"] or counts["online"])
@@ -114,14 +114,16 @@ def _email(membership, offline, online, counts):
     origin = portal_origin()
     unsubscribe_url = origin + reverse("alert-unsubscribe", kwargs={"token": unsubscribe_token(membership)})
 
-    def listed(devices):
+    def listed(devices, count):
+        if not count:
+            return []
         rows = devices.select_related("space").order_by("name", "pk")[:LISTED_PER_STATE]
         return [(device, origin + reverse("device-detail", kwargs={"code": device.code})) for device in rows]
 
     context = {
         "organization": membership.organization,
-        "offline": listed(offline),
-        "online": listed(online),
+        "offline": listed(offline, counts["offline"]),
+        "online": listed(online, counts["online"]),
         "counts": counts,
         "more_offline": max(counts["offline"] - LISTED_PER_STATE, 0),
         "more_online": max(counts["online"] - LISTED_PER_STATE, 0),

@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts.models import AuditEntry, Membership, Role
 from alerts.preferences import alert_choice, set_alert_preference, unsubscribe_token
 from alerts.sending import send_offline_alert
-from devices.models import Device
+from devices.models import Device, DeviceEvent
 from devices.tasks import record_connectivity_changes
 from devices.telemetry import record_heartbeat
 from tests.factories import ActivatedDeviceFactory, MembershipFactory, SpaceFactory
@@ -196,3 +196,14 @@ def test_the_preferences_page_refuses_another_organizations_spaces_and_code(clie
         assert client.post(reverse("alert-preferences"), {"organization": code}).status_code == 404
     assert alert_choice(_membership(viewer)) == (False, [])
     assert alert_choice(_membership(outsider)) == (True, [])
+
+
+def test_the_sweep_marks_a_fleet_larger_than_one_batch(space, owner, monkeypatch):
+    monkeypatch.setattr("devices.telemetry.SWEEP_BATCH", 2)
+    devices = _online(space, 5)
+    _go_silent(devices)
+    _sweep()
+    assert not Device.objects.filter(online=True).exists()
+    assert DeviceEvent.objects.filter(kind=DeviceEvent.Kind.WENT_OFFLINE).count() == 5
+    (message,) = _mails_to(owner)
+    assert "5 offline" in message.subject
