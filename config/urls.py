@@ -3,6 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("alerts.urls")),
     path("accounts/", include("accounts.urls")),
     path("", include("spaces.urls")),
     path("", include("devices.urls")),

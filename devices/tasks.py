@@ -5,7 +5,9 @@ by activation_queue.py), commands.py and telemetry.py; each task is one call to 
 import logging
 
 from celery import shared_task
+from django.utils import timezone
 
+from alerts.tasks import plan_offline_alerts
 from devices import activation_queue, commands, telemetry
 
 logger = logging.getLogger(__name__)
@@ -41,9 +43,13 @@ def expire_commands():
 
 @shared_task(acks_late=True, ignore_result=True)
 def record_connectivity_changes():
-    marked = telemetry.record_connectivity_changes()
+    """Celery beat, every minute: mark stale devices offline, then plan the offline alerts of the
+    changes up to the sweep's start (its own events are committed by then)."""
+    now = timezone.now()
+    marked = telemetry.record_connectivity_changes(now=now)
     if marked:
         logger.info("marked %d devices offline", marked)
+    plan_offline_alerts.delay(now.isoformat())
 
 
 @shared_task(acks_late=True, ignore_result=True)

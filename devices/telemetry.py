@@ -11,6 +11,9 @@ from vendors.models import DeviceModel
 from .models import Command, ConfigurationVersion, Device, DeviceEvent, Heartbeat
 
 HEARTBEAT_RETENTION = timedelta(days=30)
+# Devices the connectivity sweep marks per transaction: one statement's parameters stay well under
+# PostgreSQL's limit of 65,535 when a whole fleet goes offline at once.
+SWEEP_BATCH = 5_000
 
 
 def record_heartbeat(device, *, metrics, config_version=None, now=None):
@@ -99,25 +102,30 @@ def _insert_while_claimed(model, device, **values):
 
 def record_connectivity_changes(now=None):
     """Mark devices offline whose last heartbeat is older than Device.offline_after, with a
-    went-offline event for claimed ones. Set-based, one pass per device model."""
+    went-offline event for claimed ones. Set-based, per device model in batches of SWEEP_BATCH."""
     now = now or timezone.now()
     marked = 0
     for model_id, interval in DeviceModel.objects.values_list("pk", "heartbeat_interval"):
         stale = Device.objects.filter(
             device_model_id=model_id, online=True, last_seen_at__lt=now - Device.offline_after(interval)
         )
-        with transaction.atomic():
-            rows = list(stale.select_for_update(skip_locked=True).values_list("pk", "status"))
-            if not rows:
-                continue
+        while batch := _mark_offline(stale, now):
+            marked += batch
+    return marked
+
+
+def _mark_offline(stale, now):
+    """Mark one batch of `stale` offline, with its events; returns how many (0: none left)."""
+    with transaction.atomic():
+        rows = list(stale.select_for_update(skip_locked=True).values_list("pk", "status")[:SWEEP_BATCH])
+        if rows:
             Device.objects.filter(pk__in=[pk for pk, _ in rows]).update(online=False)
             DeviceEvent.objects.bulk_create(
                 DeviceEvent(device_id=pk, kind=DeviceEvent.Kind.WENT_OFFLINE, created_at=now)
                 for pk, status in rows
                 if status == Device.Status.CLAIMED
             )
-            marked += len(rows)
-    return marked
+    return len(rows)
 
 
 def purge_old_heartbeats(now=None):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from accounts.models import Role
+from alerts.preferences import unsubscribe_token
 from vendors.labels import label_payload
 
 PUBLIC = "public"
@@ -109,6 +110,10 @@ PORTAL_PAGES = {
     "organization-leave": organization_page(the_organization, post=nothing),
     "audit-log": organization_page(the_organization, managers_only=True),
     "audit-log-csv": organization_page(the_organization, managers_only=True),
+    # Offline alerts: the member's own choices, and the e-mail's link, whose signed token is the
+    # proof (a GET only asks; the mail program's one-click POST turns alerts off).
+    "alert-preferences": own_account(),
+    "alert-unsubscribe": public(lambda w: {"token": unsubscribe_token(w.viewer_membership)}),
     # Spaces
     "home": own_account(),
     "organization-overview": organization_page(the_organization),

@@ -64,6 +64,7 @@ LOCAL_APPS = [
     "vendors",
     "spaces",
     "devices",
+    "alerts",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
@@ -286,6 +287,8 @@ CELERY_BEAT_SCHEDULE |= {
     "record-connectivity-changes": {"task": "devices.tasks.record_connectivity_changes", "schedule": 60.0},
     "purge-old-heartbeats": {"task": "devices.tasks.purge_old_heartbeats", "schedule": 3600.0},
 }
+# Offline alert e-mails (alerts/sending.py): at most one per member every this many seconds.
+ALERT_EMAIL_INTERVAL = env.int("ALERT_EMAIL_INTERVAL", default=15 * 60)
 # Celery's Django fixup closes the database connection before and after every task unless
 # DB_REUSE_MAX is set, so each task paid a new PostgreSQL connection (a backend fork and
 # authentication: most of the worker's CPU). Keep it for 500 tasks per process; config/celery_app.py
