@@ -53,6 +53,21 @@ class DeviceSearchForm(forms.Form):
         )
 
 
+class OrganizationDeviceSearchForm(DeviceSearchForm):
+    """The organization-wide list's search: the same box and filters, plus the space (by its code)."""
+
+    space = forms.ModelChoiceField(required=False, queryset=None, empty_label="Any space", to_field_name="code")
+    field_order = ["q", "space"]
+
+    def __init__(self, data, *, organization):
+        super().__init__(data, organization=organization)
+        self.fields["space"].queryset = organization.spaces.order_by("name")
+
+    def search(self, devices):
+        space = self.cleaned_data.get("space") if self.is_valid() else None
+        return super().search(devices if space is None else devices.filter(space=space))
+
+
 def organization_device_models(organization):
     """The models an organization's devices can be of: those of the vendors it is connected to."""
     return DeviceModel.objects.filter(vendor__organizations=organization).select_related("vendor").order_by("name")

@@ -1,13 +1,16 @@
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.db.models import Count, Q
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.views.generic import ListView, TemplateView, View
 
 from accounts.access import MANAGE, OPERATE, allows, get_for_user, membership_for
 from accounts.models import Organization
+from accounts.views import OrganizationMixin
+from devices.exports import device_list_csv
 from devices.models import offline_condition, online_condition
-from devices.search import DeviceSearchForm
+from devices.search import DeviceSearchForm, OrganizationDeviceSearchForm
 from devices.views import bulk_action_form
 
 from .models import Space
@@ -61,22 +64,14 @@ class OrganizationOverviewView(LoginRequiredMixin, TemplateView):
         )
 
 
-class SpaceDashboardView(LoginRequiredMixin, ListView):
-    """A space's devices, searched, filtered, sorted and paginated (all in the query string, so a
-    view can be bookmarked), with the + Claim Device button for those who may claim. htmx asks
-    for the result list alone as the person types."""
+class DeviceListMixin:
+    """A searched, filtered, sorted and paginated device list (all in the query string, so a view
+    can be bookmarked); htmx asks for the result list alone (the template's #device-results
+    partial) as the person types."""
 
-    template_name = "spaces/space_dashboard.html"
     context_object_name = "devices"
     paginate_by = 50
     SORT_COLUMNS = [("name", "Name"), ("model", "Vendor · model"), ("last_seen", "Connection")]
-
-    def get_queryset(self):
-        self.space, self.membership = get_for_user(
-            Space.objects.select_related("organization"), self.request.user, code=self.kwargs["code"]
-        )
-        self.search_form = DeviceSearchForm(self.request.GET, organization=self.space.organization)
-        return self.search_form.search(self.space.devices.with_related())
 
     def get_template_names(self):
         htmx = self.request.htmx
@@ -88,12 +83,31 @@ class SpaceDashboardView(LoginRequiredMixin, ListView):
         context = super().get_context_data(**kwargs)
         values = self.search_form.cleaned_data if self.search_form.is_valid() else {}
         return context | {
+            "search_form": self.search_form,
+            "searching": any(values.get(name) for name in ("q", "connection", "status", "model", "space")),
+            "sort_columns": sort_columns(self.SORT_COLUMNS, values.get("sort") or "name"),
+        }
+
+
+class SpaceDashboardView(LoginRequiredMixin, DeviceListMixin, ListView):
+    """A space's devices (see DeviceListMixin), with the + Claim Device button for those who may
+    claim and the bulk bar for those who may operate."""
+
+    template_name = "spaces/space_dashboard.html"
+
+    def get_queryset(self):
+        self.space, self.membership = get_for_user(
+            Space.objects.select_related("organization"), self.request.user, code=self.kwargs["code"]
+        )
+        self.search_form = DeviceSearchForm(self.request.GET, organization=self.space.organization)
+        return self.search_form.search(self.space.devices.with_related())
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        return context | {
             "space": self.space,
             "organization": self.space.organization,
             "membership": self.membership,
-            "search_form": self.search_form,
-            "searching": any(values.get(name) for name in ("q", "connection", "status", "model")),
-            "sort_columns": sort_columns(self.SORT_COLUMNS, values.get("sort") or "name"),
             "can_claim": allows(self.membership, MANAGE),
             "can_operate": allows(self.membership, OPERATE),
             "bulk_form": (
@@ -102,6 +116,28 @@ class SpaceDashboardView(LoginRequiredMixin, ListView):
                 else None
             ),
         }
+
+
+class OrganizationDevicesView(OrganizationMixin, DeviceListMixin, ListView):
+    """The devices of every space of the organization (see DeviceListMixin), with a space filter
+    and the filtered list's CSV export."""
+
+    template_name = "spaces/organization_devices.html"
+
+    def get_queryset(self):
+        self.search_form = OrganizationDeviceSearchForm(self.request.GET, organization=self.organization)
+        return self.search_form.search(self.organization.devices.with_related())
+
+
+class OrganizationDevicesCsvView(OrganizationMixin, View):
+    """The organization-wide list, filtered as on the page, as CSV: streamed a chunk at a time."""
+
+    def get(self, request, code):
+        search_form = OrganizationDeviceSearchForm(request.GET, organization=self.organization)
+        devices = search_form.search(self.organization.devices.with_related())
+        response = StreamingHttpResponse(device_list_csv(devices), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="devices-{self.organization.code}.csv"'
+        return response
 
 
 def sort_columns(columns, current):

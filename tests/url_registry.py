@@ -117,6 +117,8 @@ PORTAL_PAGES = {
     # Spaces
     "home": own_account(),
     "organization-overview": organization_page(the_organization),
+    "organization-devices": organization_page(the_organization),
+    "organization-devices-csv": organization_page(the_organization),
     "space-dashboard": organization_page(a_space),
     "space-create": organization_page(the_organization, managers_only=True, post=lambda w: {"name": "Third"}),
     "space-settings": organization_page(a_space, managers_only=True, post=lambda w: {"name": "Renamed"}),
