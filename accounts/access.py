@@ -33,14 +33,28 @@ def organizations_allowing(user, ability):
     ]
 
 
+def require(membership, ability):
+    """403 unless `membership`'s role permits `ability`."""
+    if not allows(membership, ability):
+        raise PermissionDenied("Your role in this organization does not allow this.")
+    return membership
+
+
 def membership_for(user, organization_id, ability=READ):
     """The user's membership in the organization: 404 if none, 403 if the role does not allow `ability`."""
     membership = get_object_or_404(
         Membership.objects.select_related("organization"), user=user, organization_id=organization_id
     )
-    if not allows(membership, ability):
-        raise PermissionDenied("Your role in this organization does not allow this.")
-    return membership
+    return require(membership, ability)
+
+
+def get_in_organization(queryset, membership, ability=READ, **lookup):
+    """Fetch one object with `lookup` among `membership`'s organization's, and check the role: what
+    callers that act as a membership without a session (API tokens) look objects up with.
+    Another organization's object is 404, the same as a missing one."""
+    obj = get_object_or_404(queryset.filter(organization_id=membership.organization_id), **lookup)
+    require(membership, ability)
+    return obj
 
 
 def get_for_user(queryset, user, ability=READ, **lookup):
@@ -61,9 +75,7 @@ def organization_membership(user, ability=READ, **lookup):
     """
     organization_lookup = {f"organization__{field}": value for field, value in lookup.items()}
     membership = get_object_or_404(Membership.objects.select_related("organization"), user=user, **organization_lookup)
-    if not allows(membership, ability):
-        raise PermissionDenied("Your role in this organization does not allow this.")
-    return membership
+    return require(membership, ability)
 
 
 # Vendor staff in the admin: a staff user linked to a vendor sees only that vendor's data.

@@ -218,6 +218,16 @@ class AuditEntry(models.Model):
         ROLE_CHANGED = "role_changed", "Role changed"
         MEMBER_REMOVED = "member_removed", "Member removed"
         MEMBER_LEFT = "member_left", "Member left"
+        API_TOKEN_CREATED = "api_token_created", "API token created"
+        API_TOKEN_REVOKED = "api_token_revoked", "API token revoked"
+        WEBHOOK_ADDED = "webhook_added", "Webhook added"
+        WEBHOOK_CHANGED = "webhook_changed", "Webhook changed"
+        WEBHOOK_REMOVED = "webhook_removed", "Webhook removed"
+        WEBHOOK_DISABLED = "webhook_disabled", "Webhook disabled"
+        RELEASE_REQUESTED = "release_requested", "Release requested"
+        RELEASE_REQUEST_DECLINED = "release_request_declined", "Release request declined"
+        TWO_FACTOR_REQUIRED = "two_factor_required", "Two-factor authentication required"
+        TWO_FACTOR_NOT_REQUIRED = "two_factor_not_required", "Two-factor authentication no longer required"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="audit_entries")
     actor = models.ForeignKey(

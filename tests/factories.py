@@ -229,3 +229,10 @@ def serial_list_csv(rows):
     lines = ["serial_number,mac_address"]
     lines += [f"WK-{n:07d},02:40:00:{n >> 16 & 255:02X}:{n >> 8 & 255:02X}:{n & 255:02X}" for n in range(rows)]
     return ("\n".join(lines) + "\n").encode()
+
+
+def api_token(organization, role=Role.ADMIN, *, name="Inventory", actor=None, **options):
+    """A token of `organization` with `role`, made as the tokens page makes it; returns (token, its text)."""
+    from apitokens.tokens import create_token
+
+    return create_token(organization, name=name, role=role, actor=actor, **options)

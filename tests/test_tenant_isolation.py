@@ -8,6 +8,7 @@ see organizations, not people.
 """
 
 import html
+import json
 import re
 import uuid
 from types import SimpleNamespace
@@ -36,6 +37,7 @@ from .factories import (
     SpaceFactory,
     VendorFactory,
     VendorStaffFactory,
+    api_token,
 )
 
 pytestmark = pytest.mark.django_db
@@ -214,6 +216,9 @@ def test_a_member_reaches_the_same_url(client, world, name, route):
     page = _portal_page(name)
     if page.kind == url_registry.DEVICE_API:
         assert client.get(reverse(name, kwargs=page.kwargs(world))).status_code in (401, 405)
+        return
+    if page.kind == url_registry.ORGANIZATION_API:
+        assert _api_call(client, name, world, page).status_code == 401
         return
     if page.kind == url_registry.PUBLIC:
         assert client.get(reverse(name, kwargs=page.kwargs(world))).status_code < 500
@@ -418,4 +423,51 @@ def test_a_users_session_never_opens_the_device_api(client, world, name):
     before = database_state()
     assert client.get(url).status_code in (401, 405)
     assert client.post(url, {"metrics": {}}, content_type="application/json").status_code in (401, 405)
+    assert database_state() == before
+
+
+def _api_call(client, name, world, page, token=None):
+    url = reverse(name, kwargs=page.kwargs(world))
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    body = page.post(world) if page.post else None
+    call = getattr(client, page.method)
+    if body is None:
+        return call(url, **headers)
+    return call(url, data=json.dumps(body), content_type="application/json", **headers)
+
+
+@pytest.mark.parametrize("name", _names_of(url_registry.ORGANIZATION_API))
+def test_the_organization_s_own_token_succeeds_where_another_s_gets_404_and_a_session_401(
+    client, world, outsider, name
+):
+    page = url_registry.PORTAL_PAGES[name]
+    other_token = api_token(outsider.memberships.get().organization, Role.ADMIN)[1]
+    own_token = api_token(world.organization, Role.ADMIN)[1]
+    client.force_login(world.owner)
+    before = database_state()
+    assert _api_call(client, name, world, page).status_code == 401, "a session is no API token"
+    client.logout()
+    response = _api_call(client, name, world, page, other_token)
+    # An object's call is 404; a collection's lists the other organization's own objects only.
+    assert response.status_code == 404 or (
+        response.status_code == 200 and not _names_a_victim_object(response.content.decode(), world)
+    )
+    assert database_state() == before
+    response = _api_call(client, name, world, page, own_token)
+    assert response.status_code < 300
+    assert page.method != "get" or _names_a_victim_object(response.content.decode(), world), (
+        "the sample call shows the organization's objects: otherwise the 404s above would prove nothing"
+    )
+
+
+def _names_a_victim_object(text, world):
+    return any(str(code) in text for code in (world.device.code, world.space.code, world.second_space.code))
+
+
+@pytest.mark.parametrize("name", _names_of(url_registry.ORGANIZATION_API, managers_only=True))
+def test_a_viewer_token_gets_403_on_calls_that_change_things(client, world, name):
+    page = url_registry.PORTAL_PAGES[name]
+    viewer_token = api_token(world.organization, Role.VIEWER)[1]
+    before = database_state()
+    assert _api_call(client, name, world, page, viewer_token).status_code == 403
     assert database_state() == before

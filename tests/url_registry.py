@@ -14,7 +14,10 @@ nobody else's), `organization_page` (shows or changes an organization's objects:
 gets 404 on GET and on the owner's POST and nothing changes; with managers_only=True a viewer
 gets 403; a page that answers GET with 405 must say its POST),
 `device_api` (the device API calls authenticated by the device key: a user's session, even
-the owner's, gets 401 and changes nothing).
+the owner's, gets 401 and changes nothing), `organization_api` (the customer API, authenticated
+by an organization's API token: a user's session gets 401, another organization's token 404 on
+the call that succeeds for the organization's own, and nothing changes; a viewer's token gets 403
+on a call that needs more than reading).
 Admin URLs are covered by ADMIN_MODELS (one line per model registered in the admin: how to
 build an object of *another* vendor or organization) and ADMIN_SITE_PAGES (the admin's own pages).
 """
@@ -30,6 +33,7 @@ PUBLIC = "public"
 OWN_ACCOUNT = "own account"
 ORGANIZATION = "organization object"
 DEVICE_API = "device API"
+ORGANIZATION_API = "organization API"
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,9 @@ class Page:
     # For organization pages: only owners and admins may use it (a viewer gets 403).
     managers_only: bool = False
     # For organization pages that take a POST: the form data the owner's POST succeeds with.
+    # For the organization API: the JSON body of the call (with `method`) that succeeds.
     post: Any = None
+    method: str = "get"
 
 
 def public(kwargs=None):
@@ -63,6 +69,12 @@ def _label_of(device):
 def device_api(kwargs=None):
     """Authenticated by the device's key alone: no user's session, whoever's, opens it."""
     return Page(DEVICE_API, kwargs or (lambda world: {}))
+
+
+def organization_api(kwargs=None, *, method="get", body=None, managers_only=False):
+    """A customer API call (`method`, with the JSON `body` the organization's own admin token
+    succeeds with); managers_only: a viewer's token is refused."""
+    return Page(ORGANIZATION_API, kwargs or (lambda world: {}), managers_only, body, method)
 
 
 # URL arguments for the sample organization `w` most pages take.
@@ -157,6 +169,10 @@ PORTAL_PAGES = {
     "device-api:config": device_api(),
     "device-api:health": public(),
     "device-api:openapi": public(),
+    # Customer API (docs/customer-api.md): an organization's API token.
+    "org-api:api-root": public(),
+    "org-api:list_spaces": organization_api(),
+    "org-api:get_device": organization_api(lambda w: {"device_id": w.device.code}),
 }
 
 # One line per model registered in the admin: an object vendor staff of `w.staff_vendor` must not

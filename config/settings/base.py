@@ -65,6 +65,7 @@ LOCAL_APPS = [
     "spaces",
     "devices",
     "alerts",
+    "apitokens",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
@@ -253,6 +254,8 @@ PASSWORD_RESET_TIMEOUT = 60 * 60 * 24
 # sweeper (re-sends operations a lost broker message left assigning) and cleanup.
 ACTIVATION_RATE_PER_ADDRESS = env.int("ACTIVATION_RATE_PER_ADDRESS", default=30)
 ACTIVATION_RATE_PER_IDENTITY = env.int("ACTIVATION_RATE_PER_IDENTITY", default=5)
+# Customer API requests per minute and token (apitokens/authentication.py).
+ORG_API_RATE_PER_TOKEN = env.int("ORG_API_RATE_PER_TOKEN", default=600)
 # Devices that may wait for their answer (?wait=N) at once in one web process; beyond it they get
 # 202 and poll. Each holds a thread: keep it a few under the threads per worker (the README's
 # gunicorn runs 16) so that pages keep answering during an activation storm.
