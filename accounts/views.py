@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.views.generic import FormView, ListView, TemplateView, View
 
 from portal.csv import csv_lines
+from portal.links import portal_origin
 
 from .access import MANAGE, READ, allows, organization_membership
 from .forms import AuditFilterForm, InvitationForm, RoleForm, SignUpForm
@@ -78,7 +79,7 @@ class MembersView(OrganizationMixin, FormView):
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
                 actor=self.request.user,
-                link_origin=self.request.build_absolute_uri("/"),
+                link_origin=portal_origin(self.request) + "/",
             )
         except MembershipError as error:
             form.add_error("email", error.message)

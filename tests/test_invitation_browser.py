@@ -13,7 +13,10 @@ from .factories import PASSWORD, MembershipFactory
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_an_invitee_follows_the_emailed_link_and_lands_in_the_organization_with_the_role(live_server, browser, page):
+def test_an_invitee_follows_the_emailed_link_and_lands_in_the_organization_with_the_role(
+    live_server, browser, page, settings
+):
+    settings.PORTAL_ORIGIN = ""  # the link leads to the address the inviter reached
     owner = MembershipFactory(role=Role.OWNER, organization__name="Acme Facilities").user
     organization = owner.memberships.get().organization
 

@@ -29,6 +29,12 @@ INVITED = "new.person@example.test"
 LATER = timedelta(minutes=5)  # past the sweep's wait for the task, within the sending lease
 
 
+@pytest.fixture(autouse=True)
+def no_portal_origin(settings):
+    """Links lead to the address the inviter reached the portal at (PORTAL_ORIGIN would win)."""
+    settings.PORTAL_ORIGIN = ""
+
+
 def _invite_through_the_page(client, organization, owner, capture_on_commit, *, task_runs=True):
     client.force_login(owner)
     with capture_on_commit(execute=task_runs):

@@ -30,3 +30,14 @@ def test_production_prints_label_links_at_the_request_address_unless_a_portal_or
     code = "from django.conf import settings; print(repr(settings.PORTAL_ORIGIN))"
     result = manage("shell", "--no-imports", "-c", code)
     assert result.stdout.strip() == "''", result.stdout + result.stderr
+
+
+def test_links_sent_by_background_tasks_use_the_first_allowed_host_when_no_portal_origin_is_set(settings):
+    from portal.links import portal_origin
+
+    settings.PORTAL_ORIGIN = ""
+    settings.SESSION_COOKIE_SECURE = True
+    settings.ALLOWED_HOSTS = ["portal.example.com", "www.portal.example.com"]
+    assert portal_origin() == "https://portal.example.com"
+    settings.ALLOWED_HOSTS = [".example.com"]
+    assert portal_origin() == ""
