@@ -283,12 +283,13 @@ def test_label_links_in_downloads_use_the_address_staff_reached_without_a_portal
     assert all(row["label_url"].startswith("http://testserver/claim/label/") for row in rows)
 
 
-def test_the_command_line_without_a_portal_origin_says_so_instead_of_printing_a_local_link(
+def test_the_command_line_without_a_portal_origin_or_a_host_name_says_so_instead_of_printing_a_local_link(
     cam_model, tmp_path, settings
 ):
     from django.core.management import call_command
 
     settings.PORTAL_ORIGIN = ""
+    settings.ALLOWED_HOSTS = [".example.com"]
     path = tmp_path / "cams.csv"
     path.write_text("serial_number\nCAM1-0001\n")
     out = io.StringIO()
