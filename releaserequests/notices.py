@@ -3,7 +3,7 @@ the requester when it is answered. Each tells one side nothing about the other: 
 the message and the date, the requester the unit as they typed it and the answer."""
 
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
+from django.core.mail import EmailMessage, mailers
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -28,7 +28,7 @@ def _take(release_request_id, field, **where):
 
 def _send(release_request_id, field, messages):
     try:
-        get_connection().send_messages(messages)
+        mailers.default.send_messages(messages)
     except Exception:
         # Not sent: the task retries (see tasks.py).
         ReleaseRequest.objects.filter(pk=release_request_id).update(**{field: None})
