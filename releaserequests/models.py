@@ -93,9 +93,10 @@ class ReleaseRequest(models.Model):
         return unit_description(self.device)
 
     def may_claim_now(self, now=None):
-        """Whether the requester alone may claim the released unit now."""
+        """Whether the requester alone may claim the released unit now (and nobody has yet)."""
         return (
             self.status == self.Status.RELEASED
-            and self.reserved_until
+            and self.reserved_until is not None
             and self.reserved_until > (now or timezone.now())
+            and self.device.status != self.device.Status.CLAIMED
         )
