@@ -19,7 +19,7 @@ from devices.actions import DeviceActionError, lock_claimed, release_device
 from devices.models import Device
 from portal.ratelimit import RateLimit, RateLimitExceeded, RateLimitUnavailable, count_attempt, take_back
 
-from . import tasks
+from . import notices, tasks
 from .models import MESSAGE_MAX_LENGTH, ReleaseRequest, unit_description
 
 # An unanswered request expires after this long.
@@ -94,7 +94,7 @@ def request_release(*, device, organization, actor, message, claim_code_hash="",
                 target=unit_description(locked),
                 details={"request": str(release_request.code)},
             )
-            transaction.on_commit(lambda: tasks.tell_holder.delay(release_request.pk))
+            notices.send_after_commit(tasks.tell_holder, release_request.pk)
     except ReleaseRequestError:
         take_back(REQUESTS_PER_USER, actor.pk)
         take_back(REQUESTS_PER_ORGANIZATION, organization.pk)
@@ -141,7 +141,7 @@ def decline_request(release_request, *, actor, now=None):
             target=locked.device.name,
             details={"device": str(locked.device.code)},
         )
-        transaction.on_commit(lambda: tasks.tell_requester.delay(locked.pk))
+        notices.send_after_commit(tasks.tell_requester, locked.pk)
     return locked
 
 
@@ -163,7 +163,7 @@ def release_for_request(release_request, *, actor, now=None):
         release_device(locked.device, actor=actor)
         locked.reserved_until = now + CLAIM_WINDOW
         locked.save(update_fields=["reserved_until"])
-        transaction.on_commit(lambda: tasks.tell_requester.delay(locked.pk))
+        notices.send_after_commit(tasks.tell_requester, locked.pk)
     return locked
 
 
@@ -180,7 +180,7 @@ def close_on_release(sender=None, *, device, organization_id, **kwargs):
     about.filter(holding_organization_id=organization_id).exclude(message="").update(message="")
     about.filter(reserved_until__isnull=False).update(reserved_until=None)
     for pk in closing:
-        transaction.on_commit(lambda pk=pk: tasks.tell_requester.delay(pk))
+        notices.send_after_commit(tasks.tell_requester, pk)
 
 
 def expire_requests(now=None):
@@ -193,7 +193,7 @@ def expire_requests(now=None):
             status=ReleaseRequest.Status.OPEN, expires_at__lte=now
         )
         expired = list(due.values_list("pk", flat=True))
-        ReleaseRequest.objects.filter(pk__in=expired).update(status=ReleaseRequest.Status.EXPIRED)
+        ReleaseRequest.objects.filter(pk__in=expired).update(status=ReleaseRequest.Status.EXPIRED, answered_at=now)
         for pk in expired:
-            transaction.on_commit(lambda pk=pk: tasks.tell_requester.delay(pk))
+            notices.send_after_commit(tasks.tell_requester, pk)
     return len(expired)

@@ -35,8 +35,14 @@ def tell_requester(release_request_id):
 
 
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=60, time_limit=90)
-def expire_requests():
-    """Celery beat: mark the requests nobody answered within their lifetime expired."""
+def sweep_requests():
+    """Celery beat: mark the requests nobody answered in time expired, and send the e-mails whose
+    task the broker lost (the database says which: notices.untold)."""
     expired = rules.expire_requests()
     if expired:
         logger.info("%d release request(s) expired", expired)
+    holders, requesters = notices.untold()
+    for pk in holders:
+        tell_holder.delay(pk)
+    for pk in requesters:
+        tell_requester.delay(pk)

@@ -464,3 +464,23 @@ def test_each_email_goes_once_however_often_its_task_runs(owner, asker, asked):
     rules.decline_request(asked, actor=owner)
     assert notices.tell_requester(asked.pk) is True
     assert notices.tell_requester(asked.pk) is False
+
+
+def test_the_sweep_sends_the_emails_whose_task_the_broker_lost(owner, asker, held, requester_space):
+    from releaserequests import tasks
+
+    lost = ReleaseRequestFactory(
+        device=held,
+        requesting_organization=requester_space.organization,
+        requested_by=asker,
+        created_at=timezone.now() - timedelta(minutes=3),
+    )
+    tasks.sweep_requests()
+    assert len(_mails_to(owner.email)) == 1
+    ReleaseRequest.objects.filter(pk=lost.pk).update(
+        status=ReleaseRequest.Status.DECLINED, answered_at=timezone.now() - timedelta(minutes=3)
+    )
+    tasks.sweep_requests()
+    tasks.sweep_requests()
+    assert len(_mails_to(owner.email)) == 1
+    assert len(_mails_to(asker.email)) == 1

@@ -290,7 +290,7 @@ CELERY_BEAT_SCHEDULE |= {
     "expire-commands": {"task": "devices.tasks.expire_commands", "schedule": 60.0},
     "record-connectivity-changes": {"task": "devices.tasks.record_connectivity_changes", "schedule": 60.0},
     "purge-old-heartbeats": {"task": "devices.tasks.purge_old_heartbeats", "schedule": 3600.0},
-    "expire-release-requests": {"task": "releaserequests.tasks.expire_requests", "schedule": 3600.0},
+    "sweep-release-requests": {"task": "releaserequests.tasks.sweep_requests", "schedule": 300.0},
 }
 # Offline alert e-mails (alerts/sending.py): at most one per member every this many seconds.
 ALERT_EMAIL_INTERVAL = env.int("ALERT_EMAIL_INTERVAL", default=15 * 60)
