@@ -14,6 +14,7 @@ from vendors.models import VendorAuditEntry
 
 from .history import record_change
 from .models import Device, DeviceEvent
+from .signals import device_released
 
 REACTIVATION_WINDOW = timedelta(hours=24)
 
@@ -135,6 +136,7 @@ def release_device(device, *, actor, reason=""):
     to registered, or to unregistered if it never connected: the vendor's statuses say whether it
     ever registered with the server, Device.has_key whether it can reach it now. The vendor's audit
     log records the release, with `reason` when vendor staff force it (see VendorAuditEntry).
+    Sends devices.signals.device_released in the transaction (release requests close with it).
     """
     with transaction.atomic():
         locked = lock_claimed(device, "identity", "device_model")
@@ -147,6 +149,7 @@ def release_device(device, *, actor, reason=""):
             details={"space": locked.space.name, "device": str(locked.code)},
         )
         VendorAuditEntry.record_release(locked, actor=actor, reason=reason)
+        holder = locked.organization_id
         # The whole history goes: events, telemetry, commands and configuration versions.
         for history in (locked.events, locked.heartbeats, locked.commands, locked.configuration_versions):
             history.all().delete()
@@ -159,6 +162,7 @@ def release_device(device, *, actor, reason=""):
         locked.claimed_at = None
         locked.claimed_by = None
         locked.save()
+        device_released.send(sender=Device, device=locked, organization_id=holder)
     return locked
 
 

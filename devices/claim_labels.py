@@ -26,6 +26,7 @@ from vendors.models import DeviceModel
 
 from .claims import (
     CLAIM_CODE_FIELD,
+    AlreadyClaimedByYou,
     ClaimingUnavailable,
     TooManyFailures,
     WrongModel,
@@ -207,6 +208,21 @@ def check_label(request, label, space):
     request.session[CHECKED] = {"content": label.content, "space": str(space.code), "until": time.time() + LIFETIME}
 
 
+def keep_unit(request, identity, claim_code_hash):
+    """Keep the unit `identity`, proven before with the claim code whose keyed hash is
+    `claim_code_hash` (empty for models without codes), as if its label had been opened: what lets
+    a release request's requester claim the released unit without typing its values again."""
+    model = identity.device_model
+    content = {
+        "vendor": model.vendor.slug,
+        "model": model.slug,
+        "identifiers": identity.identifiers,
+        "code": claim_code_hash or None,
+    }
+    request.session[KEPT] = {"content": content, "until": time.time() + LIFETIME}
+    request.session.pop(CHECKED, None)
+
+
 def take_checked_label(request, space):
     """The label checked for `space`, taken out of the session (the wizard opens with it once), or None."""
     checked = _unexpired(request, CHECKED)
@@ -219,15 +235,18 @@ def take_checked_label(request, space):
         return None
 
 
-def render_refused(request, refusal, *, label=None, status):
-    """The page of a label link that cannot be claimed: why, and which unit it named. The label is
-    forgotten: scanning it again starts afresh."""
+def render_refused(request, refusal, *, label=None, status, ask_release_url=None):
+    """The page of a label link that cannot be claimed: why, and which unit it named (and, for a
+    unit another organization holds, the link to ask it for a release). The label is forgotten:
+    scanning it again starts afresh."""
     forget_label(request)
-    context = {"message": refusal.message, "label": label, "device": getattr(refusal, "device", None)}
+    context = {"message": refusal.message, "label": label, "ask_release_url": ask_release_url}
+    if isinstance(refusal, AlreadyClaimedByYou):
+        context["device"] = refusal.device
     return render(request, "devices/claim_label_refused.html", context, status=status)
 
 
-def render_claim_refused(request, error, label):
+def render_claim_refused(request, error, label, *, ask_release_url=None):
     """The page of a label whose check (check_label) raised the ClaimError `error`. With the attempts
     uncountable for a moment the label is kept (503), so that trying again needs no new scan."""
     if isinstance(error, ClaimingUnavailable):
@@ -239,4 +258,5 @@ def render_claim_refused(request, error, label):
             f"This label says {label.device_model.name}, but the unit it names is a {error.other_model.name}: "
             f"the label may be misprinted. Please {vendor_support_phrase(label.device_model.vendor)}."
         )
-    return render_refused(request, error, label=label, status=429 if isinstance(error, TooManyFailures) else 400)
+    status = 429 if isinstance(error, TooManyFailures) else 400
+    return render_refused(request, error, label=label, status=status, ask_release_url=ask_release_url)

@@ -14,6 +14,7 @@ from formtools.wizard.storage.session import SessionStorage
 from formtools.wizard.views import SessionWizardView
 
 from accounts.access import MANAGE, get_for_user
+from releaserequests import proofs
 from spaces.models import Space
 from vendors.claim_codes import ClaimCodeError, HashedClaimCode, normalize_claim_code
 
@@ -21,6 +22,7 @@ from . import claim_labels
 from .claims import (
     CLAIM_CODE_FIELD,
     AlreadyClaimedByYou,
+    ClaimedByAnotherOrganization,
     ClaimError,
     TooManyFailures,
     WrongModel,
@@ -212,6 +214,15 @@ class ClaimDeviceWizardView(LoginRequiredMixin, ManagedSpaceMixin, SessionWizard
             message = format_html(
                 '{} <a href="{}">Open {}</a>', message, reverse("space-dashboard", args=[space.code]), space.name
             )
+        if isinstance(error, ClaimedByAnotherOrganization):
+            organization = self.space.organization
+            kept_code = (self.storage.get_step_data(IDENTIFIERS) or {}).get(_TYPED_CODE)
+            proofs.keep(self.request, device=error.device, organization=organization, claim_code=kept_code)
+            message = format_html(
+                '{} <a href="{}">Ask the owner to release it</a>',
+                message,
+                reverse("release-request-ask", args=[organization.code]),
+            )
         form.add_error(field if field in form.fields else None, message)
         self._forget_claim_code()
         return self.render(form)
@@ -259,6 +270,10 @@ class ClaimLabelSpaceView(LoginRequiredMixin, View):
             return self.render_choice(found, error="Choose the space to claim into.")
         try:
             claim_labels.check_label(request, found, space)
+        except ClaimedByAnotherOrganization as error:
+            proofs.keep(request, device=error.device, organization=space.organization, claim_code=found.claim_code)
+            ask = reverse("release-request-ask", args=[space.organization.code])
+            return claim_labels.render_claim_refused(request, error, found, ask_release_url=ask)
         except ClaimError as error:
             return claim_labels.render_claim_refused(request, error, found)
         return redirect("claim-device", code=space.code)

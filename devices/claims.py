@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts.models import AuditEntry
 from portal.errors import UserFacingError
 from portal.ratelimit import RateLimit, RateLimitExceeded, RateLimitUnavailable, count_attempt, take_back
+from releaserequests.models import ReleaseRequest
 from vendors.claim_codes import ClaimCodeError, HashedClaimCode, normalize_claim_code
 from vendors.identifiers import confusable_characters
 from vendors.models import ApprovedIdentity
@@ -75,7 +76,22 @@ class Revoked(ClaimError):
 
 
 class ClaimedByAnotherOrganization(ClaimError):
+    """Raised only once the values proved the unit: `device` is what its prover may ask the holder
+    to release (releaserequests), and is never shown to them."""
+
     code = "claimed_by_another_organization"
+
+    def __init__(self, message, *, device):
+        super().__init__(message)
+        self.device = device
+
+
+class ReservedForRequester(ClaimError):
+    """The unit was released in answer to another organization's release request, which alone may
+    claim it for a while (releaserequests.rules.CLAIM_WINDOW)."""
+
+    code = "reserved"
+    counts_as_failure = False
 
 
 class AlreadyClaimedByYou(ClaimError):
@@ -267,7 +283,8 @@ def claim_device(*, space, device_model, identifiers, name, actor, claim_code=No
     learns whether it is revoked or claimed.
     The device becomes claimed by the space's organization, in one transaction that locks the
     device row, so two organizations racing for one unit end with one claim and one
-    ClaimedByAnotherOrganization.
+    ClaimedByAnotherOrganization. A unit just released in answer to another organization's release
+    request is that organization's to claim for a while (ReservedForRequester).
     Writes a DeviceEvent. Raises a ClaimError subclass whose message is meant for the customer.
     Each attempt counts towards the actor's limit and then the organization's before it is checked
     (_claim_attempt); one that goes through, or fails for a reason other than the values typed,
@@ -279,6 +296,7 @@ def claim_device(*, space, device_model, identifiers, name, actor, claim_code=No
             lock_target_space(space, refusal=SpaceDeleted)
             device = Device.objects.create_or_lock({identity.pk: device_model.pk})[identity.pk]
             _refuse_if_claimed(device, space.organization_id)
+            _refuse_if_reserved(device, space.organization_id)
             now = timezone.now()
             device.status = Device.Status.CLAIMED
             device.organization_id = space.organization_id
@@ -308,6 +326,7 @@ def check_claimable(*, organization, device_model, identifiers, actor, claim_cod
         device = Device.objects.filter(identity=identity).select_related("space").first()
         if device is not None:
             _refuse_if_claimed(device, organization.pk)
+            _refuse_if_reserved(device, organization.pk)
     return identity
 
 
@@ -343,5 +362,15 @@ def _refuse_if_claimed(device, organization_id):
         )
     raise ClaimedByAnotherOrganization(
         "This device is already claimed by another organization. If you got it from someone else, "
-        f"ask them to release it; otherwise {vendor_support_phrase(device.device_model.vendor)}."
+        f"ask them to release it; otherwise {vendor_support_phrase(device.device_model.vendor)}.",
+        device=device,
     )
+
+
+def _refuse_if_reserved(device, organization_id):
+    reserved = ReleaseRequest.objects.reserving(device).exclude(requesting_organization_id=organization_id).first()
+    if reserved is not None:
+        raise ReservedForRequester(
+            "This device was released moments ago for the organization that asked its owner for it, "
+            f"which alone may claim it until {timezone.localtime(reserved.reserved_until):%Y-%m-%d %H:%M %Z}."
+        )

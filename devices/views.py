@@ -9,6 +9,7 @@ from django.views import View
 from django.views.generic import TemplateView
 
 from accounts.access import MANAGE, OPERATE, READ, allows, get_for_user
+from releaserequests.models import ReleaseRequest
 from spaces.models import Space
 from vendors.models import DeviceModel
 
@@ -78,6 +79,12 @@ def render_device_page(request, device, membership, bound=None, status=200):
         "rename_form": form_for("rename", lambda: RenameDeviceForm(initial={"name": device.name})),
         "move_form": form_for("move", lambda: MoveDeviceForm(spaces=_other_spaces(device))),
         "events": device.events.select_related("actor")[:RECENT_EVENTS],
+        # Owners and admins answer them; who asked is not the holder's to know, nor shown.
+        "release_requests": (
+            ReleaseRequest.objects.open().filter(device=device, holding_organization_id=device.organization_id)
+            if allows(membership, MANAGE)
+            else ()
+        ),
     }
     return render(request, "devices/device_detail.html", context, status=status)
 

@@ -195,7 +195,7 @@ def celery_worker_process(transactional_db):
         connection.close()
 
 
-SNAPSHOT_APPS = {"auth", "admin", "accounts", "vendors", "spaces", "devices"}
+SNAPSHOT_APPS = {"auth", "admin", "accounts", "vendors", "spaces", "devices", "releaserequests"}
 
 
 def database_state():

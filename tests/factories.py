@@ -1,5 +1,7 @@
 """factory-boy factories for every domain model. Identities get unique, well-formed identifiers."""
 
+from datetime import timedelta
+
 import factory
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.utils import timezone
@@ -9,6 +11,7 @@ from accounts.management.commands.seed_demo import HUB_COMMANDS, HUB_SETTINGS
 from accounts.models import Membership, Organization, Role, User
 from devices.keys import hash_device_key
 from devices.models import Device
+from releaserequests.models import ReleaseRequest
 from spaces.models import Space
 from vendors.attestation import b64url_encode, certificate_message, public_key_text, sign
 from vendors.claim_codes import hash_claim_code
@@ -236,3 +239,17 @@ def api_token(organization, role=Role.ADMIN, *, name="Inventory", actor=None, **
     from apitokens.tokens import create_token
 
     return create_token(organization, name=name, role=role, actor=actor, **options)
+
+
+class ReleaseRequestFactory(DjangoModelFactory):
+    """An open request about a claimed device, from another organization (`requesting_organization`)."""
+
+    class Meta:
+        model = ReleaseRequest
+
+    device = factory.SubFactory(ClaimedDeviceFactory)
+    holding_organization = factory.LazyAttribute(lambda o: o.device.organization)
+    requesting_organization = factory.SubFactory(OrganizationFactory)
+    message = "I bought this unit second-hand; please release it."
+    created_at = factory.LazyFunction(timezone.now)
+    expires_at = factory.LazyAttribute(lambda o: o.created_at + timedelta(days=14))

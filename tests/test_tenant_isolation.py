@@ -11,6 +11,7 @@ import html
 import json
 import re
 import uuid
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -19,12 +20,14 @@ from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.test import RequestFactory
 from django.urls import URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from accounts.audit import record_audit
 from accounts.members import invitation_token
 from accounts.models import Invitation, Membership, Role
 from devices.actions import rename_device
 from devices.models import ActivationOperation
+from releaserequests.models import ReleaseRequest
 from vendors.models import ClaimCodeIssue, ClaimingMethod, ImportJob, VendorAuditEntry
 
 from . import url_registry
@@ -32,8 +35,11 @@ from .conftest import database_state
 from .factories import (
     ActivatedDeviceFactory,
     ClaimedDeviceFactory,
+    DeviceFactory,
     MembershipFactory,
+    OrganizationFactory,
     ProductionBatchFactory,
+    ReleaseRequestFactory,
     SpaceFactory,
     VendorFactory,
     VendorStaffFactory,
@@ -115,6 +121,14 @@ def world(organization, owner, viewer, space, device_model):
         second_space=SpaceFactory(organization=organization, name="Second"),
         device=device,
         device_event=device.events.get(),
+        received_request=ReleaseRequestFactory(device=device),
+        made_request=ReleaseRequestFactory(
+            device=DeviceFactory(identity__device_model=device_model),
+            holding_organization=OrganizationFactory(),
+            requesting_organization=organization,
+            status=ReleaseRequest.Status.RELEASED,
+            reserved_until=timezone.now() + timedelta(hours=1),
+        ),
         viewer_membership=Membership.objects.get(user=viewer),
         invitation=invitation,
         invitation_token=invitation_token(invitation),

@@ -98,6 +98,16 @@ def a_member(w):
     return {"code": w.organization.code, "pk": w.viewer_membership.pk}
 
 
+def a_received_request(w):
+    """A request to the organization about its device."""
+    return {"code": w.received_request.code}
+
+
+def a_made_request(w):
+    """A request the organization made, answered with a release."""
+    return {"code": w.made_request.code}
+
+
 def nothing(w):
     """A POST with no fields: a button."""
     return {}
@@ -148,6 +158,15 @@ PORTAL_PAGES = {
         managers_only=True,
         post=lambda w: {"action": "move", "devices": [w.device.code], "space": w.second_space.code},
     ),
+    # Release requests: the requester's list and request form (the proof it asks about is in the
+    # session, never in the URL), the holder's answers, and the requester's claim of a released unit.
+    "release-requests": organization_page(the_organization),
+    "release-request-ask": organization_page(the_organization, managers_only=True),
+    "release-request-release": organization_page(
+        a_received_request, managers_only=True, post=lambda w: {"confirm_name": w.device.name}
+    ),
+    "release-request-decline": organization_page(a_received_request, managers_only=True, post=nothing),
+    "release-request-claim": organization_page(a_made_request, managers_only=True),
     # Devices
     "device-detail": organization_page(a_device),
     "device-commands": organization_page(a_device),

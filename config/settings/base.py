@@ -66,6 +66,7 @@ LOCAL_APPS = [
     "devices",
     "alerts",
     "apitokens",
+    "releaserequests",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
@@ -289,6 +290,7 @@ CELERY_BEAT_SCHEDULE |= {
     "expire-commands": {"task": "devices.tasks.expire_commands", "schedule": 60.0},
     "record-connectivity-changes": {"task": "devices.tasks.record_connectivity_changes", "schedule": 60.0},
     "purge-old-heartbeats": {"task": "devices.tasks.purge_old_heartbeats", "schedule": 3600.0},
+    "sweep-release-requests": {"task": "releaserequests.tasks.sweep_requests", "schedule": 300.0},
 }
 # Offline alert e-mails (alerts/sending.py): at most one per member every this many seconds.
 ALERT_EMAIL_INTERVAL = env.int("ALERT_EMAIL_INTERVAL", default=15 * 60)
