@@ -57,6 +57,25 @@ class NotApproved(ClaimError):
     code = "not_approved"
 
 
+class InvalidName(ClaimError):
+    code = "invalid_name"
+    counts_as_failure = False
+
+
+# As long as Device.name holds.
+NAME_MAX_LENGTH = 100
+
+
+def clean_device_name(name):
+    """The name a claimed device goes by (`name` stripped), or InvalidName, on the name field."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidName("Give the device a name.", field="name")
+    if len(name) > NAME_MAX_LENGTH:
+        raise InvalidName(f"A device name has at most {NAME_MAX_LENGTH} characters.", field="name")
+    return name
+
+
 # The field key of the claim code, beside the identifier fields, in forms and label links.
 CLAIM_CODE_FIELD = "claim_code"
 CLAIM_CODE_LABEL = "Claim code"
@@ -136,9 +155,9 @@ ORGANIZATION_CLAIM_ATTEMPTS = RateLimit(
 )
 
 
-def _count(limit, subject):
+def _count(limit, subject, times=1):
     try:
-        count_attempt((limit, subject))
+        count_attempt((limit, subject), times=times)
     except RateLimitExceeded as exceeded:
         retry_at = exceeded.retry_at
         paused = "your organization" if limit is ORGANIZATION_CLAIM_ATTEMPTS else "your account"
@@ -154,9 +173,35 @@ def _count(limit, subject):
         ) from None
 
 
-def _take_back_claim_attempt(actor, organization_id):
-    take_back(CLAIM_ATTEMPTS, actor.pk)
-    take_back(ORGANIZATION_CLAIM_ATTEMPTS, organization_id)
+def _take_back_claim_attempt(actor, organization_id, times=1):
+    take_back(CLAIM_ATTEMPTS, actor.pk, times)
+    take_back(ORGANIZATION_CLAIM_ATTEMPTS, organization_id, times)
+
+
+def _count_claim_attempts(actor, organization_id, times=1):
+    # The actor's limit first and, only once that let them through, the organization's (a member
+    # paused by their own limit does not use up everyone's; attempts the organization's limit
+    # refuses are taken back from the member).
+    _count(CLAIM_ATTEMPTS, actor.pk, times)
+    try:
+        _count(ORGANIZATION_CLAIM_ATTEMPTS, organization_id, times)
+    except ClaimError:
+        take_back(CLAIM_ATTEMPTS, actor.pk, times)
+        raise
+
+
+def count_failed_claims(actor, organization_id, failures):
+    """Count `failures` failed claim attempts of `actor` for the organization at once (the failed
+    rows of a file, devices/bulk_claims.py), against claim_device's limits and in its order, before
+    the caller tells which rows failed. Raises TooManyFailures when they do not fit in what is left
+    of either limit; the counts then stay, as a refused single attempt's does, so that a refusal
+    ("this file has more failures than you have left") is no free guess either. A file without
+    failures counts as one attempt and is taken back, as a claim that goes through: a paused
+    account cannot test guesses one file at a time."""
+    times = max(failures, 1)
+    _count_claim_attempts(actor, organization_id, times)
+    if not failures:
+        _take_back_claim_attempt(actor, organization_id)
 
 
 @contextlib.contextmanager
@@ -167,12 +212,7 @@ def _claim_attempt(actor, organization_id):
     back from the member). Each count is one atomic increment, so parallel attempts cannot slip
     past either limit. Taken back from both unless the block raises a ClaimError that counts as a
     failure."""
-    _count(CLAIM_ATTEMPTS, actor.pk)
-    try:
-        _count(ORGANIZATION_CLAIM_ATTEMPTS, organization_id)
-    except ClaimError:
-        take_back(CLAIM_ATTEMPTS, actor.pk)
-        raise
+    _count_claim_attempts(actor, organization_id)
     try:
         yield
     except ClaimError as error:
@@ -230,12 +270,17 @@ def _find_identity(device_model, columns, code):
     )
     for other in others:
         if proves_possession(other, code):
-            return WrongModel(
-                f"These identifiers belong to a {other.device_model.name}, not a {device_model.name}. "
-                f"Choose {other.device_model.name} as the model.",
-                other_model=other.device_model,
-            )
+            return wrong_model(device_model, other.device_model)
     return not_approved(device_model, columns)
+
+
+def wrong_model(device_model, other_model):
+    """The refusal of values that prove a unit of `other_model`, a model of the same vendor and method."""
+    return WrongModel(
+        f"These identifiers belong to a {other_model.name}, not a {device_model.name}. "
+        f"Choose {other_model.name} as the model.",
+        other_model=other_model,
+    )
 
 
 def not_approved(device_model, columns):
@@ -274,16 +319,17 @@ def claim_device(*, space, device_model, identifiers, name, actor, claim_code=No
     is taken back.
     """
     with _claim_attempt(actor, space.organization_id):
+        name = clean_device_name(name)
         identity = _proven_identity(space.organization_id, device_model, identifiers, claim_code)
         with transaction.atomic():
             lock_target_space(space, refusal=SpaceDeleted)
             device = Device.objects.create_or_lock({identity.pk: device_model.pk})[identity.pk]
-            _refuse_if_claimed(device, space.organization_id)
+            refuse_if_claimed(device, space.organization_id)
             now = timezone.now()
             device.status = Device.Status.CLAIMED
             device.organization_id = space.organization_id
             device.space = space
-            device.name = name.strip()
+            device.name = name
             device.claimed_at = now
             device.claimed_by = actor
             device.save()
@@ -307,7 +353,7 @@ def check_claimable(*, organization, device_model, identifiers, actor, claim_cod
         identity = _proven_identity(organization.pk, device_model, identifiers, claim_code)
         device = Device.objects.filter(identity=identity).select_related("space").first()
         if device is not None:
-            _refuse_if_claimed(device, organization.pk)
+            refuse_if_claimed(device, organization.pk)
     return identity
 
 
@@ -315,24 +361,34 @@ def _proven_identity(organization_id, device_model, identifiers, claim_code):
     """The approved, not revoked identity the values prove, or the ClaimError saying why not."""
     vendor = device_model.vendor
     if not vendor.organizations.filter(pk=organization_id).exists():
-        raise VendorNotConnected(
-            f"Your organization is not connected to {vendor.name}, so it cannot claim its devices. "
-            "Ask the portal's operator to connect it."
-        )
+        raise vendor_not_connected(vendor)
     columns = normalize_identifiers(device_model, identifiers)
     code = claim_code_proof(device_model, claim_code)
     found = _find_identity(device_model, columns, code)
     if isinstance(found, ClaimError):
         raise found
     if found.status == ApprovedIdentity.Status.REVOKED:
-        raise Revoked(
-            f"{vendor.name} has withdrawn this unit, so it can no longer be claimed. "
-            f"Please {vendor_support_phrase(vendor)}."
-        )
+        raise revoked(vendor)
     return found
 
 
-def _refuse_if_claimed(device, organization_id):
+def vendor_not_connected(vendor):
+    return VendorNotConnected(
+        f"Your organization is not connected to {vendor.name}, so it cannot claim its devices. "
+        "Ask the portal's operator to connect it."
+    )
+
+
+def revoked(vendor):
+    return Revoked(
+        f"{vendor.name} has withdrawn this unit, so it can no longer be claimed. "
+        f"Please {vendor_support_phrase(vendor)}."
+    )
+
+
+def refuse_if_claimed(device, organization_id):
+    """Raise AlreadyClaimedByYou or ClaimedByAnotherOrganization for a claimed `device` (its space and
+    its model's vendor are read)."""
     if device.status != Device.Status.CLAIMED:
         return
     if device.organization_id == organization_id:

@@ -1,0 +1,304 @@
+"""Claiming many units at once (a file of them, the customer API's list of claims): every row checked
+with claim_device's own rules and wording, then every row claimed in one transaction, or none.
+
+Set-based, so that 10,000 rows cost a handful of statements rather than 10,000 claims: the units
+are looked up by joining the rows (a VALUES list) to the serial list, their devices created and
+locked with one Device.objects.create_or_lock, claimed with one UPDATE, and their history and
+audit lines written with one INSERT each (one audit line per device, as a single claim writes, so
+the log and its search read the same however a device was claimed).
+"""
+
+from dataclasses import dataclass, field
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from accounts.models import AuditEntry
+from spaces.models import Space
+from vendors.claim_codes import HashedClaimCode
+from vendors.models import ApprovedIdentity, DeviceModel
+
+from .claims import (
+    ClaimError,
+    SpaceDeleted,
+    claim_code_proof,
+    clean_device_name,
+    count_failed_claims,
+    normalize_identifiers,
+    not_approved,
+    proves_possession,
+    refuse_if_claimed,
+    revoked,
+    vendor_not_connected,
+    wrong_model,
+)
+from .history import record_changes
+from .models import Device, DeviceEvent
+
+MAX_ROWS = 10_000
+# Rows per lookup statement: a VALUES list of 5 parameters a row stays within PostgreSQL's
+# 65,535 parameters (and SQLite's 32,766), so a full file takes two statements at most.
+LOOKUP_ROWS = 5_000
+CLAIMED = "claimed"
+CLAIMABLE = "claimable"
+
+
+class RepeatedUnit(ClaimError):
+    """The same unit twice in one file: the later row is refused, the first keeps its result."""
+
+    code = "repeated_in_file"
+    counts_as_failure = False
+
+
+class TooManyRows(ClaimError):
+    code = "too_many_rows"
+    counts_as_failure = False
+
+
+@dataclass
+class ClaimRow:
+    """One claim of many: what claim_device takes, and the `line` (of the file, or the position in
+    the API's list) the report names. `device_model` comes with its vendor and claiming method's
+    fields (prefetched), `claim_code` as typed or as the HashedClaimCode the portal kept."""
+
+    line: int
+    space: Space
+    device_model: DeviceModel
+    identifiers: dict
+    name: str
+    claim_code: str | HashedClaimCode | None = None
+
+
+@dataclass
+class RowResult:
+    """The report of one row: `result` is CLAIMED, CLAIMABLE (checked, not yet claimed) or the
+    ClaimError code refusing it, `message` its wording for the customer."""
+
+    line: int
+    result: str
+    message: str
+    field: str | None = None
+    device: Device | None = None
+
+    @property
+    def ok(self):
+        return self.result in (CLAIMED, CLAIMABLE)
+
+
+@dataclass
+class BulkClaim:
+    """What check_claims and claim_devices answer: one RowResult per row, in line order, and the
+    devices claimed (none unless every row went through)."""
+
+    rows: list[RowResult]
+    devices: list[Device] = field(default_factory=list)
+
+    @property
+    def failed(self):
+        return [row for row in self.rows if not row.ok]
+
+
+@dataclass
+class _Checked:
+    row: ClaimRow
+    name: str = ""
+    columns: dict = field(default_factory=dict)
+    proof: HashedClaimCode | None = None
+    identity: ApprovedIdentity | None = None
+    device: Device | None = None
+    error: ClaimError | None = None
+
+
+class _Refused(Exception):
+    def __init__(self, report):
+        self.report = report
+
+
+def check_claims(rows, *, organization, actor):
+    """What claim_devices would answer for `rows` now, without claiming anything: the report the
+    file page shows before the customer confirms. The failed rows count as claim attempts of
+    `actor` (count_failed_claims) before the report is returned; a file with more of them than
+    the limits leave is refused as a whole (TooManyFailures), so a file of guesses gets no further
+    than as many single claims would."""
+    checked = _check(rows, organization, lock=False)
+    _count_failures(checked, organization, actor)
+    return BulkClaim(rows=[_result(item, CLAIMABLE) for item in checked])
+
+
+def claim_devices(rows, *, organization, actor):
+    """Claim the unit of each ClaimRow into its space (a space of `organization`), all of them in
+    one transaction, or none: any row that claim_device would refuse (or that repeats an earlier
+    row's unit) leaves every unit as it was, and the report says why for each row.
+
+    Every row is checked on locked rows, as claim_device checks its one: the spaces are locked
+    first (against their deletion), then every unit's device, created if it has none yet, in one
+    Device.objects.create_or_lock, which locks in identity order, so this cannot deadlock with a
+    single claim, an activation batch or another file sharing units. Failed rows count as claim
+    attempts as in check_claims. Writes a DeviceEvent and an audit line per device. Returns a
+    BulkClaim whose `devices` are the devices claimed.
+    """
+    try:
+        with transaction.atomic():
+            checked = _check(rows, organization, lock=True)
+            _count_failures(checked, organization, actor)
+            if any(item.error for item in checked):
+                raise _Refused(BulkClaim(rows=[_result(item, CLAIMABLE) for item in checked]))
+            devices = _claim(checked, organization, actor)
+    except _Refused as refused:
+        return refused.report
+    return BulkClaim(rows=[_result(item, CLAIMED) for item in checked], devices=devices)
+
+
+def _count_failures(checked, organization, actor):
+    failures = sum(1 for item in checked if item.error is not None and item.error.counts_as_failure)
+    count_failed_claims(actor, organization.pk, failures)
+
+
+def _result(item, ok):
+    if item.error is not None:
+        return RowResult(item.row.line, item.error.code, item.error.message, item.error.field)
+    return RowResult(item.row.line, ok, "", device=item.device)
+
+
+def _check(rows, organization, *, lock):
+    """Each row with its unit and device, or the ClaimError claim_device would raise for it, in
+    claim_device's order of checks; the spaces and devices locked when `lock`."""
+    rows = sorted(rows, key=lambda row: row.line)
+    if len(rows) > MAX_ROWS:
+        raise TooManyRows(f"At most {MAX_ROWS:,} devices can be claimed at once; split the file.")
+    spaces = Space.objects.filter(organization=organization, pk__in={row.space.pk for row in rows})
+    if lock:
+        # The order every rule that locks spaces before devices follows (delete a space, move, claim).
+        spaces = spaces.select_for_update(no_key=True).order_by("pk")
+    live_spaces = set(spaces.values_list("pk", flat=True))
+    connected = set(organization.connected_vendors.values_list("pk", flat=True))
+    checked = [_Checked(row) for row in rows]
+    first_line = {}
+    for item in checked:
+        row = item.row
+        try:
+            item.name = clean_device_name(row.name)
+            if row.device_model.vendor_id not in connected:
+                raise vendor_not_connected(row.device_model.vendor)
+            item.columns = normalize_identifiers(row.device_model, row.identifiers)
+            item.proof = claim_code_proof(row.device_model, row.claim_code)
+            unit = (row.device_model.pk, *sorted(item.columns.items()))
+            if unit in first_line:
+                raise RepeatedUnit(f"This unit is on line {first_line[unit]} already: claim it once.")
+            first_line[unit] = row.line
+        except ClaimError as error:
+            item.error = error
+    _find_units([item for item in checked if item.error is None])
+    for item in checked:
+        if item.error is None and item.row.space.pk not in live_spaces:
+            item.error = SpaceDeleted(f"The space “{item.row.space.name}” was deleted meanwhile.")
+    _find_devices([item for item in checked if item.error is None], organization, lock=lock)
+    return checked
+
+
+def _find_units(checked):
+    """Give each row the approved identity its values prove, or claim_device's refusal (NotApproved,
+    WrongModel, Revoked): two statements per LOOKUP_ROWS rows."""
+    wanted = [(item.row.line, item.row.device_model.pk, *_slots(item.columns)) for item in checked]
+    by_line = {item.row.line: item for item in checked}
+    for identity in _identities("JOIN vendors_approvedidentity unit ON unit.device_model_id = wanted.model_id", wanted):
+        item = by_line[identity.wanted_line]
+        identity.device_model = item.row.device_model
+        if proves_possession(identity, item.proof):
+            item.identity = identity
+    unproven = [item for item in checked if item.identity is None]
+    others = _identities(
+        """JOIN vendors_devicemodel model ON model.id = wanted.model_id
+        JOIN vendors_devicemodel other ON other.vendor_id = model.vendor_id
+            AND other.claiming_method_id = model.claiming_method_id AND other.id <> model.id
+        JOIN vendors_approvedidentity unit ON unit.device_model_id = other.id""",
+        [(item.row.line, item.row.device_model.pk, *_slots(item.columns)) for item in unproven],
+    )
+    other_models = DeviceModel.objects.in_bulk({identity.device_model_id for identity in others})
+    found_elsewhere = {}
+    for identity in others:
+        item = by_line[identity.wanted_line]
+        identity.device_model = other_models[identity.device_model_id]
+        identity.device_model.claiming_method = item.row.device_model.claiming_method
+        if proves_possession(identity, item.proof):
+            found_elsewhere.setdefault(item.row.line, identity.device_model)
+    for item in unproven:
+        model = item.row.device_model
+        other = found_elsewhere.get(item.row.line)
+        item.error = wrong_model(model, other) if other else not_approved(model, item.columns)
+    for item in checked:
+        if item.identity is not None and item.identity.status == ApprovedIdentity.Status.REVOKED:
+            item.error, item.identity = revoked(item.row.device_model.vendor), None
+
+
+def _slots(columns):
+    return [columns.get(f"identifier_{position}") for position in (1, 2, 3)]
+
+
+def _identities(join, wanted):
+    """The approved identities `join` reaches from the rows `wanted` ((line, model id, identifier_1..3),
+    None for a column the method does not use), each with the `wanted_line` it matched."""
+    found = []
+    for start in range(0, len(wanted), LOOKUP_ROWS):
+        chunk = wanted[start : start + LOOKUP_ROWS]
+        values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
+        sql = f"""
+            WITH wanted (line, model_id, i1, i2, i3) AS (VALUES {values})
+            SELECT unit.*, wanted.line AS wanted_line FROM wanted {join}
+            WHERE unit.identifier_1 = wanted.i1
+                AND (wanted.i2 IS NULL OR unit.identifier_2 = wanted.i2)
+                AND (wanted.i3 IS NULL OR unit.identifier_3 = wanted.i3)
+        """  # noqa: S608 - the joins are this module's, values are parameters
+        found += ApprovedIdentity.objects.raw(sql, [value for row in chunk for value in row])
+    return found
+
+
+def _find_devices(checked, organization, *, lock):
+    """Give each row its unit's device (created and locked when `lock`), or claim_device's refusal
+    of a unit that is claimed already."""
+    units = {item.identity.pk: item.row.device_model.pk for item in checked}
+    if lock:
+        devices = Device.objects.create_or_lock(units)
+    else:
+        devices = {device.identity_id: device for device in Device.objects.filter(identity_id__in=units)}
+    claimed = [device for device in devices.values() if device.status == Device.Status.CLAIMED]
+    spaces = Space.objects.in_bulk({device.space_id for device in claimed})
+    for item in checked:
+        device = devices.get(item.identity.pk)
+        if device is None:
+            continue
+        device.identity, device.device_model = item.identity, item.row.device_model
+        if device.space_id is not None:
+            device.space = spaces[device.space_id]
+        try:
+            refuse_if_claimed(device, organization.pk)
+        except ClaimError as error:
+            item.error = error
+        item.device = device
+
+
+def _claim(checked, organization, actor):
+    """Claim every checked row's locked device into its space with one UPDATE, and write their history."""
+    now = timezone.now()
+    values = ", ".join(["(%s, %s, %s)"] * len(checked))
+    params = [value for item in checked for value in (item.device.pk, item.row.space.pk, item.name)]
+    sql = f"""
+        WITH claimed (id, space_id, name) AS (VALUES {values})
+        UPDATE devices_device SET status = %s, organization_id = %s, space_id = claimed.space_id,
+            name = claimed.name, claimed_at = %s, claimed_by_id = %s
+        FROM claimed WHERE devices_device.id = claimed.id
+    """  # noqa: S608 - the table is the model's, values are parameters
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, Device.Status.CLAIMED, organization.pk, now, actor.pk])
+    for item in checked:
+        device = item.device
+        device.status, device.organization = Device.Status.CLAIMED, organization
+        device.space, device.name, device.claimed_at, device.claimed_by = item.row.space, item.name, now, actor
+    record_changes(
+        [(item.device, {"space": item.row.space.name, "name": item.name}, item.row.space) for item in checked],
+        DeviceEvent.Kind.CLAIMED,
+        actor=actor,
+        audit_action=AuditEntry.Action.DEVICE_CLAIMED,
+        at=now,
+    )
+    return [item.device for item in checked]
