@@ -172,6 +172,14 @@ def _check(rows, organization, *, lock):
         spaces = spaces.select_for_update(no_key=True).order_by("pk")
     live_spaces = set(spaces.values_list("pk", flat=True))
     connected = set(organization.connected_vendors.values_list("pk", flat=True))
+    # The models with what the checks read, once for all rows, whatever the caller loaded.
+    models = (
+        DeviceModel.objects.select_related("vendor", "claiming_method")
+        .prefetch_related("claiming_method__fields")
+        .in_bulk({row.device_model.pk for row in rows})
+    )
+    for row in rows:
+        row.device_model = models[row.device_model.pk]
     checked = [_Checked(row) for row in rows]
     first_line = {}
     for item in checked:
