@@ -287,6 +287,8 @@ def _find_devices(checked, organization, *, lock):
 
 def _claim(checked, organization, actor):
     """Claim every checked row's locked device into its space with one UPDATE, and write their history."""
+    if not checked:
+        return []
     now = timezone.now()
     values = ", ".join(["(%s, %s, %s)"] * len(checked))
     params = [value for item in checked for value in (item.device.pk, item.row.space.pk, item.name)]

@@ -31,6 +31,7 @@ from . import url_registry
 from .conftest import database_state
 from .factories import (
     ActivatedDeviceFactory,
+    ApprovedIdentityFactory,
     ClaimedDeviceFactory,
     MembershipFactory,
     ProductionBatchFactory,
@@ -114,6 +115,7 @@ def world(organization, owner, viewer, space, device_model):
         space=space,
         second_space=SpaceFactory(organization=organization, name="Second"),
         device=device,
+        unclaimed_unit=ApprovedIdentityFactory(device_model=device_model),
         device_event=device.events.get(),
         viewer_membership=Membership.objects.get(user=viewer),
         invitation=invitation,

@@ -77,6 +77,18 @@ def organization_api(kwargs=None, *, method="get", body=None, managers_only=Fals
     return Page(ORGANIZATION_API, kwargs or (lambda world: {}), managers_only, body, method)
 
 
+def _claim_of(unit, space):
+    """The customer API's claim of `unit` (of a model without claim codes) into `space`."""
+    model = unit.device_model
+    return {
+        "space": str(space.code),
+        "vendor": model.vendor.slug,
+        "model": model.slug,
+        "identifiers": unit.identifiers,
+        "name": "Claimed through the API",
+    }
+
+
 # URL arguments for the sample organization `w` most pages take.
 def the_organization(w):
     return {"code": w.organization.code}
@@ -173,6 +185,9 @@ PORTAL_PAGES = {
     "org-api:api-root": public(),
     "org-api:list_spaces": organization_api(),
     "org-api:get_device": organization_api(lambda w: {"device_id": w.device.code}),
+    "org-api:post_claims": organization_api(
+        method="post", body=lambda w: _claim_of(w.unclaimed_unit, w.space), managers_only=True
+    ),
 }
 
 # One line per model registered in the admin: an object vendor staff of `w.staff_vendor` must not
