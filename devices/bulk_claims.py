@@ -58,15 +58,17 @@ class TooManyRows(ClaimError):
 @dataclass
 class ClaimRow:
     """One claim of many: what claim_device takes, and the `line` (of the file, or the position in
-    the API's list) the report names. `device_model` comes with its vendor and claiming method's
-    fields (prefetched), `claim_code` as typed or as the HashedClaimCode the portal kept."""
+    the API's list) the report names; `claim_code` as typed or as the HashedClaimCode the portal
+    kept. A row its reader could not make a claim of (a line of the wrong width, a model the
+    organization does not have) carries its `refusal` instead, and is reported with it."""
 
     line: int
-    space: Space
-    device_model: DeviceModel
+    space: Space | None
+    device_model: DeviceModel | None
     identifiers: dict
     name: str
     claim_code: str | HashedClaimCode | None = None
+    refusal: ClaimError | None = None
 
 
 @dataclass
@@ -166,7 +168,8 @@ def _check(rows, organization, *, lock):
     rows = sorted(rows, key=lambda row: row.line)
     if len(rows) > MAX_ROWS:
         raise TooManyRows(f"At most {MAX_ROWS:,} devices can be claimed at once; split the file.")
-    spaces = Space.objects.filter(organization=organization, pk__in={row.space.pk for row in rows})
+    readable = [row for row in rows if row.refusal is None]
+    spaces = Space.objects.filter(organization=organization, pk__in={row.space.pk for row in readable})
     if lock:
         # The order every rule that locks spaces before devices follows (delete a space, move, claim).
         spaces = spaces.select_for_update(no_key=True).order_by("pk")
@@ -176,14 +179,16 @@ def _check(rows, organization, *, lock):
     models = (
         DeviceModel.objects.select_related("vendor", "claiming_method")
         .prefetch_related("claiming_method__fields")
-        .in_bulk({row.device_model.pk for row in rows})
+        .in_bulk({row.device_model.pk for row in readable})
     )
-    for row in rows:
+    for row in readable:
         row.device_model = models[row.device_model.pk]
-    checked = [_Checked(row) for row in rows]
+    checked = [_Checked(row, error=row.refusal) for row in rows]
     first_line = {}
     for item in checked:
         row = item.row
+        if item.error is not None:
+            continue
         try:
             item.name = clean_device_name(row.name)
             if row.device_model.vendor_id not in connected:

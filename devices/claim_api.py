@@ -16,7 +16,7 @@ from accounts.access import MANAGE, require
 from spaces.models import Space
 from vendors.models import DeviceModel, Vendor
 
-from .bulk_claims import MAX_ROWS, ClaimRow, check_claims, claim_devices
+from .bulk_claims import MAX_ROWS, ClaimRow, claim_devices
 from .claims import AlreadyClaimedByYou, ClaimError, TooManyFailures, WrongModel, claim_device
 from .org_api import DeviceOut, api_devices, device_data
 
@@ -102,8 +102,8 @@ def post_claims(request, claims: ClaimIn | Annotated[list[ClaimIn], Field(min_le
     if not isinstance(claims, list):
         try:
             row = _rows(organization, [claims])[0]
-            if isinstance(row, ClaimError):
-                raise row
+            if row.refusal is not None:
+                raise row.refusal
             device = claim_device(
                 space=row.space,
                 device_model=row.device_model,
@@ -115,31 +115,19 @@ def post_claims(request, claims: ClaimIn | Annotated[list[ClaimIn], Field(min_le
         except ClaimError as error:
             return _refusal(request, error)
         return Status(201, device_data(api_devices().get(pk=device.pk)))
-    rows = _rows(organization, claims)
-    unknown = {line: row for line, row in enumerate(rows, 1) if isinstance(row, ClaimError)}
-    known = [row for row in rows if isinstance(row, ClaimRow)]
     try:
-        if unknown:
-            report = check_claims(known, organization=organization, actor=actor).rows
-        else:
-            done = claim_devices(known, organization=organization, actor=actor)
-            report = done.rows
+        done = claim_devices(_rows(organization, claims), organization=organization, actor=actor)
     except ClaimError as error:
         return _refusal(request, error)
-    lines = [_row_data(row) for row in report] + [
-        {"line": line, "result": error.code, "message": error.message, "field": error.field}
-        for line, error in unknown.items()
-    ]
-    lines.sort(key=lambda line: line["line"])
-    failed = [line for line in lines if line["result"] not in ("claimed", "claimable")]
-    if failed:
-        message = f"{len(failed)} of {len(lines)} claims cannot go through, so nothing was claimed."
-        return _error(request, 422, ROWS_REFUSED, message, rows=lines)
-    return Status(201, {"claimed": len(done.devices), "rows": lines})
+    rows = [_row_data(row) for row in done.rows]
+    if done.failed:
+        message = f"{len(done.failed)} of {len(rows)} claims cannot go through, so nothing was claimed."
+        return _error(request, 422, ROWS_REFUSED, message, rows=rows)
+    return Status(201, {"claimed": len(done.devices), "rows": rows})
 
 
 def _rows(organization, claims):
-    """A ClaimRow for each claim, or the _Unknown refusing its space, vendor or model: three queries."""
+    """A ClaimRow for each claim, refused with _Unknown when its space, vendor or model is: three queries."""
     spaces = {
         space.code: space
         for space in Space.objects.filter(organization=organization).filter(code__in={claim.space for claim in claims})
@@ -154,14 +142,16 @@ def _rows(organization, claims):
     rows = []
     for line, claim in enumerate(claims, 1):
         space, model = spaces.get(claim.space), models.get((claim.vendor, claim.model))
+        refusal = None
         if space is None:
-            rows.append(_Unknown("There is no such space in your organization.", field="space"))
+            refusal = _Unknown("There is no such space in your organization.", field="space")
         elif claim.vendor not in vendors:
-            rows.append(_Unknown("There is no vendor with this slug.", field="vendor"))
+            refusal = _Unknown("There is no vendor with this slug.", field="vendor")
         elif model is None:
-            rows.append(_Unknown("The vendor has no model with this slug.", field="model"))
-        else:
-            rows.append(ClaimRow(line, space, model, claim.identifiers, claim.name, claim_code=claim.claim_code))
+            refusal = _Unknown("The vendor has no model with this slug.", field="model")
+        rows.append(
+            ClaimRow(line, space, model, claim.identifiers, claim.name, claim_code=claim.claim_code, refusal=refusal)
+        )
     return rows
 
 
