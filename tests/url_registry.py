@@ -151,6 +151,11 @@ PORTAL_PAGES = {
     ),
     # A wizard: no single POST claims; its GET shows the owner the first step.
     "claim-device": organization_page(a_space, managers_only=True),
+    # The report of a checked file is the upload's answer; confirming needs the batch that upload
+    # kept in the session (its GET goes back to the page).
+    "claim-file": organization_page(a_space, managers_only=True),
+    "claim-file-confirm": organization_page(a_space, managers_only=True),
+    "claim-file-template": organization_page(a_space, managers_only=True),
     # A label's link keeps what its payload says in the visitor's session and redirects; what it
     # names is shown only once signed in, in the spaces of the user's own organizations.
     "claim-label": public(lambda w: {"payload": _label_of(w.device)}),
