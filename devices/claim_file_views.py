@@ -46,7 +46,7 @@ class ClaimFileMixin(LoginRequiredMixin, ManagedSpaceMixin):
             .order_by("vendor__name", "name")
         )
 
-    def render_page(self, form, *, report=None, rows=None, batch=None, refused_claim=False, status=200):
+    def render_page(self, form, *, report=None, rows=None, batch=None, refused_claim=False, error=None, status=200):
         context = {
             "space": self.space,
             "organization": self.space.organization,
@@ -56,6 +56,7 @@ class ClaimFileMixin(LoginRequiredMixin, ManagedSpaceMixin):
             "failed": len(report.failed) if report else 0,
             "batch": batch,
             "refused_claim": refused_claim,
+            "error": error,
         }
         return render(self.request, "devices/claim_file.html", context, status=status)
 
@@ -93,18 +94,15 @@ class ClaimFileConfirmView(ClaimFileMixin, View):
 
     def post(self, request, code):
         rows = claim_files.kept_rows(request.session, self.space, request.POST.get("batch", ""), self.device_models())
-        form = ClaimFileForm(device_models=self.device_models())
         if rows is None:
-            form.add_error(
-                None, "This report is no longer current (another file was checked since): upload the file again."
-            )
-            return self.render_page(form, status=400)
-        form.initial = {"device_model": rows[0].device_model.pk}
+            form = ClaimFileForm(device_models=self.device_models())
+            stale = "This report is no longer current (another file was checked since): upload the file again."
+            return self.render_page(form, error=stale, status=400)
+        form = ClaimFileForm(device_models=self.device_models(), initial={"device_model": rows[0].device_model.pk})
         try:
             result = claim_devices(rows, organization=self.space.organization, actor=request.user)
         except ClaimError as refused:
-            form.add_error(None, refused.message)
-            return self.render_page(form, status=400)
+            return self.render_page(form, error=refused.message, status=400)
         claim_files.forget_rows(request.session, self.space)
         if result.failed:
             return self.render_page(form, report=result, rows=rows, refused_claim=True, status=409)
