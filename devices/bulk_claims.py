@@ -2,12 +2,14 @@
 with claim_device's own rules and wording, then every row claimed in one transaction, or none.
 
 Set-based, so that 10,000 rows cost a handful of statements rather than 10,000 claims: the units
-are looked up by joining the rows (a VALUES list) to the serial list, their devices created and
+are looked up by joining the rows (a VALUES list) to the serial list, as activation batches look
+theirs up (approved_identities), their devices created and
 locked with one Device.objects.create_or_lock, claimed with one UPDATE, and their history and
 audit lines written with one INSERT each (one audit line per device, as a single claim writes, so
 the log and its search read the same however a device was claimed).
 """
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
@@ -18,6 +20,7 @@ from spaces.models import Space
 from vendors.claim_codes import HashedClaimCode
 from vendors.models import ApprovedIdentity, DeviceModel
 
+from .activation_sql import approved_identities
 from .claims import (
     ClaimError,
     SpaceDeleted,
@@ -36,9 +39,6 @@ from .history import record_changes
 from .models import Device, DeviceEvent
 
 MAX_ROWS = 10_000
-# Rows per lookup statement: a VALUES list of 5 parameters a row stays within PostgreSQL's
-# 65,535 parameters (and SQLite's 32,766), so a full file takes two statements at most.
-LOOKUP_ROWS = 5_000
 CLAIMED = "claimed"
 CLAIMABLE = "claimable"
 
@@ -211,59 +211,52 @@ def _check(rows, organization, *, lock):
 
 def _find_units(checked):
     """Give each row the approved identity its values prove, or claim_device's refusal (NotApproved,
-    WrongModel, Revoked): two statements per LOOKUP_ROWS rows."""
-    wanted = [(item.row.line, item.row.device_model.pk, *_slots(item.columns)) for item in checked]
-    by_line = {item.row.line: item for item in checked}
-    for identity in _identities("JOIN vendors_approvedidentity unit ON unit.device_model_id = wanted.model_id", wanted):
-        item = by_line[identity.wanted_line]
-        identity.device_model = item.row.device_model
-        if proves_possession(identity, item.proof):
-            item.identity = identity
+    WrongModel, Revoked): one statement per model (approved_identities, as activation batches look
+    their units up), whatever the number of rows."""
+    for item, found in zip(
+        checked, _identities([(item.row.device_model, item.columns) for item in checked]), strict=True
+    ):
+        if found is not None and proves_possession(found, item.proof):
+            item.identity = found
     unproven = [item for item in checked if item.identity is None]
-    others = _identities(
-        """JOIN vendors_devicemodel model ON model.id = wanted.model_id
-        JOIN vendors_devicemodel other ON other.vendor_id = model.vendor_id
-            AND other.claiming_method_id = model.claiming_method_id AND other.id <> model.id
-        JOIN vendors_approvedidentity unit ON unit.device_model_id = other.id""",
-        [(item.row.line, item.row.device_model.pk, *_slots(item.columns)) for item in unproven],
-    )
-    other_models = DeviceModel.objects.in_bulk({identity.device_model_id for identity in others})
-    found_elsewhere = {}
-    for identity in others:
-        item = by_line[identity.wanted_line]
-        identity.device_model = other_models[identity.device_model_id]
-        identity.device_model.claiming_method = item.row.device_model.claiming_method
-        if proves_possession(identity, item.proof):
-            found_elsewhere.setdefault(item.row.line, identity.device_model)
+    # Values that prove a unit of another model of the vendor with the same method get WrongModel.
+    siblings = defaultdict(list)
+    for model in DeviceModel.objects.filter(
+        vendor__in={item.row.device_model.vendor_id for item in unproven}
+    ).select_related("claiming_method"):
+        siblings[model.vendor_id, model.claiming_method_id].append(model)
+    elsewhere = [
+        (item, other)
+        for item in unproven
+        for other in siblings[item.row.device_model.vendor_id, item.row.device_model.claiming_method_id]
+        if other.pk != item.row.device_model.pk
+    ]
+    other_model = {}
+    for (item, other), found in zip(
+        elsewhere, _identities([(other, item.columns) for item, other in elsewhere]), strict=True
+    ):
+        if found is not None and proves_possession(found, item.proof):
+            other_model.setdefault(item.row.line, other)
     for item in unproven:
+        other = other_model.get(item.row.line)
         model = item.row.device_model
-        other = found_elsewhere.get(item.row.line)
         item.error = wrong_model(model, other) if other else not_approved(model, item.columns)
     for item in checked:
         if item.identity is not None and item.identity.status == ApprovedIdentity.Status.REVOKED:
             item.error, item.identity = revoked(item.row.device_model.vendor), None
 
 
-def _slots(columns):
-    return [columns.get(f"identifier_{position}") for position in (1, 2, 3)]
-
-
-def _identities(join, wanted):
-    """The approved identities `join` reaches from the rows `wanted` ((line, model id, identifier_1..3),
-    None for a column the method does not use), each with the `wanted_line` it matched."""
-    found = []
-    for start in range(0, len(wanted), LOOKUP_ROWS):
-        chunk = wanted[start : start + LOOKUP_ROWS]
-        values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
-        sql = f"""
-            WITH wanted (line, model_id, i1, i2, i3) AS (VALUES {values})
-            SELECT unit.*, wanted.line AS wanted_line FROM wanted {join}
-            WHERE unit.identifier_1 = wanted.i1
-                AND (wanted.i2 IS NULL OR unit.identifier_2 = wanted.i2)
-                AND (wanted.i3 IS NULL OR unit.identifier_3 = wanted.i3)
-        """  # noqa: S608 - the joins are this module's, values are parameters
-        found += ApprovedIdentity.objects.raw(sql, [value for row in chunk for value in row])
-    return found
+def _identities(wanted):
+    """For each (device model, normalized {column: value}) of `wanted`, the approved identity it
+    names (an unsaved copy holding what the claim reads), or None."""
+    return [
+        None
+        if found is None
+        else ApprovedIdentity(
+            pk=found[0], device_model=device_model, status=found[1], claim_code_hash=found[2], **columns
+        )
+        for (device_model, columns), found in zip(wanted, approved_identities(wanted), strict=True)
+    ]
 
 
 def _find_devices(checked, organization, *, lock):
