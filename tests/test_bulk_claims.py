@@ -2,19 +2,30 @@
 claimed all together or not at all, in a number of statements that does not grow with the rows,
 and counted against the claim-attempt limits like as many single claims."""
 
+import threading
+import time
+
+import psycopg
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts.models import AuditEntry
+from accounts.models import AuditEntry, Role
 from devices.bulk_claims import CLAIMABLE, CLAIMED, ClaimRow, check_claims, claim_devices
 from devices.claims import ClaimError, TooManyFailures, claim_device
 from devices.models import Device, DeviceEvent
 from vendors.claim_codes import verhoeff_check_digit
 from vendors.models import ApprovedIdentity
 
-from .conftest import CAMERA_CODE
-from .factories import ApprovedIdentityFactory, ClaimedDeviceFactory, DeviceModelFactory, SpaceFactory
+from .conftest import CAMERA_CODE, database_url_for_subprocess
+from .factories import (
+    ApprovedIdentityFactory,
+    ClaimedDeviceFactory,
+    DeviceModelFactory,
+    MembershipFactory,
+    OrganizationFactory,
+    SpaceFactory,
+)
 
 # A well-formed claim code that is not the camera unit's.
 OTHER_CODE = "1111111111" + verhoeff_check_digit("1111111111")
@@ -199,3 +210,75 @@ def test_the_organization_s_limit_counts_the_rows_of_every_member(space, owner, 
     with pytest.raises(TooManyFailures) as refused:
         check_claims(guesses, organization=space.organization, actor=admin_member)
     assert "your organization" in refused.value.message
+
+
+def _contender(vendor):
+    membership = MembershipFactory(organization=OrganizationFactory(vendors=[vendor]), role=Role.ADMIN)
+    return SpaceFactory(organization=membership.organization), membership.user
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bulk_claim_racing_single_claims_for_its_units_ends_all_or_none_without_deadlock(device_model):
+    """The bulk claim and two single claims of another organization start together while another
+    connection holds the device history table, so that whoever locks the units first stops at
+    writing its history, holding them, and the others wait (the single claims take the units in
+    the bulk's opposite order). Whoever wins, each unit has one owner and the file all or none."""
+    units = _units(device_model, 3)
+    (bulk_space, bulk_actor), (single_space, single_actor) = (
+        _contender(device_model.vendor),
+        _contender(device_model.vendor),
+    )
+    start = threading.Barrier(3)
+    outcomes, errors = {}, []
+
+    def bulk():
+        try:
+            start.wait()
+            rows = [_row(n, unit, bulk_space) for n, unit in enumerate(units, 1)]
+            outcomes["bulk"] = claim_devices(rows, organization=bulk_space.organization, actor=bulk_actor)
+        except Exception as error:  # noqa: BLE001 - a deadlock or any other error fails the test below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    def single(unit):
+        try:
+            start.wait()
+            outcomes[unit.pk] = claim_device(
+                space=single_space,
+                device_model=device_model,
+                identifiers=unit.identifiers,
+                name="Single",
+                actor=single_actor,
+            )
+        except ClaimError as refused:
+            outcomes[unit.pk] = refused
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+        finally:
+            connection.close()
+
+    history = psycopg.connect(database_url_for_subprocess())
+    history.execute("LOCK TABLE devices_deviceevent IN EXCLUSIVE MODE")
+    threads = [threading.Thread(target=bulk)] + [
+        threading.Thread(target=single, args=(unit,)) for unit in (units[2], units[0])
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(1)  # every contender is at its lock by now
+    history.commit()
+    history.close()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    owners = dict(Device.objects.filter(identity__in=units).values_list("identity_id", "organization_id"))
+    if outcomes["bulk"].devices:
+        assert owners == {unit.pk: bulk_space.organization_id for unit in units}
+        assert all(isinstance(outcomes[unit.pk], ClaimError) for unit in (units[0], units[2]))
+    else:
+        assert owners == {
+            units[0].pk: single_space.organization_id,
+            units[1].pk: None,
+            units[2].pk: single_space.organization_id,
+        }
+        assert {row.result for row in outcomes["bulk"].failed} == {"claimed_by_another_organization"}
