@@ -19,7 +19,8 @@ import os
 import time
 
 import psycopg
-from common import django_env, recreate_database, setup_django
+from common import django_env, insert_serial_mac_identities, recreate_database, setup_django
+from common import typed_serial_and_mac as typed
 
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_bulk_claim")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
@@ -47,24 +48,8 @@ def create_tenant():
 
 def load_identities(model):
     with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
-        conn.execute(
-            """
-            INSERT INTO vendors_approvedidentity (code, identifier_1, identifier_2, status, created_at, device_model_id)
-            SELECT gen_random_uuid(), 'BN-' || lpad(i::text, 8, '0'),
-                   '02:10:' || concat_ws(':', substr(h, 1, 2), substr(h, 3, 2), substr(h, 5, 2), substr(h, 7, 2)),
-                   'approved', now(), %(model)s
-            FROM generate_series(1, %(rows)s) AS i, LATERAL (SELECT lpad(upper(to_hex(i)), 8, '0') AS h) AS hex
-            """,
-            {"model": model.pk, "rows": IDENTITIES},
-        )
+        insert_serial_mac_identities(conn, model.pk, IDENTITIES)
         conn.execute("ANALYZE")
-
-
-def typed(unit):
-    """Unit `unit`'s identifiers as a person types them: lower case, dashes in the MAC address."""
-    hex_digits = f"{unit:08X}".lower()
-    mac = "02-10-" + "-".join(hex_digits[i : i + 2] for i in range(0, 8, 2))
-    return {"serial_number": f"bn-{unit:08d}", "mac_address": mac}
 
 
 def single_claims(model, space, owner, units):

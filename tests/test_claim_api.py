@@ -11,6 +11,7 @@ from devices.models import Device
 
 from .conftest import CAMERA_CODE
 from .factories import ApprovedIdentityFactory, ClaimedDeviceFactory, SpaceFactory, api_token
+from .url_registry import claim_body
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle")]
 
@@ -21,14 +22,7 @@ def token(organization, owner):
 
 
 def _claim(unit, space, **extra):
-    model = unit.device_model
-    return {
-        "space": str(space.code),
-        "vendor": model.vendor.slug,
-        "model": model.slug,
-        "identifiers": unit.identifiers,
-        "name": "Lobby screen",
-    } | extra
+    return claim_body(unit, space) | {"name": "Lobby screen"} | extra
 
 
 def post(client, token, body):

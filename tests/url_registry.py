@@ -77,7 +77,7 @@ def organization_api(kwargs=None, *, method="get", body=None, managers_only=Fals
     return Page(ORGANIZATION_API, kwargs or (lambda world: {}), managers_only, body, method)
 
 
-def _claim_of(unit, space):
+def claim_body(unit, space):
     """The customer API's claim of `unit` (of a model without claim codes) into `space`."""
     model = unit.device_model
     return {
@@ -191,7 +191,7 @@ PORTAL_PAGES = {
     "org-api:list_spaces": organization_api(),
     "org-api:get_device": organization_api(lambda w: {"device_id": w.device.code}),
     "org-api:post_claims": organization_api(
-        method="post", body=lambda w: _claim_of(w.unclaimed_unit, w.space), managers_only=True
+        method="post", body=lambda w: claim_body(w.unclaimed_unit, w.space), managers_only=True
     ),
 }
 
