@@ -62,8 +62,7 @@ class InvalidName(ClaimError):
     counts_as_failure = False
 
 
-# As long as Device.name holds.
-NAME_MAX_LENGTH = 100
+NAME_MAX_LENGTH = Device._meta.get_field("name").max_length
 
 
 def clean_device_name(name):
@@ -313,6 +312,7 @@ def claim_device(*, space, device_model, identifiers, name, actor, claim_code=No
     The device becomes claimed by the space's organization, in one transaction that locks the
     device row, so two organizations racing for one unit end with one claim and one
     ClaimedByAnotherOrganization.
+    `name` is stripped, and refused (InvalidName) when empty or too long for a device's name.
     Writes a DeviceEvent. Raises a ClaimError subclass whose message is meant for the customer.
     Each attempt counts towards the actor's limit and then the organization's before it is checked
     (_claim_attempt); one that goes through, or fails for a reason other than the values typed,
