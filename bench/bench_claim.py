@@ -25,7 +25,17 @@ import time
 import uuid
 
 import psycopg
-from common import Browser, django_env, free_port, p95, recreate_database, setup_django, start_gunicorn
+from common import (
+    Browser,
+    django_env,
+    free_port,
+    insert_serial_mac_identities,
+    p95,
+    recreate_database,
+    setup_django,
+    start_gunicorn,
+)
+from common import typed_serial_and_mac as typed_identifiers
 
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_i3")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
@@ -97,16 +107,7 @@ def load_rows(model, small, big, others):
     """1,000,000 identities and 100,000 claimed devices, set-based: INSERT ... SELECT in PostgreSQL."""
     spaces = [small, big, *others]
     with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
-        conn.execute(
-            """
-            INSERT INTO vendors_approvedidentity (code, identifier_1, identifier_2, status, created_at, device_model_id)
-            SELECT gen_random_uuid(), 'BN-' || lpad(i::text, 8, '0'),
-                   '02:10:' || concat_ws(':', substr(h, 1, 2), substr(h, 3, 2), substr(h, 5, 2), substr(h, 7, 2)),
-                   'approved', now(), %(model)s
-            FROM generate_series(1, %(rows)s) AS i, LATERAL (SELECT lpad(upper(to_hex(i)), 8, '0') AS h) AS hex
-            """,
-            {"model": model.pk, "rows": IDENTITIES},
-        )
+        insert_serial_mac_identities(conn, model.pk, IDENTITIES)
         # Devices 1-10 go to the small space, the next 10,000 to the big one, the rest to the other
         # organizations; a third online, a third offline, a third never connected.
         conn.execute(
@@ -155,9 +156,7 @@ def measure_dashboard(browser, space, requests):
 
 
 def typed_serial_and_mac(unit):
-    hex_digits = f"{unit:08X}".lower()
-    mac = "02-10-" + "-".join(hex_digits[i : i + 2] for i in range(0, 8, 2))  # typed with dashes, lower case
-    return {"identifiers-serial_number": f"bn-{unit:08d}", "identifiers-mac_address": mac}
+    return {f"identifiers-{key}": value for key, value in typed_identifiers(unit).items()}
 
 
 def typed_serial_and_code(unit):

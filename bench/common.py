@@ -41,6 +41,29 @@ def recreate_database(database_url, env):
     subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=env, cwd=ROOT, check=True)
 
 
+def insert_serial_mac_identities(conn, model_id, rows):
+    """`rows` approved serial + MAC identities of the model `model_id`, set-based (INSERT ...
+    SELECT): unit n is BN-<n, 8 digits> with MAC address 02:10:<n, 8 hex digits>."""
+    conn.execute(
+        """
+        INSERT INTO vendors_approvedidentity (code, identifier_1, identifier_2, status, created_at, device_model_id)
+        SELECT gen_random_uuid(), 'BN-' || lpad(i::text, 8, '0'),
+               '02:10:' || concat_ws(':', substr(h, 1, 2), substr(h, 3, 2), substr(h, 5, 2), substr(h, 7, 2)),
+               'approved', now(), %(model)s
+        FROM generate_series(1, %(rows)s) AS i, LATERAL (SELECT lpad(upper(to_hex(i)), 8, '0') AS h) AS hex
+        """,
+        {"model": model_id, "rows": rows},
+    )
+
+
+def typed_serial_and_mac(unit):
+    """Unit `unit`'s identifiers (insert_serial_mac_identities) as a person types them: lower
+    case, dashes in the MAC address."""
+    hex_digits = f"{unit:08X}".lower()
+    mac = "02-10-" + "-".join(hex_digits[i : i + 2] for i in range(0, 8, 2))
+    return {"serial_number": f"bn-{unit:08d}", "mac_address": mac}
+
+
 def setup_django(env):
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))

@@ -25,6 +25,7 @@ api = NinjaAPI(
 )
 api.add_router("spaces", spaces_router)
 api.add_router("devices", devices_router)
+api.add_router("claims", "devices.claim_api.router")
 
 
 def error(request, status, code, message, **extra):

@@ -58,6 +58,24 @@ class NotApproved(ClaimError):
     code = "not_approved"
 
 
+class InvalidName(ClaimError):
+    code = "invalid_name"
+    counts_as_failure = False
+
+
+NAME_MAX_LENGTH = Device._meta.get_field("name").max_length
+
+
+def clean_device_name(name):
+    """The name a claimed device goes by (`name` stripped), or InvalidName, on the name field."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidName("Give the device a name.", field="name")
+    if len(name) > NAME_MAX_LENGTH:
+        raise InvalidName(f"A device name has at most {NAME_MAX_LENGTH} characters.", field="name")
+    return name
+
+
 # The field key of the claim code, beside the identifier fields, in forms and label links.
 CLAIM_CODE_FIELD = "claim_code"
 CLAIM_CODE_LABEL = "Claim code"
@@ -152,9 +170,9 @@ ORGANIZATION_CLAIM_ATTEMPTS = RateLimit(
 )
 
 
-def _count(limit, subject):
+def _count(limit, subject, times=1):
     try:
-        count_attempt((limit, subject))
+        count_attempt((limit, subject), times=times)
     except RateLimitExceeded as exceeded:
         retry_at = exceeded.retry_at
         paused = "your organization" if limit is ORGANIZATION_CLAIM_ATTEMPTS else "your account"
@@ -170,9 +188,35 @@ def _count(limit, subject):
         ) from None
 
 
-def _take_back_claim_attempt(actor, organization_id):
-    take_back(CLAIM_ATTEMPTS, actor.pk)
-    take_back(ORGANIZATION_CLAIM_ATTEMPTS, organization_id)
+def _take_back_claim_attempt(actor, organization_id, times=1):
+    take_back(CLAIM_ATTEMPTS, actor.pk, times)
+    take_back(ORGANIZATION_CLAIM_ATTEMPTS, organization_id, times)
+
+
+def _count_claim_attempts(actor, organization_id, times=1):
+    # The actor's limit first and, only once that let them through, the organization's (a member
+    # paused by their own limit does not use up everyone's; attempts the organization's limit
+    # refuses are taken back from the member).
+    _count(CLAIM_ATTEMPTS, actor.pk, times)
+    try:
+        _count(ORGANIZATION_CLAIM_ATTEMPTS, organization_id, times)
+    except ClaimError:
+        take_back(CLAIM_ATTEMPTS, actor.pk, times)
+        raise
+
+
+def count_failed_claims(actor, organization_id, failures):
+    """Count `failures` failed claim attempts of `actor` for the organization at once (the failed
+    rows of a file, devices/bulk_claims.py), against claim_device's limits and in its order, before
+    the caller tells which rows failed. Raises TooManyFailures when they do not fit in what is left
+    of either limit; the counts then stay, as a refused single attempt's does, so that a refusal
+    ("this file has more failures than you have left") is no free guess either. A file without
+    failures counts as one attempt and is taken back, as a claim that goes through: a paused
+    account cannot test guesses one file at a time."""
+    times = max(failures, 1)
+    _count_claim_attempts(actor, organization_id, times)
+    if not failures:
+        _take_back_claim_attempt(actor, organization_id)
 
 
 @contextlib.contextmanager
@@ -183,12 +227,7 @@ def _claim_attempt(actor, organization_id):
     back from the member). Each count is one atomic increment, so parallel attempts cannot slip
     past either limit. Taken back from both unless the block raises a ClaimError that counts as a
     failure."""
-    _count(CLAIM_ATTEMPTS, actor.pk)
-    try:
-        _count(ORGANIZATION_CLAIM_ATTEMPTS, organization_id)
-    except ClaimError:
-        take_back(CLAIM_ATTEMPTS, actor.pk)
-        raise
+    _count_claim_attempts(actor, organization_id)
     try:
         yield
     except ClaimError as error:
@@ -246,12 +285,17 @@ def _find_identity(device_model, columns, code):
     )
     for other in others:
         if proves_possession(other, code):
-            return WrongModel(
-                f"These identifiers belong to a {other.device_model.name}, not a {device_model.name}. "
-                f"Choose {other.device_model.name} as the model.",
-                other_model=other.device_model,
-            )
+            return wrong_model(device_model, other.device_model)
     return not_approved(device_model, columns)
+
+
+def wrong_model(device_model, other_model):
+    """The refusal of values that prove a unit of `other_model`, a model of the same vendor and method."""
+    return WrongModel(
+        f"These identifiers belong to a {other_model.name}, not a {device_model.name}. "
+        f"Choose {other_model.name} as the model.",
+        other_model=other_model,
+    )
 
 
 def not_approved(device_model, columns):
@@ -285,23 +329,25 @@ def claim_device(*, space, device_model, identifiers, name, actor, claim_code=No
     device row, so two organizations racing for one unit end with one claim and one
     ClaimedByAnotherOrganization. A unit just released in answer to another organization's release
     request is that organization's to claim for a while (ReservedForRequester).
+    `name` is stripped, and refused (InvalidName) when empty or too long for a device's name.
     Writes a DeviceEvent. Raises a ClaimError subclass whose message is meant for the customer.
     Each attempt counts towards the actor's limit and then the organization's before it is checked
     (_claim_attempt); one that goes through, or fails for a reason other than the values typed,
     is taken back.
     """
     with _claim_attempt(actor, space.organization_id):
+        name = clean_device_name(name)
         identity = _proven_identity(space.organization_id, device_model, identifiers, claim_code)
         with transaction.atomic():
             lock_target_space(space, refusal=SpaceDeleted)
             device = Device.objects.create_or_lock({identity.pk: device_model.pk})[identity.pk]
-            _refuse_if_claimed(device, space.organization_id)
-            _refuse_if_reserved(device, space.organization_id)
+            refuse_if_claimed(device, space.organization_id)
+            refuse_if_reserved(device, space.organization_id)
             now = timezone.now()
             device.status = Device.Status.CLAIMED
             device.organization_id = space.organization_id
             device.space = space
-            device.name = name.strip()
+            device.name = name
             device.claimed_at = now
             device.claimed_by = actor
             device.save()
@@ -325,8 +371,8 @@ def check_claimable(*, organization, device_model, identifiers, actor, claim_cod
         identity = _proven_identity(organization.pk, device_model, identifiers, claim_code)
         device = Device.objects.filter(identity=identity).select_related("space").first()
         if device is not None:
-            _refuse_if_claimed(device, organization.pk)
-            _refuse_if_reserved(device, organization.pk)
+            refuse_if_claimed(device, organization.pk)
+            refuse_if_reserved(device, organization.pk)
     return identity
 
 
@@ -334,24 +380,34 @@ def _proven_identity(organization_id, device_model, identifiers, claim_code):
     """The approved, not revoked identity the values prove, or the ClaimError saying why not."""
     vendor = device_model.vendor
     if not vendor.organizations.filter(pk=organization_id).exists():
-        raise VendorNotConnected(
-            f"Your organization is not connected to {vendor.name}, so it cannot claim its devices. "
-            "Ask the portal's operator to connect it."
-        )
+        raise vendor_not_connected(vendor)
     columns = normalize_identifiers(device_model, identifiers)
     code = claim_code_proof(device_model, claim_code)
     found = _find_identity(device_model, columns, code)
     if isinstance(found, ClaimError):
         raise found
     if found.status == ApprovedIdentity.Status.REVOKED:
-        raise Revoked(
-            f"{vendor.name} has withdrawn this unit, so it can no longer be claimed. "
-            f"Please {vendor_support_phrase(vendor)}."
-        )
+        raise revoked(vendor)
     return found
 
 
-def _refuse_if_claimed(device, organization_id):
+def vendor_not_connected(vendor):
+    return VendorNotConnected(
+        f"Your organization is not connected to {vendor.name}, so it cannot claim its devices. "
+        "Ask the portal's operator to connect it."
+    )
+
+
+def revoked(vendor):
+    return Revoked(
+        f"{vendor.name} has withdrawn this unit, so it can no longer be claimed. "
+        f"Please {vendor_support_phrase(vendor)}."
+    )
+
+
+def refuse_if_claimed(device, organization_id):
+    """Raise AlreadyClaimedByYou or ClaimedByAnotherOrganization for a claimed `device` (its space and
+    its model's vendor are read)."""
     if device.status != Device.Status.CLAIMED:
         return
     if device.organization_id == organization_id:
@@ -367,10 +423,23 @@ def _refuse_if_claimed(device, organization_id):
     )
 
 
-def _refuse_if_reserved(device, organization_id):
-    reserved = ReleaseRequest.objects.reserving(device).exclude(requesting_organization_id=organization_id).first()
-    if reserved is not None:
+def reserved_for_others(device_ids, organization_id):
+    """{device id: until when} for the devices of `device_ids` that only another organization may
+    claim for now (released in answer to its release request), in one query."""
+    return dict(
+        ReleaseRequest.objects.reserving_any(device_ids)
+        .exclude(requesting_organization_id=organization_id)
+        .values_list("device_id", "reserved_until")
+    )
+
+
+def refuse_if_reserved(device, organization_id, reservations=None):
+    """ReservedForRequester if `device` is reserved for another organization; `reservations` is
+    reserved_for_others' answer when the caller checks many devices at once."""
+    if reservations is None:
+        reservations = reserved_for_others([device.pk], organization_id)
+    if (until := reservations.get(device.pk)) is not None:
         raise ReservedForRequester(
             "This device was released moments ago for the organization that asked its owner for it, "
-            f"which alone may claim it until {timezone.localtime(reserved.reserved_until):%Y-%m-%d %H:%M %Z}."
+            f"which alone may claim it until {timezone.localtime(until):%Y-%m-%d %H:%M %Z}."
         )

@@ -6,7 +6,7 @@ keeps the line (with the device's name as it was).
 
 from django.utils import timezone
 
-from accounts.audit import record_audit
+from accounts.audit import record_audit, record_audits
 
 from .models import DeviceEvent
 
@@ -29,3 +29,21 @@ def record_change(device, kind, *, actor, audit_action=None, details=None, space
             details={**details, "device": str(device.code)},
         )
     return event
+
+
+def record_changes(changes, kind, *, actor, audit_action, at):
+    """record_change for many devices of one organization at once (one INSERT for the history, one
+    for the audit log): `changes` are (device, details, space). Call it inside the transaction of
+    the change it records."""
+    if not changes:
+        return
+    DeviceEvent.objects.bulk_create(
+        DeviceEvent(device=device, kind=kind, actor=actor, space=space, details=details, created_at=at)
+        for device, details, space in changes
+    )
+    record_audits(
+        organization_id=changes[0][0].organization_id,
+        actor=actor,
+        action=audit_action,
+        lines=[(device.name, {**details, "device": str(device.code)}) for device, details, _ in changes],
+    )

@@ -1,10 +1,21 @@
 from django.urls import path
 
-from . import claim_views, views
+from . import claim_file_views, claim_views, views
 
 urlpatterns = [
     path("spaces/<uuid:code>/bulk/", views.SpaceBulkActionView.as_view(), name="space-bulk-action"),
     path("spaces/<uuid:code>/claim/", claim_views.ClaimDeviceWizardView.as_view(), name="claim-device"),
+    path("spaces/<uuid:code>/claim/file/", claim_file_views.ClaimFileView.as_view(), name="claim-file"),
+    path(
+        "spaces/<uuid:code>/claim/file/confirm/",
+        claim_file_views.ClaimFileConfirmView.as_view(),
+        name="claim-file-confirm",
+    ),
+    path(
+        "spaces/<uuid:code>/claim/file/template/",
+        claim_file_views.ClaimFileTemplateView.as_view(),
+        name="claim-file-template",
+    ),
     path("claim/label/", claim_views.ClaimLabelSpaceView.as_view(), name="claim-label-space"),
     path("claim/label/<str:payload>/", claim_views.ClaimLabelView.as_view(), name="claim-label"),
     path("devices/<uuid:code>/", views.DeviceDetailView.as_view(), name="device-detail"),

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 # Decrement a counter only while it exists: a DECR after the window expired would leave a
 # negative counter without an expiry, one free attempt forever.
-_TAKE_BACK = "if redis.call('exists', KEYS[1]) == 1 then return redis.call('decr', KEYS[1]) end return 0"
+_TAKE_BACK = "if redis.call('exists', KEYS[1]) == 1 then return redis.call('decrby', KEYS[1], ARGV[1]) end return 0"
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,12 @@ class RateLimitUnavailable(Exception):
     """The counters cannot be reached and a limit the attempt counts against refuses uncounted attempts."""
 
 
-def count_attempt(*attempts: tuple[RateLimit, str]) -> None:
-    """Count one attempt against each (limit, subject), then raise RateLimitExceeded if any count
-    passed its limit. The counts stay: a refused attempt is an attempt too."""
+def count_attempt(*attempts: tuple[RateLimit, str], times: int = 1) -> None:
+    """Count one attempt (or `times` attempts at once: a file's rows) against each (limit, subject),
+    then raise RateLimitExceeded if any count passed its limit. The counts stay: a refused attempt
+    is an attempt too."""
     try:
-        counted = _increment(attempts)
+        counted = _increment(attempts, times)
     except _UNREACHABLE:
         if all(limit.fail_open for limit, _ in attempts):
             logger.warning("Rate limits are not counted: the cache is unreachable", exc_info=True)
@@ -93,15 +94,16 @@ def count_attempt(*attempts: tuple[RateLimit, str]) -> None:
         raise RateLimitExceeded(exceeded[0][0], max(1, max(ends_in for _, ends_in in exceeded)))
 
 
-def take_back(limit: RateLimit, subject: str) -> None:
-    """Uncount one attempt of `subject` that turned out fine (a correct password, a claim that went through)."""
+def take_back(limit: RateLimit, subject: str, times: int = 1) -> None:
+    """Uncount one attempt (or `times`) of `subject` that turned out fine (a correct password, a
+    claim that went through)."""
     try:
         client = redis_client()
         if client is not None:
-            client.eval(_TAKE_BACK, 1, redis_key(limit.name(subject)))
+            client.eval(_TAKE_BACK, 1, redis_key(limit.name(subject)), times)
         else:
             key, _ = _cache_window(limit, subject)
-            cache.decr(key)
+            cache.decr(key, times)
     except ValueError:  # the window ended meanwhile: nothing to take back
         pass
     except _UNREACHABLE:
@@ -124,18 +126,18 @@ def reset(limit: RateLimit, subject: str) -> None:
 _UNREACHABLE = (redis.RedisError, OSError, DatabaseError)
 
 
-def _increment(attempts) -> list[tuple[int, int]]:
-    """Increment each counter, starting its window if it is new; (count, seconds left) for each.
+def _increment(attempts, times) -> list[tuple[int, int]]:
+    """Increment each counter by `times`, starting its window if it is new; (count, seconds left) for each.
 
-    On Redis a window starts with its first count (INCR, then EXPIRE NX): one pipelined round trip.
+    On Redis a window starts with its first count (INCRBY, then EXPIRE NX): one pipelined round trip.
     """
     client = redis_client()
     if client is None:
-        return [_increment_in_cache(limit, subject) for limit, subject in attempts]
+        return [_increment_in_cache(limit, subject, times) for limit, subject in attempts]
     pipe = client.pipeline(transaction=False)
     for limit, subject in attempts:
         key = redis_key(limit.name(subject))
-        pipe.incr(key).expire(key, limit.seconds(), nx=True).ttl(key)
+        pipe.incrby(key, times).expire(key, limit.seconds(), nx=True).ttl(key)
     results = pipe.execute()
     windows = [limit.seconds() for limit, _ in attempts]
     return [
@@ -155,16 +157,16 @@ def _cache_window(limit, subject):
     return f"{limit.name(subject)}:{start}", start + window - now
 
 
-def _increment_in_cache(limit, subject):
+def _increment_in_cache(limit, subject, times):
     key, left = _cache_window(limit, subject)
     timeout = int(left) + 1
-    if cache.add(key, 1, timeout=timeout):
-        return 1, max(1, int(left + 0.999))
+    if cache.add(key, times, timeout=timeout):
+        return times, max(1, int(left + 0.999))
     try:
-        count = cache.incr(key)
+        count = cache.incr(key, times)
     except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=timeout)
-        return 1, max(1, int(left + 0.999))
+        cache.set(key, times, timeout=timeout)
+        return times, max(1, int(left + 0.999))
     # incr writes the counter back with the cache's default timeout: give it the window's again.
     cache.touch(key, timeout)
     return count, max(1, int(left + 0.999))

@@ -24,8 +24,12 @@ class ReleaseRequestQuerySet(models.QuerySet):
 
     def reserving(self, device, now=None):
         """The released requests whose requester alone may still claim `device` (see rules.CLAIM_WINDOW)."""
+        return self.reserving_any([device.pk], now)
+
+    def reserving_any(self, device_ids, now=None):
+        """The same for every device of `device_ids`, in one query."""
         return self.filter(
-            device=device, status=ReleaseRequest.Status.RELEASED, reserved_until__gt=now or timezone.now()
+            device_id__in=device_ids, status=ReleaseRequest.Status.RELEASED, reserved_until__gt=now or timezone.now()
         )
 
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from devices.claims import ClaimingUnavailable, claim_device
 from devices.models import ActivationOperation
-from portal.ratelimit import RateLimit, RateLimitExceeded, count_attempt
+from portal.ratelimit import RateLimit, RateLimitExceeded, count_attempt, take_back
 from portal.redis import redis_client
 
 from .factories import PASSWORD, ApprovedIdentityFactory, UserFactory
@@ -226,3 +226,20 @@ def test_without_redis_a_correct_password_takes_its_attempt_back(database_cache_
     settings.SIGN_IN_FAILURE_LIMIT_PER_ADDRESS = 2
     for colleague in UserFactory.create_batch(4):
         assert _sign_in(colleague.email, PASSWORD, address="192.0.2.83").status_code == 302
+
+
+@pytest.mark.parametrize("backend", ["redis", "database cache"])
+@pytest.mark.django_db
+def test_several_attempts_counted_at_once_pass_the_limit_together_and_are_taken_back_together(request, backend):
+    """A file's failed rows count as that many attempts in one increment, and can be taken back as many."""
+    if backend == "database cache":
+        request.getfixturevalue("database_cache_without_redis")
+    limit = RateLimit(f"several-{backend}", limit=5, window=600)
+    count_attempt((limit, "subject"), times=5)
+    with pytest.raises(RateLimitExceeded):
+        count_attempt((limit, "subject"), times=1)
+    take_back(limit, "subject", times=4)  # the refused one stayed counted: 6 - 4 = 2
+    count_attempt((limit, "subject"), times=3)
+    with pytest.raises(RateLimitExceeded):
+        count_attempt((limit, "subject"))
+    cache.clear()

@@ -484,3 +484,19 @@ def test_the_sweep_sends_the_emails_whose_task_the_broker_lost(owner, asker, hel
     tasks.sweep_requests()
     assert len(_mails_to(owner.email)) == 1
     assert len(_mails_to(asker.email)) == 1
+
+
+def test_a_bulk_claim_refuses_a_unit_reserved_for_the_requester_with_the_claims_wording(
+    owner, held, asked, device_model
+):
+    from devices.bulk_claims import ClaimRow, claim_devices
+
+    rules.release_for_request(asked, actor=owner)
+    third = SpaceFactory(organization=OrganizationFactory(vendors=[device_model.vendor]))
+    intruder = MembershipFactory(organization=third.organization).user
+    row = ClaimRow(1, third, held.device_model, {"serial_number": held.identity.identifier_1}, "X", claim_code=CODE)
+    report = claim_devices([row], organization=third.organization, actor=intruder)
+    (result,) = report.rows
+    assert not report.devices
+    assert result.result == "reserved"
+    assert "alone may claim it" in result.message

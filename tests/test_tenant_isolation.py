@@ -34,6 +34,7 @@ from . import url_registry
 from .conftest import database_state
 from .factories import (
     ActivatedDeviceFactory,
+    ApprovedIdentityFactory,
     ClaimedDeviceFactory,
     DeviceFactory,
     MembershipFactory,
@@ -120,6 +121,7 @@ def world(organization, owner, viewer, space, device_model):
         space=space,
         second_space=SpaceFactory(organization=organization, name="Second"),
         device=device,
+        unclaimed_unit=ApprovedIdentityFactory(device_model=device_model),
         device_event=device.events.get(),
         received_request=ReleaseRequestFactory(device=device),
         made_request=ReleaseRequestFactory(

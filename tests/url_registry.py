@@ -77,6 +77,18 @@ def organization_api(kwargs=None, *, method="get", body=None, managers_only=Fals
     return Page(ORGANIZATION_API, kwargs or (lambda world: {}), managers_only, body, method)
 
 
+def claim_body(unit, space):
+    """The customer API's claim of `unit` (of a model without claim codes) into `space`."""
+    model = unit.device_model
+    return {
+        "space": str(space.code),
+        "vendor": model.vendor.slug,
+        "model": model.slug,
+        "identifiers": unit.identifiers,
+        "name": "Claimed through the API",
+    }
+
+
 # URL arguments for the sample organization `w` most pages take.
 def the_organization(w):
     return {"code": w.organization.code}
@@ -149,6 +161,11 @@ PORTAL_PAGES = {
     ),
     # A wizard: no single POST claims; its GET shows the owner the first step.
     "claim-device": organization_page(a_space, managers_only=True),
+    # The report of a checked file is the upload's answer; confirming needs the batch that upload
+    # kept in the session (its GET goes back to the page).
+    "claim-file": organization_page(a_space, managers_only=True),
+    "claim-file-confirm": organization_page(a_space, managers_only=True),
+    "claim-file-template": organization_page(a_space, managers_only=True),
     # A label's link keeps what its payload says in the visitor's session and redirects; what it
     # names is shown only once signed in, in the spaces of the user's own organizations.
     "claim-label": public(lambda w: {"payload": _label_of(w.device)}),
@@ -192,6 +209,9 @@ PORTAL_PAGES = {
     "org-api:api-root": public(),
     "org-api:list_spaces": organization_api(),
     "org-api:get_device": organization_api(lambda w: {"device_id": w.device.code}),
+    "org-api:post_claims": organization_api(
+        method="post", body=lambda w: claim_body(w.unclaimed_unit, w.space), managers_only=True
+    ),
 }
 
 # One line per model registered in the admin: an object vendor staff of `w.staff_vendor` must not

@@ -32,6 +32,7 @@ from django.utils import timezone
 from django.utils.text import Truncator
 from psycopg import errors
 
+from portal.csv import text_lines
 from portal.errors import UserFacingError
 
 from .code_issues import destroy_staged_codes, import_codes, release_imported_codes
@@ -162,32 +163,6 @@ def _write_batch(job, rows):
     return written
 
 
-def _text_lines(stream):
-    """The binary `stream` as lines of text: UTF-8, a leading BOM dropped. A bad byte refuses the
-    file, naming its line (found by reading the file again, which only a bad file pays for)."""
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    try:
-        # Not `yield from`: closing this generator would close `text`, and with it the stream.
-        for line in text:
-            yield line
-    except UnicodeDecodeError as exc:
-        stream.seek(0)
-        line = next(number for number, raw in enumerate(stream, start=1) if not _is_utf8(raw))
-        raise FileRefused(
-            f"Line {line} is not UTF-8 text ({exc.reason}); save the file as CSV UTF-8 and upload it again."
-        ) from exc
-    finally:
-        text.detach()  # the caller closes the stream it opened
-
-
-def _is_utf8(raw):
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def _approve_batch(job, rows, *, created_at):
     """The fast path's `_write_batch`: COPY up to BATCH_ROWS staging tuples from `rows` straight into
     the serial list; raises _NotClean, which aborts the COPY, at the first bad row."""
@@ -215,7 +190,7 @@ def _stage_file(job, stream, size, progress, write_batch, *, fast=False):
     than the limit is refused unread. Claim codes are checked, or generated, on the way
     (vendors/code_issues.py)."""
     check_upload_size(size)
-    lines = _text_lines(stream)
+    lines = text_lines(stream, FileRefused)
     reader = csv.reader(lines)
     try:
         header = next(reader, None)
