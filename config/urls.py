@@ -9,6 +9,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("", include("spaces.urls")),
     path("", include("devices.urls")),
+    path("", include("webhooks.urls")),
     path("api/v1/org/", customer_api.urls),
     path("api/v1/", include("devices.api_urls")),
 ]
