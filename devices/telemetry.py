@@ -7,6 +7,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from vendors.models import DeviceModel
+from webhooks.models import EventName
+from webhooks.outbox import record_device_events
 
 from .models import Command, ConfigurationVersion, Device, DeviceEvent, Heartbeat
 
@@ -27,9 +29,10 @@ def record_heartbeat(device, *, metrics, config_version=None, now=None):
     """
     now = now or timezone.now()
     came_back = not device.online
+    applied = config_version is not None and config_version != device.applied_config_version
     # The common heartbeat is two independent writes, each its own statement; only a device coming
-    # back online needs its flag and its event written together.
-    with transaction.atomic() if came_back else nullcontext():
+    # back online (or applying a configuration) needs its flag and its events written together.
+    with transaction.atomic() if came_back or applied else nullcontext():
         waiting = _mark_seen(device, now, config_version)
         if waiting is None:
             return None
@@ -38,6 +41,11 @@ def record_heartbeat(device, *, metrics, config_version=None, now=None):
             if came_back:
                 _insert_while_claimed(
                     DeviceEvent, device, kind=DeviceEvent.Kind.BACK_ONLINE, details={}, created_at=now
+                )
+                record_device_events(EventName.DEVICE_ONLINE, [device], occurred_at=now)
+            if applied:
+                record_device_events(
+                    EventName.CONFIG_APPLIED, [device], occurred_at=now, extra={"config_version": config_version}
                 )
     device.last_seen_at, device.online = now, True
     if config_version is not None:
@@ -120,11 +128,11 @@ def _mark_offline(stale, now):
         rows = list(stale.select_for_update(skip_locked=True).values_list("pk", "status")[:SWEEP_BATCH])
         if rows:
             Device.objects.filter(pk__in=[pk for pk, _ in rows]).update(online=False)
+            claimed = [pk for pk, status in rows if status == Device.Status.CLAIMED]
             DeviceEvent.objects.bulk_create(
-                DeviceEvent(device_id=pk, kind=DeviceEvent.Kind.WENT_OFFLINE, created_at=now)
-                for pk, status in rows
-                if status == Device.Status.CLAIMED
+                DeviceEvent(device_id=pk, kind=DeviceEvent.Kind.WENT_OFFLINE, created_at=now) for pk in claimed
             )
+            record_device_events(EventName.DEVICE_OFFLINE, Device.objects.filter(pk__in=claimed), occurred_at=now)
     return len(rows)
 
 

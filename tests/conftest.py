@@ -150,6 +150,7 @@ def celery_worker_process(transactional_db):
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": database_url,
         "CELERY_QUEUE": queue,
+        "CELERY_WEBHOOK_QUEUE": f"{queue}-webhooks",
         "CELERY_TASK_ALWAYS_EAGER": "False",
     }
     process = subprocess.Popen(
@@ -163,7 +164,7 @@ def celery_worker_process(transactional_db):
             "--pool=solo",
             "--loglevel=INFO",
             "-Q",
-            queue,
+            f"{queue},{queue}-webhooks",
             "--without-gossip",
             "--without-mingle",
             "--include",
@@ -176,9 +177,10 @@ def celery_worker_process(transactional_db):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    saved = (celery_app.conf.task_always_eager, celery_app.conf.task_default_queue)
+    saved = (celery_app.conf.task_always_eager, celery_app.conf.task_default_queue, celery_app.conf.task_routes)
     celery_app.conf.task_always_eager = False
     celery_app.conf.task_default_queue = queue
+    celery_app.conf.task_routes = {"webhooks.tasks.*": {"queue": f"{queue}-webhooks"}}
     try:
         deadline = time.monotonic() + 30
         while not celery_app.control.ping(destination=[f"{queue}@{os.uname().nodename}"], timeout=0.5):
@@ -186,7 +188,7 @@ def celery_worker_process(transactional_db):
                 raise RuntimeError(f"celery worker did not start:\n{process.stdout.read()}")
         yield process
     finally:
-        celery_app.conf.task_always_eager, celery_app.conf.task_default_queue = saved
+        celery_app.conf.task_always_eager, celery_app.conf.task_default_queue, celery_app.conf.task_routes = saved
         process.terminate()
         try:
             process.wait(timeout=10)
@@ -195,7 +197,7 @@ def celery_worker_process(transactional_db):
         connection.close()
 
 
-SNAPSHOT_APPS = {"auth", "admin", "accounts", "vendors", "spaces", "devices"}
+SNAPSHOT_APPS = {"auth", "admin", "accounts", "vendors", "spaces", "devices", "webhooks"}
 
 
 def database_state():

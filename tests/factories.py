@@ -236,3 +236,13 @@ def api_token(organization, role=Role.ADMIN, *, name="Inventory", actor=None, **
     from apitokens.tokens import create_token
 
     return create_token(organization, name=name, role=role, actor=actor, **options)
+
+
+def webhook_endpoint(organization, url, *, events=None, secret="", actor=None):
+    """An endpoint of `organization` at `url`, made as the Webhooks page makes it; returns (endpoint, secret)."""
+    from webhooks.endpoints import add_endpoint
+    from webhooks.models import all_events
+
+    return add_endpoint(
+        organization, url=url, events=all_events() if events is None else events, secret=secret, actor=actor
+    )
