@@ -57,8 +57,8 @@ def refusal_of_address(address) -> str | None:
         (address.is_multicast, "a multicast address"),
         (address.is_unspecified, "an unspecified address"),
         (address.version == 4 and address in CGNAT, "a carrier-grade NAT address"),
-        (address.is_private, "a private address"),
         (address.is_reserved, "a reserved address"),
+        (address.is_private, "a private address"),
         (not address.is_global, "not a public address"),
     ):
         if test:
