@@ -83,7 +83,9 @@ class Event(models.Model):
         return f"{self.event} {self.id}"
 
     def payload(self):
-        return {"id": str(self.id), "event": self.event, "occurred_at": self.occurred_at.isoformat(), "data": self.data}
+        """What is POSTed: times written as in `data` (DjangoJSONEncoder: milliseconds, UTC as Z)."""
+        occurred_at = DjangoJSONEncoder().default(self.occurred_at)
+        return {"id": str(self.id), "event": self.event, "occurred_at": occurred_at, "data": self.data}
 
 
 class Delivery(models.Model):
