@@ -134,6 +134,7 @@ def main():
     processes.append(start_celery_beat(ENV, schedule_file=logs / "beat-schedule", log=logs / "beat.log"))
     try:
         time.sleep(10)  # the workers start and connect
+        quiet_latency(receiver, device, spaces, samples=3, pause=0.2)  # and warm up
         baseline = quiet_latency(receiver, device, spaces, samples=10, pause=0.2)
         print(f"baseline, the quiet organization with idle workers: {summary(baseline)}", flush=True)
 
