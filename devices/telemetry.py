@@ -29,7 +29,8 @@ def record_heartbeat(device, *, metrics, config_version=None, now=None):
     """
     now = now or timezone.now()
     came_back = not device.online
-    applied = config_version is not None and config_version != device.applied_config_version
+    # Version 0 is no configuration at all: nothing was applied.
+    applied = bool(config_version) and config_version != device.applied_config_version
     # The common heartbeat is two independent writes, each its own statement; only a device coming
     # back online (or applying a configuration) needs its flag and its events written together.
     with transaction.atomic() if came_back or applied else nullcontext():

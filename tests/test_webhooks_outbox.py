@@ -1,6 +1,8 @@
 """The outbox: each rule writes its event in its own transaction, for the subscribed endpoints of
 the device's organization only, set-based, and nothing for an organization without endpoints."""
 
+import base64
+import secrets
 from datetime import timedelta
 
 import pytest
@@ -10,8 +12,10 @@ from django.utils import timezone
 
 from accounts.models import Role
 from devices.actions import release_device
+from devices.authentication import authenticate_device
 from devices.claims import claim_device
 from devices.commands import report_command_result, send_command
+from devices.keys import hash_device_key
 from devices.models import Device
 from devices.telemetry import record_connectivity_changes, record_heartbeat
 from webhooks.models import Delivery, Event
@@ -164,3 +168,19 @@ def test_a_command_result_writes_command_finished_with_the_command(organization,
         "status": "succeeded",
         "output": "rebooted",
     }
+
+
+def test_a_steady_heartbeat_of_an_organization_with_endpoints_costs_its_two_statements(
+    organization, space, django_assert_num_queries
+):
+    webhook_endpoint(organization, URL)
+    key = secrets.token_bytes(32)
+    ActivatedDeviceFactory(
+        space=space, key_hash=hash_device_key(key), online=True, last_seen_at=timezone.now(), applied_config_version=3
+    )
+    device = authenticate_device(base64.urlsafe_b64encode(key).rstrip(b"=").decode())
+
+    # Mark seen (reading what waits) and keep the metrics: nothing for the webhooks to write, nor to read.
+    with django_assert_num_queries(2):
+        record_heartbeat(device, metrics={}, config_version=3)
+    assert not Event.objects.exists()

@@ -116,7 +116,9 @@ def deliver_round(endpoint_id):
         return 0
     sent, failed = 0, False
     try:
-        endpoint = Endpoint.objects.get(pk=endpoint_id)
+        endpoint = Endpoint.objects.filter(pk=endpoint_id).first()
+        if endpoint is None:  # removed meanwhile
+            return 0
         secret = decrypt_secret(endpoint.secret_encrypted, endpoint.code)
         started = time.monotonic()
         while sent < ROUND_DELIVERIES and time.monotonic() - started < ROUND_SECONDS:

@@ -1,8 +1,9 @@
 """Endpoint secrets: generated or typed, shown once, kept encrypted at rest.
 
 The receiver verifies each delivery's HMAC with the secret, so the portal needs the secret itself
-(not a hash of it): it is encrypted with AES-GCM under a key derived from SECRET_KEY, with the
-endpoint's code as associated data, so a ciphertext copied onto another endpoint does not decrypt.
+(not a hash of it): it is encrypted with AES-GCM under a key derived from WEBHOOK_SECRET_KEY (by
+default SECRET_KEY), with the endpoint's code as associated data, so that a ciphertext copied onto
+another endpoint does not decrypt.
 """
 
 import os
@@ -10,6 +11,7 @@ import re
 import secrets as random
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
 
 from portal.errors import UserFacingError
 from portal.keys import derived_key
@@ -36,7 +38,7 @@ def checked_secret(secret: str) -> str:
 
 
 def _cipher():
-    return AESGCM(derived_key(b"portal webhook secret v1"))
+    return AESGCM(derived_key(b"portal webhook secret v1", secret=settings.WEBHOOK_SECRET_KEY or None))
 
 
 def encrypt_secret(secret: str, endpoint_code) -> bytes:

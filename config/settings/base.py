@@ -312,5 +312,8 @@ CELERY_BEAT_SCHEDULE["webhooks-purge-old-events"] = {"task": "webhooks.tasks.pur
 # webhook must not reach into the portal's own network) unless this is on: for a test receiver on
 # the developer's machine, or a portal whose customers live on one private network.
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+# The key webhook secrets are encrypted with at rest (webhooks/secrets.py); empty: derived from
+# SECRET_KEY. Set it before rotating SECRET_KEY, or every endpoint's secret must be rolled.
+WEBHOOK_SECRET_KEY = env("DJANGO_WEBHOOK_SECRET_KEY", default="")
 # Plain-http webhook URLs: only the developer's machine and the tests allow them (local.py, test.py).
 WEBHOOK_ALLOW_HTTP = False
