@@ -15,7 +15,7 @@ from accounts.models import AuditEntry, Role
 from devices.actions import move_device
 from webhooks import delivery
 from webhooks.delivery import deliver_round, wake_due_endpoints
-from webhooks.endpoints import resend_delivery
+from webhooks.endpoints import purge_old_events, resend_delivery
 from webhooks.models import Delivery, Endpoint, Event
 from webhooks.secrets import decrypt_secret
 
@@ -40,9 +40,9 @@ def device(space):
     return ClaimedDeviceFactory(space=space, name="Lobby screen")
 
 
-def _moved(device):
-    """Move `device` to a new space of its organization: one device.moved event."""
-    return move_device(device, space=SpaceFactory(organization=device.organization, name="Hall"), actor=None)
+def _moved(device, to="Hall"):
+    """Move `device` to a new space `to` of its organization: one device.moved event."""
+    return move_device(device, space=SpaceFactory(organization=device.organization, name=to), actor=None)
 
 
 def test_a_receiver_verifies_the_signature_of_the_exact_raw_body_with_the_secret(organization, device, receiver):
@@ -237,3 +237,16 @@ def test_the_secret_is_kept_encrypted_and_only_decrypts_for_its_own_endpoint(org
     assert decrypt_secret(stored, endpoint.code) == secret
     with pytest.raises(InvalidTag):
         decrypt_secret(stored, other.code)
+
+
+def test_events_past_the_retention_are_purged_unless_a_delivery_is_still_pending(organization, device, receiver):
+    endpoint, _ = webhook_endpoint(organization, receiver.url())
+    _moved(device)
+    deliver_round(endpoint.pk)
+    _moved(device, to="Stage")
+    Event.objects.update(occurred_at=timezone.now() - timedelta(days=31))
+
+    assert purge_old_events() == 2  # the delivered event and its delivery
+
+    [kept] = Event.objects.all()
+    assert kept.deliveries.get().status == Delivery.Status.PENDING
