@@ -23,7 +23,8 @@ def record_heartbeat(device, *, metrics, config_version=None, now=None):
 
     Updates last_seen_at (and the applied configuration version it reports), keeps the metrics
     of a claimed device for the monitoring chart (an unclaimed device's show nowhere, so they are
-    not kept), and writes a back-online event when the device had been marked offline.
+    not kept), and writes a back-online event when the device had been marked offline; the webhooks'
+    device.online then, and config.applied for a configuration version it had not reported before.
     Returns {"commands_pending": bool, "config_version": desired version}, or None when the key
     `device` was authenticated by was revoked meanwhile (the caller answers as to a wrong key).
     """
