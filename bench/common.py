@@ -112,8 +112,9 @@ def start_gunicorn(port, env, *, workers=None, threads=1, log=None, extra=()):
         time.sleep(0.2)
 
 
-def start_celery_worker(env, *, queue, pool="threads", concurrency=8, prefetch=4, log=None, extra=()):
-    """A `celery worker` consuming `queue`, as production runs it (docs: a pool of threads)."""
+def start_celery_worker(env, *, queue=None, pool="threads", concurrency=8, prefetch=4, log=None, extra=()):
+    """A `celery worker` consuming `queue` (default: every queue the settings list, as production
+    starts it), as production runs it (docs: a pool of threads)."""
     command = [
         sys.executable,
         "-m",
@@ -121,8 +122,7 @@ def start_celery_worker(env, *, queue, pool="threads", concurrency=8, prefetch=4
         "-A",
         "config",
         "worker",
-        "-Q",
-        queue,
+        *(["-Q", queue] if queue else []),
         "--pool",
         pool,
         "--concurrency",

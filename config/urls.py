@@ -10,6 +10,7 @@ urlpatterns = [
     path("", include("spaces.urls")),
     path("", include("devices.urls")),
     path("", include("releaserequests.urls")),
+    path("", include("webhooks.urls")),
     path("api/v1/org/", customer_api.urls),
     path("api/v1/", include("devices.api_urls")),
 ]

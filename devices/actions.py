@@ -11,6 +11,8 @@ from accounts.models import AuditEntry
 from portal.errors import UserFacingError
 from spaces.models import Space
 from vendors.models import VendorAuditEntry
+from webhooks.models import EventName
+from webhooks.outbox import record_device_events
 
 from .history import record_change
 from .models import Device, DeviceEvent
@@ -107,6 +109,7 @@ def move_device(device, *, space, actor):
                 details={"from": previous.name, "to": space.name},
                 space=space,
             )
+            record_device_events(EventName.DEVICE_MOVED, [locked])
     device.space = space
     return device
 
@@ -140,6 +143,7 @@ def release_device(device, *, actor, reason=""):
     """
     with transaction.atomic():
         locked = lock_claimed(device, "identity", "device_model")
+        record_device_events(EventName.DEVICE_RELEASED, [locked])
         # The audit log is the organization's record, not the device's history: it keeps the release.
         record_audit(
             organization_id=locked.organization_id,

@@ -32,18 +32,27 @@ def authenticate_device(token: str) -> Device | None:
     # Plain SQL on purpose: every device API call starts here, and the ORM spent several times
     # longer building this query than PostgreSQL spends running it.
     sql = f"""
-        SELECT d.id, d.code, d.status, d.online, d.key_hash,
+        SELECT d.id, d.code, d.status, d.online, d.key_hash, d.organization_id, d.applied_config_version,
                (SELECT i.status FROM {ApprovedIdentity._meta.db_table} i WHERE i.id = d.identity_id)
         FROM {Device._meta.db_table} d WHERE d.key_hash = %s
     """  # noqa: S608 - table names are the models', values are parameters
     with connection.cursor() as cursor:
         cursor.execute(sql, [hash_device_key(device_key)])
         row = cursor.fetchone()
-    if row is None or not key_matches(device_key, row[4]) or row[5] != ApprovedIdentity.Status.APPROVED:
+    if row is None or not key_matches(device_key, row[4]) or row[7] != ApprovedIdentity.Status.APPROVED:
         return None
-    pk, code, status, online, key_hash, _ = row
-    # What the device API's views read; any other field loads on first access. from_db takes the
-    # values in the model's field order, whatever order the names are given in.
-    read = {"id": pk, "code": uuid.UUID(str(code)), "status": status, "online": bool(online), "key_hash": key_hash}
+    pk, code, status, online, key_hash, organization_id, applied_config_version, _ = row
+    # What the device API's views read (a heartbeat compares the configuration version it reports
+    # with the applied one: a new one is a webhook event); any other field loads on first access.
+    # from_db takes the values in the model's field order, whatever order the names are given in.
+    read = {
+        "id": pk,
+        "code": uuid.UUID(str(code)),
+        "status": status,
+        "online": bool(online),
+        "key_hash": key_hash,
+        "organization_id": organization_id,
+        "applied_config_version": applied_config_version,
+    }
     names = [field.attname for field in Device._meta.concrete_fields if field.attname in read]
     return Device.from_db(connection.alias, names, [read[name] for name in names])

@@ -19,6 +19,8 @@ from accounts.models import AuditEntry
 from spaces.models import Space
 from vendors.claim_codes import HashedClaimCode
 from vendors.models import ApprovedIdentity, DeviceModel
+from webhooks.models import EventName
+from webhooks.outbox import record_device_events
 
 from .activation_sql import approved_identities
 from .claims import (
@@ -148,6 +150,7 @@ def claim_devices(rows, *, organization, actor):
             if any(item.error for item in checked):
                 raise _Refused(BulkClaim(rows=[_result(item, CLAIMABLE) for item in checked]))
             devices = _claim(checked, organization, actor)
+            record_device_events(EventName.DEVICE_CLAIMED, devices)
     except _Refused as refused:
         return refused.report
     return BulkClaim(rows=[_result(item, CLAIMED) for item in checked], devices=devices)

@@ -17,6 +17,8 @@ from releaserequests.models import ReleaseRequest
 from vendors.claim_codes import ClaimCodeError, HashedClaimCode, normalize_claim_code
 from vendors.identifiers import confusable_characters
 from vendors.models import ApprovedIdentity
+from webhooks.models import EventName
+from webhooks.outbox import record_device_events
 
 from .actions import lock_target_space
 from .history import record_change
@@ -360,6 +362,7 @@ def claim_device(*, space, device_model, identifiers, name, actor, claim_code=No
                 space=space,
                 at=now,
             )
+            record_device_events(EventName.DEVICE_CLAIMED, [device], occurred_at=now)
     return device
 
 

@@ -9,6 +9,8 @@ from django.utils import timezone
 from accounts.models import AuditEntry
 from portal.errors import UserFacingError
 from vendors.declarations import clean_values
+from webhooks.models import EventName
+from webhooks.outbox import record_device_events
 
 from .actions import lock_claimed, lock_in_order
 from .history import record_change
@@ -91,7 +93,15 @@ def report_command_result(device, *, command_code, succeeded, output="", now=Non
         command.output = (output or "")[:MAX_OUTPUT]
         command.completed_at = now
         command.save(update_fields=["status", "output", "completed_at"])
+        record_device_events(
+            EventName.COMMAND_FINISHED, [device], occurred_at=now, extra={"command": command_data(command)}
+        )
     return command
+
+
+def command_data(command):
+    """A command as the command.finished webhook shows it."""
+    return {"id": command.code, "name": command.name, "status": command.status, "output": command.output}
 
 
 def expire_commands(now=None):

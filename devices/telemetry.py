@@ -7,6 +7,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from vendors.models import DeviceModel
+from webhooks.models import EventName
+from webhooks.outbox import record_device_events
 
 from .models import Command, ConfigurationVersion, Device, DeviceEvent, Heartbeat
 
@@ -21,15 +23,18 @@ def record_heartbeat(device, *, metrics, config_version=None, now=None):
 
     Updates last_seen_at (and the applied configuration version it reports), keeps the metrics
     of a claimed device for the monitoring chart (an unclaimed device's show nowhere, so they are
-    not kept), and writes a back-online event when the device had been marked offline.
+    not kept), and writes a back-online event when the device had been marked offline; the webhooks'
+    device.online then, and config.applied for a configuration version it had not reported before.
     Returns {"commands_pending": bool, "config_version": desired version}, or None when the key
     `device` was authenticated by was revoked meanwhile (the caller answers as to a wrong key).
     """
     now = now or timezone.now()
     came_back = not device.online
+    # Version 0 is no configuration at all: nothing was applied.
+    applied = bool(config_version) and config_version != device.applied_config_version
     # The common heartbeat is two independent writes, each its own statement; only a device coming
-    # back online needs its flag and its event written together.
-    with transaction.atomic() if came_back else nullcontext():
+    # back online (or applying a configuration) needs its flag and its events written together.
+    with transaction.atomic() if came_back or applied else nullcontext():
         waiting = _mark_seen(device, now, config_version)
         if waiting is None:
             return None
@@ -38,6 +43,11 @@ def record_heartbeat(device, *, metrics, config_version=None, now=None):
             if came_back:
                 _insert_while_claimed(
                     DeviceEvent, device, kind=DeviceEvent.Kind.BACK_ONLINE, details={}, created_at=now
+                )
+                record_device_events(EventName.DEVICE_ONLINE, [device], occurred_at=now)
+            if applied:
+                record_device_events(
+                    EventName.CONFIG_APPLIED, [device], occurred_at=now, extra={"config_version": config_version}
                 )
     device.last_seen_at, device.online = now, True
     if config_version is not None:
@@ -120,11 +130,11 @@ def _mark_offline(stale, now):
         rows = list(stale.select_for_update(skip_locked=True).values_list("pk", "status")[:SWEEP_BATCH])
         if rows:
             Device.objects.filter(pk__in=[pk for pk, _ in rows]).update(online=False)
+            claimed = [pk for pk, status in rows if status == Device.Status.CLAIMED]
             DeviceEvent.objects.bulk_create(
-                DeviceEvent(device_id=pk, kind=DeviceEvent.Kind.WENT_OFFLINE, created_at=now)
-                for pk, status in rows
-                if status == Device.Status.CLAIMED
+                DeviceEvent(device_id=pk, kind=DeviceEvent.Kind.WENT_OFFLINE, created_at=now) for pk in claimed
             )
+            record_device_events(EventName.DEVICE_OFFLINE, Device.objects.filter(pk__in=claimed), occurred_at=now)
     return len(rows)
 
 

@@ -136,6 +136,13 @@ def user_without_organization(db):
     return UserFactory()
 
 
+def use_task_routes(routes):
+    """Route this process's tasks by `routes` from now on: Celery keeps the router it first built."""
+    celery_app.conf.task_routes = routes
+    celery_app.amqp.flush_routes()
+    celery_app.amqp.router = celery_app.amqp.Router()
+
+
 @pytest.fixture
 def celery_worker_process(transactional_db):
     """A real `celery worker` process on the test database and Redis, consuming a queue of its own.
@@ -150,6 +157,7 @@ def celery_worker_process(transactional_db):
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": database_url,
         "CELERY_QUEUE": queue,
+        "CELERY_WEBHOOK_QUEUE": f"{queue}-webhooks",
         "CELERY_TASK_ALWAYS_EAGER": "False",
     }
     process = subprocess.Popen(
@@ -163,7 +171,7 @@ def celery_worker_process(transactional_db):
             "--pool=solo",
             "--loglevel=INFO",
             "-Q",
-            queue,
+            f"{queue},{queue}-webhooks",
             "--without-gossip",
             "--without-mingle",
             "--include",
@@ -176,9 +184,10 @@ def celery_worker_process(transactional_db):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    saved = (celery_app.conf.task_always_eager, celery_app.conf.task_default_queue)
+    saved = (celery_app.conf.task_always_eager, celery_app.conf.task_default_queue, celery_app.conf.task_routes)
     celery_app.conf.task_always_eager = False
     celery_app.conf.task_default_queue = queue
+    use_task_routes({"webhooks.tasks.*": {"queue": f"{queue}-webhooks"}})
     try:
         deadline = time.monotonic() + 30
         while not celery_app.control.ping(destination=[f"{queue}@{os.uname().nodename}"], timeout=0.5):
@@ -186,7 +195,8 @@ def celery_worker_process(transactional_db):
                 raise RuntimeError(f"celery worker did not start:\n{process.stdout.read()}")
         yield process
     finally:
-        celery_app.conf.task_always_eager, celery_app.conf.task_default_queue = saved
+        celery_app.conf.task_always_eager, celery_app.conf.task_default_queue, routes = saved
+        use_task_routes(routes)
         process.terminate()
         try:
             process.wait(timeout=10)
@@ -195,7 +205,7 @@ def celery_worker_process(transactional_db):
         connection.close()
 
 
-SNAPSHOT_APPS = {"auth", "admin", "accounts", "vendors", "spaces", "devices", "releaserequests"}
+SNAPSHOT_APPS = {"auth", "admin", "accounts", "vendors", "spaces", "devices", "releaserequests", "webhooks"}
 
 
 def database_state():

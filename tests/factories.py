@@ -253,3 +253,13 @@ class ReleaseRequestFactory(DjangoModelFactory):
     message = "I bought this unit second-hand; please release it."
     created_at = factory.LazyFunction(timezone.now)
     expires_at = factory.LazyAttribute(lambda o: o.created_at + timedelta(days=14))
+
+
+def webhook_endpoint(organization, url, *, events=None, secret="", actor=None):
+    """An endpoint of `organization` at `url`, made as the Webhooks page makes it; returns (endpoint, secret)."""
+    from webhooks.endpoints import add_endpoint
+    from webhooks.models import all_events
+
+    return add_endpoint(
+        organization, url=url, events=all_events() if events is None else events, secret=secret, actor=actor
+    )

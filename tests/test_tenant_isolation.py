@@ -29,6 +29,7 @@ from devices.actions import rename_device
 from devices.models import ActivationOperation
 from releaserequests.models import ReleaseRequest
 from vendors.models import ClaimCodeIssue, ClaimingMethod, ImportJob, VendorAuditEntry
+from webhooks.endpoints import send_ping
 
 from . import url_registry
 from .conftest import database_state
@@ -45,6 +46,7 @@ from .factories import (
     VendorFactory,
     VendorStaffFactory,
     api_token,
+    webhook_endpoint,
 )
 
 pytestmark = pytest.mark.django_db
@@ -112,7 +114,11 @@ def world(organization, owner, viewer, space, device_model):
     invitation = Invitation.objects.create(organization=organization, email="invited@example.test", role=Role.ADMIN)
     MembershipFactory(organization=organization, role=Role.OWNER)
     staff_vendor = VendorFactory()
+    webhook, _ = webhook_endpoint(organization, "https://hooks.example.com/portal")
+    ping = send_ping(webhook, actor=owner)
     return SimpleNamespace(
+        webhook=webhook,
+        webhook_delivery=ping.deliveries.get(),
         staff_vendor_device=ClaimedDeviceFactory(
             space=space, identity__device_model__vendor=staff_vendor, claimed_by=owner, name="Their hub"
         ),

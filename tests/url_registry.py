@@ -120,6 +120,14 @@ def a_made_request(w):
     return {"code": w.made_request.code}
 
 
+def a_webhook(w):
+    return {"code": w.organization.code, "endpoint": w.webhook.code}
+
+
+def a_webhook_delivery(w):
+    return {"code": w.organization.code, "delivery": w.webhook_delivery.code}
+
+
 def nothing(w):
     """A POST with no fields: a button."""
     return {}
@@ -184,6 +192,15 @@ PORTAL_PAGES = {
     ),
     "release-request-decline": organization_page(a_received_request, managers_only=True, post=nothing),
     "release-request-claim": organization_page(a_made_request, managers_only=True),
+    # Webhooks: owners and admins only.
+    "webhooks": organization_page(
+        the_organization, managers_only=True, post=lambda w: {"url": "https://hooks.example.com/new", "events": []}
+    ),
+    "webhook-change": organization_page(a_webhook, managers_only=True, post=lambda w: {"events": ["device.moved"]}),
+    "webhook-roll-secret": organization_page(a_webhook, managers_only=True, post=nothing),
+    "webhook-ping": organization_page(a_webhook, managers_only=True, post=nothing),
+    "webhook-remove": organization_page(a_webhook, managers_only=True, post=nothing),
+    "webhook-resend": organization_page(a_webhook_delivery, managers_only=True, post=nothing),
     # Devices
     "device-detail": organization_page(a_device),
     "device-commands": organization_page(a_device),

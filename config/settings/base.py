@@ -4,6 +4,7 @@ from pathlib import Path
 
 import environ
 from django.utils.csp import CSP
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -67,6 +68,7 @@ LOCAL_APPS = [
     "alerts",
     "apitokens",
     "releaserequests",
+    "webhooks",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
@@ -299,3 +301,21 @@ ALERT_EMAIL_INTERVAL = env.int("ALERT_EMAIL_INTERVAL", default=15 * 60)
 # authentication: most of the worker's CPU). Keep it for 500 tasks per process; config/celery_app.py
 # still retires broken or old connections before each task, as Django does per request.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=500)
+
+# Webhooks (webhooks/): deliveries have a queue of their own, which a worker started without -Q
+# consumes too (CELERY_TASK_QUEUES lists both), so that a backlog of slow endpoints never sits in
+# front of the portal's other tasks.
+CELERY_WEBHOOK_QUEUE = env("CELERY_WEBHOOK_QUEUE", default=f"{CELERY_TASK_DEFAULT_QUEUE}-webhooks")
+CELERY_TASK_QUEUES = [Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(CELERY_WEBHOOK_QUEUE)]
+CELERY_TASK_ROUTES = {"webhooks.tasks.*": {"queue": CELERY_WEBHOOK_QUEUE}}
+CELERY_BEAT_SCHEDULE["webhooks-wake-due-endpoints"] = {"task": "webhooks.tasks.wake_due_endpoints", "schedule": 15.0}
+CELERY_BEAT_SCHEDULE["webhooks-purge-old-events"] = {"task": "webhooks.tasks.purge_old_events", "schedule": 3600.0}
+# Webhook targets on loopback, private, link-local and other non-public addresses are refused (a
+# webhook must not reach into the portal's own network) unless this is on: for a test receiver on
+# the developer's machine, or a portal whose customers live on one private network.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+# The key webhook secrets are encrypted with at rest (webhooks/secrets.py); empty: derived from
+# SECRET_KEY. Set it before rotating SECRET_KEY, or every endpoint's secret must be rolled.
+WEBHOOK_SECRET_KEY = env("DJANGO_WEBHOOK_SECRET_KEY", default="")
+# Plain-http webhook URLs: only the developer's machine and the tests allow them (local.py, test.py).
+WEBHOOK_ALLOW_HTTP = False

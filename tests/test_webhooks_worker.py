@@ -1,0 +1,123 @@
+"""Webhooks through real Celery workers started as production starts them (`celery -A config worker`,
+no -Q): the webhooks queue is consumed, a killed worker loses no delivery, and a slow endpoint of
+one organization does not hold up another's."""
+
+import os
+import uuid
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import Role
+from bench.common import start_celery_worker, stop_processes
+from config.celery_app import app as celery_app
+from devices.actions import move_device
+from webhooks.delivery import wake_due_endpoints
+from webhooks.models import Delivery, Endpoint
+
+from .conftest import database_url_for_subprocess, use_task_routes, wait_for
+from .factories import ClaimedDeviceFactory, MembershipFactory, SpaceFactory, webhook_endpoint
+from .webhook_receiver import Receiver
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+class Workers:
+    """Workers on a queue pair of this test's own, consuming every queue the settings list."""
+
+    def __init__(self, logs):
+        self.logs = logs
+        self.queue = f"test-{uuid.uuid4().hex[:8]}"
+        self.env = os.environ | {
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": database_url_for_subprocess(),
+            "CELERY_QUEUE": self.queue,
+            "CELERY_WEBHOOK_QUEUE": f"{self.queue}-webhooks",
+            "CELERY_TASK_ALWAYS_EAGER": "False",
+            "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+        }
+        self.processes = []
+
+    def start(self, concurrency=2):
+        name = f"{self.queue}-{len(self.processes)}"
+        process = start_celery_worker(
+            self.env,
+            concurrency=concurrency,
+            prefetch=1,
+            log=self.logs / f"{name}.log",
+            extra=("--hostname", f"{name}@%h", "--loglevel", "INFO"),
+        )
+        self.processes.append(process)
+        wait_for(lambda: celery_app.control.ping(destination=[f"{name}@{os.uname().nodename}"], timeout=0.5), 30)
+        return process
+
+
+@pytest.fixture
+def workers(settings, tmp_path):
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    running = Workers(tmp_path)
+    saved = (celery_app.conf.task_always_eager, celery_app.conf.task_default_queue, celery_app.conf.task_routes)
+    celery_app.conf.task_always_eager = False
+    celery_app.conf.task_default_queue = running.queue
+    use_task_routes({"webhooks.tasks.*": {"queue": f"{running.queue}-webhooks"}})
+    try:
+        yield running
+    finally:
+        celery_app.conf.task_always_eager, celery_app.conf.task_default_queue, routes = saved
+        use_task_routes(routes)
+        stop_processes(running.processes)
+
+
+def _move(organization):
+    device = ClaimedDeviceFactory(space=SpaceFactory(organization=organization))
+    move_device(device, space=SpaceFactory(organization=organization), actor=None)
+
+
+def test_a_worker_started_without_a_queue_delivers_after_the_commit(workers, organization, space):
+    workers.start()
+    with Receiver() as receiver:
+        webhook_endpoint(organization, receiver.url())
+        _move(organization)
+        wait_for(lambda: Delivery.objects.filter(status=Delivery.Status.SUCCEEDED).exists())
+        assert len(receiver.requests) == 1
+
+
+def test_a_killed_worker_loses_no_delivery(workers, organization, space):
+    answers = iter([(200, {}, 30.0)])
+    with Receiver(lambda path: next(answers, (200, {}, 0))) as receiver:
+        webhook_endpoint(organization, receiver.url())
+        first = workers.start()
+        _move(organization)
+        wait_for(lambda: len(receiver.requests) == 1)
+
+        first.kill()  # in the middle of the POST: nothing recorded the delivery
+        first.wait()
+        assert Delivery.objects.get().status == Delivery.Status.PENDING
+
+        workers.start()
+        # The lease of the dead worker runs out (here at once, rather than after a minute), and
+        # the beat finds the delivery still due.
+        Endpoint.objects.update(sending_until=timezone.now())
+        assert wake_due_endpoints() == 1
+        wait_for(lambda: Delivery.objects.filter(status=Delivery.Status.SUCCEEDED).exists())
+
+    assert len(receiver.requests) == 2
+    assert receiver.requests[0].body == receiver.requests[1].body
+
+
+def test_a_slow_endpoints_backlog_does_not_hold_up_another_organizations_event(workers, organization, space):
+    other = MembershipFactory(role=Role.OWNER).organization
+    with Receiver(lambda path: (200, {}, 0.5 if path == "/slow" else 0)) as receiver:
+        slow, _ = webhook_endpoint(organization, receiver.url("/slow"))
+        for _ in range(30):
+            _move(organization)
+        workers.start(concurrency=2)
+        wait_for(lambda: any(request.path == "/slow" for request in receiver.requests))
+
+        webhook_endpoint(other, receiver.url("/quick"))
+        _move(other)
+        wait_for(lambda: any(request.path == "/quick" for request in receiver.requests), timeout=5)
+
+        slow_sent = sum(request.path == "/slow" for request in receiver.requests)
+    # The quick one went through while the slow one still had most of its backlog.
+    assert slow_sent < 30
