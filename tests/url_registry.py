@@ -90,6 +90,10 @@ def a_device(w):
     return {"code": w.device.code}
 
 
+def a_device_id(w):
+    return {"device_id": w.device.code}
+
+
 def an_invitation(w):
     return {"code": w.organization.code, "pk": w.invitation.pk}
 
@@ -172,7 +176,20 @@ PORTAL_PAGES = {
     # Customer API (docs/customer-api.md): an organization's API token.
     "org-api:api-root": public(),
     "org-api:list_spaces": organization_api(),
-    "org-api:get_device": organization_api(lambda w: {"device_id": w.device.code}),
+    "org-api:get_device": organization_api(a_device_id),
+    "org-api:list_devices": organization_api(),
+    "org-api:move_device": organization_api(
+        a_device_id, method="post", body=lambda w: {"space": str(w.second_space.code)}, managers_only=True
+    ),
+    "org-api:send_command": organization_api(
+        a_device_id, method="post", body=lambda w: {"name": "reboot"}, managers_only=True
+    ),
+    "org-api:save_configuration": organization_api(
+        a_device_id, method="put", body=lambda w: {"values": {"volume": 10}}, managers_only=True
+    ),
+    "org-api:release_device": organization_api(
+        a_device_id, method="post", body=lambda w: {"confirm_name": w.device.name}, managers_only=True
+    ),
 }
 
 # One line per model registered in the admin: an object vendor staff of `w.staff_vendor` must not
