@@ -7,6 +7,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("alerts.urls")),
     path("accounts/", include("accounts.urls")),
+    path("", include("apitokens.urls")),
     path("", include("spaces.urls")),
     path("", include("devices.urls")),
     path("api/v1/org/", customer_api.urls),

@@ -118,6 +118,7 @@ def world(organization, owner, viewer, space, device_model):
         viewer_membership=Membership.objects.get(user=viewer),
         invitation=invitation,
         invitation_token=invitation_token(invitation),
+        api_token=api_token(organization, Role.VIEWER, name="Their script", actor=owner)[0],
         audit_entry=record_audit(organization_id=organization.pk, actor=owner, action="space_created", target="X"),
         group=Group.objects.create(name="Some vendor's staff"),
         other_vendor=device_model.vendor,

@@ -126,6 +126,13 @@ PORTAL_PAGES = {
     "organization-leave": organization_page(the_organization, post=nothing),
     "audit-log": organization_page(the_organization, managers_only=True),
     "audit-log-csv": organization_page(the_organization, managers_only=True),
+    # API tokens: the POST answers with the new token's text, once.
+    "api-tokens": organization_page(
+        the_organization, managers_only=True, post=lambda w: {"name": "Inventory", "role": Role.VIEWER}
+    ),
+    "api-token-revoke": organization_page(
+        lambda w: {"code": w.organization.code, "token": w.api_token.code}, managers_only=True, post=nothing
+    ),
     # Offline alerts: the member's own choices, and the e-mail's link, whose signed token is the
     # proof (a GET only asks; the mail program's one-click POST turns alerts off).
     "alert-preferences": own_account(),
