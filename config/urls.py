@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from .customer_api import api as customer_api
+from .openapi import openapi_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -10,6 +11,7 @@ urlpatterns = [
     path("", include("apitokens.urls")),
     path("", include("spaces.urls")),
     path("", include("devices.urls")),
+    path("api/v1/openapi.json", openapi_view, name="openapi"),
     path("api/v1/org/", customer_api.urls),
     path("api/v1/", include("devices.api_urls")),
 ]

@@ -4,7 +4,7 @@ one domain rule (devices/actions.py, commands.py, configuration.py) with the tok
 a member's would be; the rules' refusals are answered by config/customer_api.py."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from django.http import Http404
@@ -21,7 +21,7 @@ from .commands import send_command
 from .configuration import save_configuration
 from .forms import ReleaseDeviceForm
 from .models import Device
-from .search import CONNECTION_CHOICES, SORT_CHOICES, ApiDeviceSearchForm
+from .search import CONNECTION_CHOICES, MAX_TERM_LENGTH, SORT_CHOICES, ApiDeviceSearchForm
 
 router = Router(tags=["devices"])
 
@@ -57,12 +57,12 @@ class DevicePage(Schema):
 
 
 class DeviceFilters(Schema):
-    q: str = Field("", description="Words of the name, or any identifier as printed on the unit.")
-    status: str = Field("", description=f"One of: {', '.join(Device.Status.values)}.")
-    connection: str = Field("", description=f"One of: {', '.join(key for key, _ in CONNECTION_CHOICES)}.")
+    q: str = Field("", max_length=MAX_TERM_LENGTH, description="Words of the name, or an identifier as printed.")
+    status: Literal[tuple(Device.Status.values)] | None = None
+    connection: Literal[tuple(key for key, _ in CONNECTION_CHOICES)] | None = None
     model: str = Field("", description="`<vendor slug>/<model slug>`.")
-    space: str = Field("", description="A space's id.")
-    sort: str = Field("name", description=f"One of: {', '.join(key for key, _ in SORT_CHOICES)}.")
+    space: UUID | None = Field(None, description="A space's id.")
+    sort: Literal[tuple(key for key, _ in SORT_CHOICES)] = "name"
     cursor: str = Field("", description="The `next_cursor` of the page before.")
     limit: int = Field(DEFAULT_PAGE, ge=1, le=MAX_PAGE)
 

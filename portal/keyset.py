@@ -50,14 +50,23 @@ def _decode(cursor, length):
     if len(cursor) > MAX_CURSOR_LENGTH:
         raise InvalidCursor
     try:
-        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), parse_constant=_no_constant)
     except (binascii.Error, ValueError):
         raise InvalidCursor from None
-    if not isinstance(values, list) or len(values) != length:
-        raise InvalidCursor
-    if not all(value is None or isinstance(value, str | int | float) for value in values):
+    if not isinstance(values, list) or len(values) != length or not all(map(_storable, values)):
         raise InvalidCursor
     return values
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is no value of a column")
+
+
+def _storable(value):
+    # What a column compares with: PostgreSQL text holds no NUL (nor lone surrogates, in UTF-8).
+    if isinstance(value, str):
+        return "\x00" not in value and value.encode("utf-8", "surrogatepass").decode("utf-8", "ignore") == value
+    return value is None or isinstance(value, int | float)
 
 
 def _beyond(name, value, descending, nulls_last):
@@ -91,7 +100,7 @@ def page_after(queryset, cursor, limit):
         first = _beyond(first_name, values[0], first_descending, first_nulls_last) | _equal(first_name, values[0])
         try:
             keyed = keyed.filter(first & after)
-        except (ValidationError, ValueError, TypeError):
+        except (ValidationError, ValueError, TypeError, OverflowError):
             raise InvalidCursor from None
     rows = list(keyed[: limit + 1])
     if len(rows) <= limit:

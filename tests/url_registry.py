@@ -179,7 +179,8 @@ PORTAL_PAGES = {
     "device-api:command-result": device_api(lambda w: {"command_id": "0d8f3c1e-5b7a-4c2d-9e6f-1a2b3c4d5e6f"}),
     "device-api:config": device_api(),
     "device-api:health": public(),
-    "device-api:openapi": public(),
+    # Both APIs' description (config/openapi.py).
+    "openapi": public(),
     # Customer API (docs/customer-api.md): an organization's API token.
     "org-api:api-root": public(),
     "org-api:list_spaces": organization_api(),
