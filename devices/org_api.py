@@ -9,7 +9,7 @@ from uuid import UUID
 
 from django.http import Http404
 from ninja import Field, Query, Router, Schema, Status
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from accounts.access import MANAGE, OPERATE, READ, get_in_organization
 from portal.api_errors import InvalidFields, error_responses
@@ -28,17 +28,22 @@ router = Router(tags=["devices"])
 DEFAULT_PAGE, MAX_PAGE = 100, 500
 
 
-class Named(Schema):
+class Out(BaseModel):
+    """What a call answers: plain pydantic, which checks the dicts the calls build (device_data)
+    several times faster than ninja's Schema, made to read ORM objects."""
+
+
+class Named(Out):
     slug: str
     name: str
 
 
-class SpaceRef(Schema):
+class SpaceRef(Out):
     id: UUID
     name: str
 
 
-class DeviceOut(Schema):
+class DeviceOut(Out):
     id: UUID
     name: str
     status: str
@@ -51,7 +56,7 @@ class DeviceOut(Schema):
     claimed_at: datetime | None
 
 
-class DevicePage(Schema):
+class DevicePage(Out):
     devices: list[DeviceOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
@@ -80,7 +85,7 @@ class CommandIn(Strict):
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
-class CommandOut(Schema):
+class CommandOut(Out):
     id: UUID
     name: str
     arguments: dict[str, Any]
@@ -92,7 +97,7 @@ class ConfigurationIn(Strict):
     values: dict[str, Any]
 
 
-class ConfigurationOut(Schema):
+class ConfigurationOut(Out):
     version: int
     values: dict[str, Any]
 

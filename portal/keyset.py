@@ -84,8 +84,14 @@ def _equal(name, value):
 
 def page_after(queryset, cursor, limit):
     """The `limit` rows of the ordered `queryset` after the row `cursor` names (from the start when
-    it is empty), and the cursor of the next page (None on the last page)."""
+    it is empty), and the cursor of the next page (None on the last page).
+
+    Two queries: the page's primary keys and sort key first, on `queryset`'s rows alone (narrow
+    rows, sorted or read in index order), then those rows with whatever `queryset` selects and
+    prefetches along. One query would join every matching row to its relations before sorting them.
+    """
     key = _sort_key(queryset)
+    names = [name for name, _, _, _ in key]
     keyed = queryset.annotate(**{name: expression for name, expression, _, _ in key})
     if cursor:
         values = _decode(cursor, len(key))
@@ -95,15 +101,16 @@ def page_after(queryset, cursor, limit):
             for earlier, value in zip(key[:position], values, strict=False):
                 equal_so_far &= _equal(earlier[0], value)
             after |= equal_so_far & _beyond(name, values[position], descending, nulls_last)
-        # The first column's bound alone, repeated outside the OR, lets the index seek to the page.
+        # The first column's bound alone, repeated outside the OR, lets an index seek to the page.
         first_name, _, first_descending, first_nulls_last = key[0]
         first = _beyond(first_name, values[0], first_descending, first_nulls_last) | _equal(first_name, values[0])
         try:
             keyed = keyed.filter(first & after)
         except (ValidationError, ValueError, TypeError, OverflowError):
             raise InvalidCursor from None
-    rows = list(keyed[: limit + 1])
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    return rows, _encode([getattr(rows[-1], name) for name, _, _, _ in key])
+    page = list(keyed.select_related(None).prefetch_related(None).values_list("pk", *names)[: limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    by_pk = queryset.order_by().in_bulk([row[0] for row in page])
+    rows = [by_pk[row[0]] for row in page if row[0] in by_pk]
+    return rows, _encode(page[-1][1:]) if more else None

@@ -317,3 +317,13 @@ def test_no_body_makes_a_call_answer_500(client, device, tokens, path, body):
     assert response.status_code < 500, (body, response.content)
     if response.status_code >= 400:
         assert set(response.json()["error"]) >= {"code", "message"}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(JSON_VALUES | st.text(), min_size=0, max_size=4), sort=st.sampled_from(["name", "-last_seen"]))
+def test_a_forged_cursor_is_400_never_500(client, device, tokens, values, sort):
+    import base64
+
+    cursor = base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+    response = client.get("/api/v1/org/devices", {"cursor": cursor, "sort": sort}, **bearer(tokens[Role.VIEWER]))
+    assert response.status_code in (200, 400), response.content
