@@ -472,3 +472,12 @@ def test_a_viewer_token_gets_403_on_calls_that_change_things(client, world, name
     before = database_state()
     assert _api_call(client, name, world, page, viewer_token).status_code == 403
     assert database_state() == before
+
+
+@pytest.mark.parametrize("name", _names_of(url_registry.ORGANIZATION_API, admins_only=True))
+def test_an_operator_token_gets_403_on_calls_for_admins(client, world, name):
+    page = url_registry.PORTAL_PAGES[name]
+    operator_token = api_token(world.organization, Role.OPERATOR)[1]
+    before = database_state()
+    assert _api_call(client, name, world, page, operator_token).status_code == 403
+    assert database_state() == before

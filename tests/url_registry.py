@@ -46,6 +46,8 @@ class Page:
     # For the organization API: the JSON body of the call (with `method`) that succeeds.
     post: Any = None
     method: str = "get"
+    # For the organization API: only owners' and admins' tokens may (an operator's gets 403 too).
+    admins_only: bool = False
 
 
 def public(kwargs=None):
@@ -71,10 +73,10 @@ def device_api(kwargs=None):
     return Page(DEVICE_API, kwargs or (lambda world: {}))
 
 
-def organization_api(kwargs=None, *, method="get", body=None, managers_only=False):
+def organization_api(kwargs=None, *, method="get", body=None, managers_only=False, admins_only=False):
     """A customer API call (`method`, with the JSON `body` the organization's own admin token
-    succeeds with); managers_only: a viewer's token is refused."""
-    return Page(ORGANIZATION_API, kwargs or (lambda world: {}), managers_only, body, method)
+    succeeds with); managers_only: a viewer's token is refused; admins_only: an operator's too."""
+    return Page(ORGANIZATION_API, kwargs or (lambda world: {}), managers_only or admins_only, body, method, admins_only)
 
 
 # URL arguments for the sample organization `w` most pages take.
@@ -187,7 +189,7 @@ PORTAL_PAGES = {
     "org-api:get_device": organization_api(a_device_id),
     "org-api:list_devices": organization_api(),
     "org-api:move_device": organization_api(
-        a_device_id, method="post", body=lambda w: {"space": str(w.second_space.code)}, managers_only=True
+        a_device_id, method="post", body=lambda w: {"space": str(w.second_space.code)}, admins_only=True
     ),
     "org-api:send_command": organization_api(
         a_device_id, method="post", body=lambda w: {"name": "reboot"}, managers_only=True
@@ -196,7 +198,7 @@ PORTAL_PAGES = {
         a_device_id, method="put", body=lambda w: {"values": {"volume": 10}}, managers_only=True
     ),
     "org-api:release_device": organization_api(
-        a_device_id, method="post", body=lambda w: {"confirm_name": w.device.name}, managers_only=True
+        a_device_id, method="post", body=lambda w: {"confirm_name": w.device.name}, admins_only=True
     ),
 }
 
