@@ -151,20 +151,6 @@ def test_moving_to_another_organization_s_space_is_404(client, device, tokens, o
     assert device.space != their_space
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "body"),
-    [
-        ("post", "move", {"space": "00000000-0000-0000-0000-000000000000"}),
-        ("post", "release", {"confirm_name": "Lobby hub"}),
-    ],
-)
-def test_an_operator_token_may_not_move_or_release(client, device, tokens, method, path, body):
-    response = call(client, method, f"/api/v1/org/devices/{device.code}/{path}", tokens[Role.OPERATOR], body)
-    assert response.status_code == 403
-    assert response.json()["error"]["code"] == "forbidden"
-    assert Device.objects.get(pk=device.pk).status == Device.Status.CLAIMED
-
-
 def test_an_operator_token_sends_a_command_answered_201_with_the_command(client, device, tokens):
     response = call(
         client,
