@@ -147,7 +147,7 @@ def device_for(request, device_id, ability=READ):
 def list_devices(request, filters: Query[DeviceFilters]):
     """Filtered and sorted as on the Devices page, a page at a time (keyset: every page costs the same)."""
     organization = request.auth.organization
-    values = filters.dict(exclude={"cursor", "limit"})
+    values = filters.model_dump(exclude={"cursor", "limit"})
     form = ApiDeviceSearchForm({key: value for key, value in values.items() if value}, organization=organization)
     if not form.is_valid():
         raise InvalidFields.of(form)
@@ -163,7 +163,7 @@ def get_device(request, device_id: str):
 
 @router.post(
     "/{device_id}/move",
-    response={200: DeviceOut, **error_responses(400, 403, 404, 409)},
+    response={200: DeviceOut, **error_responses(400, 403, 404, 409, 413)},
     summary="Move a device",
     url_name="move_device",
 )
@@ -176,7 +176,7 @@ def move(request, device_id: str, body: MoveIn):
 
 @router.post(
     "/{device_id}/commands",
-    response={201: CommandOut, **error_responses(400, 403, 404)},
+    response={201: CommandOut, **error_responses(400, 403, 404, 413)},
     summary="Send a command to a device",
     url_name="send_command",
 )
@@ -198,7 +198,7 @@ def send(request, device_id: str, body: CommandIn):
 
 @router.put(
     "/{device_id}/configuration",
-    response={200: ConfigurationOut, **error_responses(400, 403, 404)},
+    response={200: ConfigurationOut, **error_responses(400, 403, 404, 409, 413)},
     summary="Save a device's configuration",
     url_name="save_configuration",
 )
@@ -212,7 +212,7 @@ def configure(request, device_id: str, body: ConfigurationIn):
 
 @router.post(
     "/{device_id}/release",
-    response={204: None, **error_responses(400, 403, 404, 409)},
+    response={204: None, **error_responses(400, 403, 404, 409, 413)},
     summary="Release a device",
     url_name="release_device",
 )
