@@ -107,10 +107,12 @@ class ReleaseIn(Strict):
 
 
 def api_devices():
-    """Devices with what device_data reads, in a constant number of queries for any number of them."""
+    """Devices with what device_data reads, in a constant number of queries for any number of them.
+    The claiming method is prefetched rather than joined: devices of one model then share one
+    method, whose fields are read and kept once rather than once per device."""
     return (
         Device.objects.with_related()
-        .select_related("identity", "device_model__claiming_method")
+        .select_related("identity")
         .prefetch_related("device_model__claiming_method__fields")
     )
 
@@ -151,7 +153,9 @@ def list_devices(request, filters: Query[DeviceFilters]):
     form = ApiDeviceSearchForm({key: value for key, value in values.items() if value}, organization=organization)
     if not form.is_valid():
         raise InvalidFields.of(form)
-    devices = form.search(api_devices().filter(organization=organization, status=Device.Status.CLAIMED))
+    # A model's declarations are JSON device_data never reads: not parsed once per row.
+    listed = api_devices().defer("device_model__command_declarations", "device_model__setting_declarations")
+    devices = form.search(listed.filter(organization=organization, status=Device.Status.CLAIMED))
     rows, next_cursor = page_after(devices, filters.cursor, filters.limit)
     return {"devices": [device_data(device) for device in rows], "next_cursor": next_cursor}
 
