@@ -94,6 +94,10 @@ def time_page(client, token, query, repeat):
 
 
 def deep_plan(token, query, cursor):
+    """EXPLAIN ANALYZE of the query that finds the page after `cursor` (the page's keys)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     from apitokens.tokens import authenticate_token
     from devices.org_api import api_devices
     from devices.search import ApiDeviceSearchForm
@@ -103,15 +107,11 @@ def deep_plan(token, query, cursor):
     form = ApiDeviceSearchForm(query, organization=organization)
     assert form.is_valid(), form.errors
     devices = form.search(api_devices().filter(organization=organization, status="claimed"))
-    captured = []
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     with CaptureQueriesContext(connection) as queries:
         page_after(devices, cursor, PAGE)
-    captured = [q["sql"] for q in queries.captured_queries if "devices_device" in q["sql"]]
+    (keys, *_) = [q["sql"] for q in queries.captured_queries if "devices_device" in q["sql"]]
     with connection.cursor() as sql:
-        sql.execute(f"EXPLAIN ANALYZE {captured[0]}")  # noqa: S608 - the ORM's own statement
+        sql.execute(f"EXPLAIN ANALYZE {keys}")  # noqa: S608 - the ORM's own statement
         return "\n".join(row[0] for row in sql.fetchall())
 
 
