@@ -37,6 +37,8 @@ def _sort_key(queryset):
             order = item
         else:
             order = item.asc()
+        if order.nulls_first:
+            raise ValueError("keyset pagination orders nulls as PostgreSQL does by default, or last")
         key.append((f"keyset_{position}", order.expression, order.descending, bool(order.nulls_last)))
     return key
 
