@@ -36,6 +36,8 @@ class MembershipFormSet(BaseInlineFormSet):
                 continue
             if form.instance.pk and "user" in form.changed_data:
                 form.add_error("user", "Remove this member and add the other person instead.")
+            if form.cleaned_data["user"].is_api_token:
+                form.add_error("user", "An API token's account cannot be a member: its token carries its role.")
             remaining_roles.append(form.cleaned_data["role"])
         had_owner = self.instance.pk and self.instance.memberships.filter(role=Role.OWNER).exists()
         if had_owner and Role.OWNER not in remaining_roles:

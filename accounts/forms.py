@@ -91,9 +91,9 @@ class AuditFilterForm(forms.Form):
     since = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
-    def __init__(self, *args, actor_emails, **kwargs):
+    def __init__(self, *args, actors, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["actor"].choices = [("", "Anyone"), *((email, email) for email in actor_emails)]
+        self.fields["actor"].choices = [("", "Anyone"), *actors]
 
     def clean(self):
         cleaned_data = super().clean()

@@ -20,7 +20,7 @@ from portal.errors import UserFacingError
 
 from . import tasks
 from .audit import record_audit
-from .models import AuditEntry, Invitation, Membership, Role
+from .models import AuditEntry, Invitation, Membership, Role, is_api_token_email
 
 INVITATION_MAX_AGE = timedelta(days=7)
 _INVITATION_SALT = "accounts.invitation"
@@ -80,6 +80,8 @@ def invite_member(organization, *, email, role, actor, link_origin):
     the link in the e-mail starts with it. Only an owner may invite an owner.
     """
     email = email.strip().lower()
+    if is_api_token_email(email):
+        raise MembershipError("This address belongs to an API token, not to a person.")
     if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
         raise MembershipError(f"{email} is already a member of {organization.name}.")
     with transaction.atomic():
@@ -219,7 +221,10 @@ def accept_invitation(invitation, *, user):
 
 def add_member(organization, *, user, role, actor):
     """Make `user` a member of `organization` with `role` directly, without an invitation (portal
-    operators in the admin, the CLI). Only an owner or a portal operator adds an owner."""
+    operators in the admin, the CLI). Only an owner or a portal operator adds an owner. An API
+    token's account is never a member: its token carries its role."""
+    if user.is_api_token:
+        raise MembershipError("An API token's account cannot be a member.")
     with transaction.atomic():
         if role == Role.OWNER:
             _require_owner(_lock_owners(organization.pk), actor, "Only an owner can add an owner.")

@@ -5,6 +5,14 @@ from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Permis
 from django.db import connection, models
 from django.utils import timezone
 
+# The accounts API tokens act through (apitokens/): their addresses are in a domain that can
+# receive no mail (RFC 2606), and they have no password.
+API_TOKEN_EMAIL_DOMAIN = "api-tokens.invalid"  # noqa: S105 - a mail domain, not a secret
+
+
+def is_api_token_email(email):
+    return email.lower().endswith("@" + API_TOKEN_EMAIL_DOMAIN)
+
 
 class UserManager(BaseUserManager):
     use_in_migrations = True
@@ -58,6 +66,11 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self):
         return self.full_name.split(" ")[0] if self.full_name else self.email
+
+    @property
+    def is_api_token(self):
+        """An API token's account: it never signs in, is never a member and gets no e-mail."""
+        return is_api_token_email(self.email)
 
 
 class Organization(models.Model):
@@ -193,6 +206,16 @@ class AuditEntryQuerySet(models.QuerySet):
             )
             return [email for (email,) in cursor.fetchall()]
 
+    def actor_choices(self, organization_id):
+        """(e-mail, label) of the log's actors (see actor_emails): an API token's account is labelled
+        with its name, as the log shows it (AuditEntry.actor_label), not its made-up address."""
+        emails = self.actor_emails(organization_id)
+        token_emails = [email for email in emails if is_api_token_email(email)]
+        names = (
+            dict(User.objects.filter(email__in=token_emails).values_list("email", "full_name")) if token_emails else {}
+        )
+        return [(email, names.get(email) or email) for email in emails]
+
 
 class AuditEntry(models.Model):
     """One line of an organization's audit log: who did what to which object, and when.
@@ -252,3 +275,12 @@ class AuditEntry(models.Model):
 
     def __str__(self):
         return f"{self.get_action_display()}: {self.target}"
+
+    @property
+    def actor_label(self):
+        """Who acted, as the log shows it: the e-mail address, an API token's name, or "system"."""
+        if not self.actor_email:
+            return "system"
+        if is_api_token_email(self.actor_email) and self.actor is not None:
+            return self.actor.full_name
+        return self.actor_email

@@ -208,8 +208,8 @@ class AuditLogMixin(OrganizationMixin):
     ability = MANAGE
 
     def filter_form(self):
-        actor_emails = AuditEntry.objects.actor_emails(self.organization.pk)
-        return AuditFilterForm(self.request.GET or None, actor_emails=actor_emails)
+        actors = AuditEntry.objects.actor_choices(self.organization.pk)
+        return AuditFilterForm(self.request.GET or None, actors=actors)
 
     def filtered_entries(self, form):
         entries = AuditEntry.objects.filter(organization=self.organization).order_by("-created_at", "-id")
@@ -226,7 +226,7 @@ class AuditLogView(AuditLogMixin, ListView):
 
     def get_queryset(self):
         self.form = self.filter_form()
-        return self.filtered_entries(self.form)
+        return self.filtered_entries(self.form).select_related("actor")
 
     def get_context_data(self, **kwargs):
         query = self.request.GET.copy()

@@ -56,6 +56,14 @@ class ApiToken(models.Model):
     def __str__(self):
         return self.name
 
+    def state(self, now=None):
+        """ "active", "expired" or "revoked", as the tokens page shows it."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= (now or timezone.now()):
+            return "expired"
+        return "active"
+
     def membership(self):
         """The token's rights as an unsaved Membership: what accounts.access checks a role with."""
         return Membership(user=self.user, organization=self.organization, role=self.role)

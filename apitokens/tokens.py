@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.audit import record_audit
-from accounts.models import AuditEntry
+from accounts.models import API_TOKEN_EMAIL_DOMAIN, AuditEntry
 from portal.keys import derived_key
 
 from .models import ApiToken
@@ -24,7 +24,6 @@ from .models import ApiToken
 PREFIX = "ptk_"
 # How stale "last used" may get: written at most once a minute per token, not on every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-BOT_EMAIL_DOMAIN = "api-tokens.invalid"
 
 
 def _token_hash(raw: str) -> str:
@@ -35,13 +34,14 @@ def _token_hash(raw: str) -> str:
 def create_token(organization, *, name, role, expires_at=None, actor):
     """Create a token of `organization` with `role`; returns (token, the token's text, shown once).
 
-    Its own account is created with it (no password, no membership). Recorded in the audit log.
+    Its own account is created with it (inactive, no password, no membership). Recorded in the audit log.
     """
     raw = PREFIX + secrets.token_urlsafe(32)
     code = uuid.uuid4()
     with transaction.atomic():
+        # Inactive and without a password: no sign-in, session or password reset ever opens it.
         user = get_user_model().objects.create_user(
-            email=f"{code}@{BOT_EMAIL_DOMAIN}", password=None, full_name=f"API token “{name}”"
+            email=f"{code}@{API_TOKEN_EMAIL_DOMAIN}", password=None, full_name=f"API token “{name}”", is_active=False
         )
         token = ApiToken.objects.create(
             code=code,

@@ -5,13 +5,18 @@ shape, `{"error": {"code", "message", ...}}`. Handlers map the refusals of the d
 of the tenant checks to it, so routers only call the rules and answer.
 """
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from apitokens.authentication import ApiTokenAuth
+from devices.actions import DeviceActionError
+from devices.commands import CommandError
+from devices.configuration import ConfigurationError
 from devices.org_api import router as devices_router
+from portal.api_errors import InvalidFields
+from portal.keyset import InvalidCursor
 from portal.ratelimit import RateLimitExceeded
 from spaces.org_api import router as spaces_router
 
@@ -47,6 +52,43 @@ def invalid_request(request, exc):
     for problem in exc.errors:
         fields.setdefault(_location(problem.get("loc", ())), problem.get("msg", "Invalid value."))
     return error(request, 400, "invalid_request", "The request is not valid.", fields=fields)
+
+
+@api.exception_handler(InvalidFields)
+def invalid_fields(request, exc):
+    return error(request, 400, "invalid_request", "The request is not valid.", fields=exc.fields)
+
+
+@api.exception_handler(RequestDataTooBig)
+def too_big(request, exc):
+    return error(request, 413, "too_large", "The request body is too large.")
+
+
+# The domain rules' refusals, each with the rule's own message: a state the device is in now
+# (released meanwhile, another organization's space) is a conflict; values the model refuses are
+# the request's fault.
+REFUSALS = {
+    DeviceActionError: (409, "refused"),
+    CommandError: (400, "invalid_command"),
+    InvalidCursor: (400, "invalid_cursor"),
+}
+
+
+def _refusal_handler(status, code):
+    def refused(request, exc):
+        return error(request, status, code, exc.message)
+
+    return refused
+
+
+for refusal, (status, code) in REFUSALS.items():
+    api.add_exception_handler(refusal, _refusal_handler(status, code))
+
+
+@api.exception_handler(ConfigurationError)
+def invalid_configuration(request, exc):
+    fields = {key: " ".join(messages) for key, messages in exc.errors.items()}
+    return error(request, 400, "invalid_configuration", exc.message, fields=fields)
 
 
 @api.exception_handler(AuthenticationError)

@@ -38,7 +38,6 @@ from .commands import MAX_OUTPUT as MAX_COMMAND_OUTPUT
 from .commands import CommandError, deliver_pending_commands, report_command_result
 from .configuration import desired_configuration
 from .models import ActivationOperation, Command
-from .openapi import OPENAPI
 from .telemetry import record_heartbeat
 
 MAX_BODY = 16 * 1024
@@ -465,12 +464,3 @@ class HealthView(DeviceAPIView):
 
     def get(self, request):
         return JsonResponse({"status": "ok"})
-
-
-class OpenAPIView(DeviceAPIView):
-    """GET /api/v1/openapi.json: the OpenAPI description of the device API."""
-
-    http_method_names = ["get"]
-
-    def get(self, request):
-        return JsonResponse(OPENAPI)

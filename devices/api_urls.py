@@ -12,5 +12,4 @@ urlpatterns = [
     path("device/commands/<str:command_id>/result", api.CommandResultView.as_view(), name="command-result"),
     path("device/config", api.ConfigurationView.as_view(), name="config"),
     path("health", api.HealthView.as_view(), name="health"),
-    path("openapi.json", api.OpenAPIView.as_view(), name="openapi"),
 ]

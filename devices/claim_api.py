@@ -18,7 +18,8 @@ from vendors.models import DeviceModel, Vendor
 
 from .bulk_claims import MAX_ROWS, ClaimRow, claim_devices
 from .claims import AlreadyClaimedByYou, ClaimError, TooManyFailures, WrongModel, claim_device
-from .org_api import DeviceOut, api_devices, device_data
+from .org_api import DeviceOut
+from .representation import api_devices, device_data
 
 router = Router(tags=["claims"])
 
@@ -93,7 +94,8 @@ class _Unknown(ClaimError):
 
 @router.post(
     "",
-    response={201: DeviceOut | ClaimsOut, frozenset(STATUS.values()) | {400, 422}: ErrorOut},
+    # Every refusal's status, and those every call can answer (a bad token, the rate, a huge body).
+    response={201: DeviceOut | ClaimsOut, **dict.fromkeys({*STATUS.values(), 400, 401, 413, 422, 429}, ErrorOut)},
     summary="Claim a unit, or a list of units all or none",
 )
 def post_claims(request, claims: ClaimIn | Annotated[list[ClaimIn], Field(min_length=1, max_length=MAX_ROWS)]):

@@ -445,7 +445,7 @@ OPENAPI = {
 }
 
 # Any call may be answered 503 while the portal cannot reach PostgreSQL or Redis (portal/unavailable.py).
-_unavailable = _error_response("PostgreSQL or Redis is unreachable for a moment: retry later.", _retry_after)
+UNAVAILABLE = _error_response("PostgreSQL or Redis is unreachable for a moment: retry later.", _retry_after)
 for _operations in OPENAPI["paths"].values():
     for _operation_description in _operations.values():
-        _operation_description["responses"]["503"] = _unavailable
+        _operation_description["responses"]["503"] = UNAVAILABLE

@@ -122,3 +122,26 @@ def _ordering(sort, exact):
         first = Case(When(identity_id__in=exact, then=Value(0)), default=Value(1), output_field=IntegerField())
         ordering.insert(0, first)
     return [*ordering, "pk"]
+
+
+class VendorModelChoiceField(forms.ModelChoiceField):
+    """A device model named `<vendor slug>/<model slug>`, as the customer API shows both (a model's
+    slug is unique within its vendor only)."""
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        vendor, _, model = str(value).partition("/")
+        found = self.queryset.filter(vendor__slug=vendor, slug=model).first()
+        if found is None:
+            raise forms.ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
+        return found
+
+
+class ApiDeviceSearchForm(OrganizationDeviceSearchForm):
+    """The customer API's `GET devices` filters: the organization-wide list's, with the model named
+    by its slugs rather than its database id."""
+
+    def __init__(self, data, *, organization):
+        super().__init__(data, organization=organization)
+        self.fields["model"] = VendorModelChoiceField(required=False, queryset=self.fields["model"].queryset)

@@ -4,6 +4,8 @@ from uuid import UUID
 
 from ninja import Router, Schema
 
+from portal.api_errors import error_responses
+
 from .models import Space
 
 router = Router(tags=["spaces"])
@@ -18,6 +20,6 @@ def space_data(space):
     return {"id": space.code, "name": space.name}
 
 
-@router.get("", response=list[SpaceOut], summary="The organization's spaces, by name")
+@router.get("", response={200: list[SpaceOut], **error_responses()}, summary="The organization's spaces, by name")
 def list_spaces(request):
     return [space_data(space) for space in Space.objects.filter(organization_id=request.auth.organization_id)]

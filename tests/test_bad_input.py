@@ -268,7 +268,7 @@ PORTAL_FORMS = [
     (RoleForm, {}),
     (SignUpForm, {"email": "someone@example.test"}),
     (SpaceNameForm, {}),
-    (AuditFilterForm, {"actor_emails": ["someone@example.test"]}),
+    (AuditFilterForm, {"actors": [("someone@example.test", "someone@example.test")]}),
 ]
 
 

@@ -24,7 +24,10 @@ from devices.simulator import SimulatedDevice
 
 from .factories import ApprovedIdentityFactory
 
-schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_application())
+# The served description holds the customer API too (tests/test_customer_api_openapi.py).
+schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_application()).exclude(
+    path_regex="^/api/v1/org/"
+)
 
 
 def _validator(name):
@@ -109,5 +112,7 @@ def test_real_responses_of_a_whole_activation_validate_against_the_description(c
     _validator("Error").validate(missing.json())
 
 
-def test_the_served_description_is_the_one_in_the_code(client):
-    assert client.get("/api/v1/openapi.json").json() == OPENAPI
+def test_the_served_description_holds_the_one_in_the_code(client):
+    served = client.get("/api/v1/openapi.json").json()
+    assert {path: served["paths"][path] for path in OPENAPI["paths"]} == OPENAPI["paths"]
+    assert served["components"]["schemas"].items() >= OPENAPI["components"]["schemas"].items()

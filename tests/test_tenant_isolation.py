@@ -140,6 +140,7 @@ def world(organization, owner, viewer, space, device_model):
         viewer_membership=Membership.objects.get(user=viewer),
         invitation=invitation,
         invitation_token=invitation_token(invitation),
+        api_token=api_token(organization, Role.VIEWER, name="Their script", actor=owner)[0],
         audit_entry=record_audit(organization_id=organization.pk, actor=owner, action="space_created", target="X"),
         group=Group.objects.create(name="Some vendor's staff"),
         other_vendor=device_model.vendor,
@@ -486,10 +487,14 @@ def _names_a_victim_object(text, world):
     return any(str(code) in text for code in (world.device.code, world.space.code, world.second_space.code))
 
 
-@pytest.mark.parametrize("name", _names_of(url_registry.ORGANIZATION_API, managers_only=True))
-def test_a_viewer_token_gets_403_on_calls_that_change_things(client, world, name):
+@pytest.mark.parametrize(
+    ("name", "role"),
+    [(name, Role.VIEWER) for name in _names_of(url_registry.ORGANIZATION_API, managers_only=True)]
+    + [(name, Role.OPERATOR) for name in _names_of(url_registry.ORGANIZATION_API, admins_only=True)],
+)
+def test_a_token_whose_role_does_not_allow_the_call_gets_403_and_changes_nothing(client, world, name, role):
     page = url_registry.PORTAL_PAGES[name]
-    viewer_token = api_token(world.organization, Role.VIEWER)[1]
+    token = api_token(world.organization, role)[1]
     before = database_state()
-    assert _api_call(client, name, world, page, viewer_token).status_code == 403
+    assert _api_call(client, name, world, page, token).status_code == 403
     assert database_state() == before

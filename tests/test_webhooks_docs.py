@@ -1,4 +1,4 @@
-"""The worked example of docs/_webhooks_section.md holds: its signature is the portal's for its
+"""The worked example of docs/customer-api.md's Webhooks section holds: its signature is the portal's for its
 secret and body, and its Python and shell recipes verify it."""
 
 import re
@@ -10,7 +10,8 @@ import pytest
 
 from webhooks.delivery import signature
 
-DOC = (Path(__file__).resolve().parent.parent / "docs" / "_webhooks_section.md").read_text()
+# The document's Webhooks section, where the worked example is.
+DOC = (Path(__file__).resolve().parent.parent / "docs" / "customer-api.md").read_text().split("\n## Webhooks\n")[1]
 
 
 def _blocks(language=""):

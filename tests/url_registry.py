@@ -46,6 +46,8 @@ class Page:
     # For the organization API: the JSON body of the call (with `method`) that succeeds.
     post: Any = None
     method: str = "get"
+    # For the organization API: only owners' and admins' tokens may (an operator's gets 403 too).
+    admins_only: bool = False
 
 
 def public(kwargs=None):
@@ -71,10 +73,10 @@ def device_api(kwargs=None):
     return Page(DEVICE_API, kwargs or (lambda world: {}))
 
 
-def organization_api(kwargs=None, *, method="get", body=None, managers_only=False):
+def organization_api(kwargs=None, *, method="get", body=None, managers_only=False, admins_only=False):
     """A customer API call (`method`, with the JSON `body` the organization's own admin token
-    succeeds with); managers_only: a viewer's token is refused."""
-    return Page(ORGANIZATION_API, kwargs or (lambda world: {}), managers_only, body, method)
+    succeeds with); managers_only: a viewer's token is refused; admins_only: an operator's too."""
+    return Page(ORGANIZATION_API, kwargs or (lambda world: {}), managers_only or admins_only, body, method, admins_only)
 
 
 def claim_body(unit, space):
@@ -100,6 +102,10 @@ def a_space(w):
 
 def a_device(w):
     return {"code": w.device.code}
+
+
+def a_device_id(w):
+    return {"device_id": w.device.code}
 
 
 def an_invitation(w):
@@ -152,6 +158,13 @@ PORTAL_PAGES = {
     "organization-leave": organization_page(the_organization, post=nothing),
     "audit-log": organization_page(the_organization, managers_only=True),
     "audit-log-csv": organization_page(the_organization, managers_only=True),
+    # API tokens: the POST answers with the new token's text, once.
+    "api-tokens": organization_page(
+        the_organization, managers_only=True, post=lambda w: {"name": "Inventory", "role": Role.VIEWER}
+    ),
+    "api-token-revoke": organization_page(
+        lambda w: {"code": w.organization.code, "token": w.api_token.code}, managers_only=True, post=nothing
+    ),
     # Offline alerts: the member's own choices, and the e-mail's link, whose signed token is the
     # proof (a GET only asks; the mail program's one-click POST turns alerts off).
     "alert-preferences": own_account(),
@@ -221,13 +234,27 @@ PORTAL_PAGES = {
     "device-api:command-result": device_api(lambda w: {"command_id": "0d8f3c1e-5b7a-4c2d-9e6f-1a2b3c4d5e6f"}),
     "device-api:config": device_api(),
     "device-api:health": public(),
-    "device-api:openapi": public(),
+    # Both APIs' description (config/openapi.py).
+    "openapi": public(),
     # Customer API (docs/customer-api.md): an organization's API token.
     "org-api:api-root": public(),
     "org-api:list_spaces": organization_api(),
-    "org-api:get_device": organization_api(lambda w: {"device_id": w.device.code}),
+    "org-api:get_device": organization_api(a_device_id),
+    "org-api:list_devices": organization_api(),
+    "org-api:move_device": organization_api(
+        a_device_id, method="post", body=lambda w: {"space": str(w.second_space.code)}, admins_only=True
+    ),
+    "org-api:send_command": organization_api(
+        a_device_id, method="post", body=lambda w: {"name": "reboot"}, managers_only=True
+    ),
+    "org-api:save_configuration": organization_api(
+        a_device_id, method="put", body=lambda w: {"values": {"volume": 10}}, managers_only=True
+    ),
+    "org-api:release_device": organization_api(
+        a_device_id, method="post", body=lambda w: {"confirm_name": w.device.name}, admins_only=True
+    ),
     "org-api:post_claims": organization_api(
-        method="post", body=lambda w: claim_body(w.unclaimed_unit, w.space), managers_only=True
+        method="post", body=lambda w: claim_body(w.unclaimed_unit, w.space), admins_only=True
     ),
 }
 

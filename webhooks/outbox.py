@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from devices import org_api
+from devices.representation import api_devices, device_data
 
 from .delivery import ring_doorbells
 from .models import Delivery, Endpoint, Event
@@ -24,7 +24,7 @@ BATCH = 1000
 def record_device_events(event, devices, *, occurred_at=None, extra=None):
     """Write `event` (an EventName) about each of `devices` (Device objects, or a Device queryset
     for a set-based caller) for every enabled endpoint of the device's organization subscribed to
-    it; `data` is the device as the customer API shows it (devices/org_api.device_data), with the
+    it; `data` is the device as the customer API shows it (devices/representation.py), with the
     keys of `extra` added. Call it inside the change's transaction, after the change, except for a
     release, before it: the event shows the device as its organization last held it.
     Returns how many deliveries were written."""
@@ -37,13 +37,13 @@ def record_device_events(event, devices, *, occurred_at=None, extra=None):
     if not endpoints:
         return 0
     occurred_at = occurred_at or timezone.now()
-    rows = org_api.api_devices().filter(pk__in=ids, organization_id__in=list(endpoints)).order_by("pk")
+    rows = api_devices().filter(pk__in=ids, organization_id__in=list(endpoints)).order_by("pk")
     events = (
         Event(
             organization_id=device.organization_id,
             event=event,
             occurred_at=occurred_at,
-            data=org_api.device_data(device, occurred_at) | (extra or {}),
+            data=device_data(device, occurred_at) | (extra or {}),
         )
         for device in rows.iterator(chunk_size=BATCH)
     )
