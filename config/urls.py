@@ -7,6 +7,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("alerts.urls")),
     path("accounts/", include("accounts.urls")),
+    path("accounts/passkeys/", include("django_otp_webauthn.urls", namespace="otp_webauthn")),
     path("", include("spaces.urls")),
     path("", include("devices.urls")),
     path("api/v1/org/", customer_api.urls),
