@@ -2,11 +2,14 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from .admin_mixins import ReadOnlyAdminMixin
 from .forms import ThrottledAdminAuthenticationForm
 from .members import add_member, change_role, remove_member
 from .models import AuditEntry, Invitation, Membership, Organization, Role, User
+from .two_factor import reset_two_factor
 
 
 @admin.register(User)
@@ -20,6 +23,13 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ["last_login", "date_joined"]}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
+    actions = ["reset_two_factor"]
+
+    @admin.action(description="Remove all second factors (lost phone and recovery codes)", permissions=["change"])
+    def reset_two_factor(self, request, queryset):
+        for user in queryset:
+            reset_two_factor(user)
+        self.message_user(request, f"Second factors removed and sessions ended for {len(queryset)} account(s).")
 
 
 class MembershipFormSet(BaseInlineFormSet):
@@ -98,5 +108,8 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["target", "actor_email", "organization__name"]
 
 
+# People manage their own second factors on their account page: the admin shows none of their secrets.
+admin.site.unregister(TOTPDevice)
+admin.site.unregister(StaticDevice)
 # The admin's sign-in is limited like the portal's.
 admin.site.login_form = ThrottledAdminAuthenticationForm

@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.shortcuts import redirect, resolve_url
+from django.shortcuts import redirect, render, resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic import FormView, TemplateView, View
 from django_otp import login as otp_login
@@ -149,10 +149,8 @@ class AuthenticatorSetupView(VerifiedSessionMixin, FormView):
 
 
 def _show_recovery_codes(request, codes, headline):
-    return TemplateView.as_view(
-        template_name="registration/recovery_codes.html",
-        extra_context={"codes": codes, "headline": headline, "next": _safe_next(request, resolve_url("account"))},
-    )(request)
+    context = {"codes": codes, "headline": headline, "next": _safe_next(request, resolve_url("account"))}
+    return render(request, "registration/recovery_codes.html", context)
 
 
 class RecoveryCodesView(VerifiedSessionMixin, View):

@@ -19,6 +19,7 @@ from django_otp_webauthn.models import WebAuthnCredential
 from portal.client import client_address
 from portal.errors import UserFacingError
 from portal.keys import derived_key
+from portal.sessions import end_sessions
 
 from .audit import record_audit
 from .models import AuditEntry, Organization, Role
@@ -135,6 +136,16 @@ def turn_off_two_factor(request, code):
     end_other_sessions(request)
 
 
+def reset_two_factor(user):
+    """Remove every second factor of `user` (authenticator app, recovery codes, passkeys) and end
+    all their sessions: for staff helping a person who lost their phone and their codes."""
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user).delete()
+        StaticDevice.objects.filter(user=user).delete()
+        WebAuthnCredential.objects.filter(user=user).delete()
+    end_sessions(user.sessions.values_list("session_key", flat=True))
+
+
 def remove_passkey(request, passkey_id):
     """Remove one of the signed-in person's passkeys; their other sessions end, as when the
     authenticator app is turned off. False if it was not theirs or is gone."""
@@ -149,21 +160,16 @@ def rename_passkey(user, passkey_id, name):
     return bool(WebAuthnCredential.objects.filter(user=user, pk=passkey_id).update(name=name))
 
 
-def set_two_factor_requirement(organization, *, required, actor, actor_session_verified):
-    """Require (or stop requiring) two-factor authentication of `organization`'s members; owners only.
-
-    An owner turning it on must have used a second factor in this session, so that the owner is
-    not locked out by their own rule. Checked on the locked row, recorded in the audit log.
-    Returns False when it already was so.
-    """
+def set_two_factor_requirement(organization, *, required, actor):
+    """Require (or stop requiring) two-factor authentication of `organization`'s members; owners
+    only, checked on the locked row, recorded in the audit log. Members without a second factor,
+    the owner too, are taken to set one up at their next request. False when it already was so."""
     with transaction.atomic():
         organization = Organization.objects.select_for_update().get(pk=organization.pk)
         if not organization.memberships.filter(user=actor, role=Role.OWNER).exists():
             raise TwoFactorError("Only owners change whether two-factor authentication is required.")
         if organization.two_factor_required == required:
             return False
-        if required and not actor_session_verified:
-            raise TwoFactorError("Set up two-factor authentication for yourself first, then require it of everyone.")
         organization.two_factor_required = required
         organization.save(update_fields=["two_factor_required"])
         action = AuditEntry.Action.TWO_FACTOR_REQUIRED if required else AuditEntry.Action.TWO_FACTOR_NOT_REQUIRED

@@ -159,12 +159,7 @@ class TwoFactorPolicyView(MemberActionView):
         form.is_valid()
         required = form.cleaned_data.get("required", False)
         try:
-            changed = set_two_factor_requirement(
-                self.organization,
-                required=required,
-                actor=request.user,
-                actor_session_verified=session_is_verified(request.user),
-            )
+            changed = set_two_factor_requirement(self.organization, required=required, actor=request.user)
         except TwoFactorError as error:
             messages.error(request, error.message)
         else:

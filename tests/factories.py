@@ -236,3 +236,19 @@ def api_token(organization, role=Role.ADMIN, *, name="Inventory", actor=None, **
     from apitokens.tokens import create_token
 
     return create_token(organization, name=name, role=role, actor=actor, **options)
+
+
+def authenticator(user):
+    """A confirmed authenticator app of `user` (TOTP): give its codes with authenticator_code."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+
+
+def authenticator_code(device, *, steps_ahead=0):
+    """The code `device`'s app shows now (or `steps_ahead` 30-second steps later: django-otp accepts
+    the next step too, and each step once)."""
+    from django_otp.oath import TOTP
+
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift + steps_ahead)
+    return f"{totp.token():0{device.digits}d}"
