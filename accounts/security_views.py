@@ -1,6 +1,7 @@
 """Signing in with a second factor, and the account's security page: authenticator app, recovery
 codes, passkeys and sessions. Thin views over accounts/two_factor.py and accounts/sessions.py."""
 
+import base64
 import time
 from urllib.parse import urlencode
 
@@ -70,9 +71,10 @@ class SecondStepView(FormView):
                 return redirect_to_step(request, "two-factor-setup")
         else:
             self.pending = request.session.get(_PENDING)
-            if not self.pending or time.time() - self.pending["at"] > PENDING_SECONDS:
+            fresh = self.pending and time.time() - self.pending["at"] <= PENDING_SECONDS
+            self.person = fresh and User.objects.filter(pk=self.pending["user"], is_active=True).first()
+            if not self.person:
                 return redirect_to_step(request, "login")
-            self.person = User.objects.get(pk=self.pending["user"])
         return super().dispatch(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):
@@ -131,7 +133,7 @@ class AuthenticatorSetupView(VerifiedSessionMixin, FormView):
 
     def get_context_data(self, **kwargs):
         device = two_factor.pending_authenticator(self.request.user)
-        secret = device.config_url.split("secret=")[1].split("&")[0]
+        secret = base64.b32encode(device.bin_key).decode()
         return super().get_context_data(
             qr_svg=segno.make(device.config_url, error="m").svg_inline(scale=4, omitsize=True),
             secret=" ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),

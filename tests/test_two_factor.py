@@ -200,7 +200,8 @@ def test_new_recovery_codes_replace_the_old_ones(client):
     _password_step(client, user)
     _code_step(client, authenticator_code(device))
     new = client.post(reverse("recovery-codes")).context["codes"]
-    assert len(new) == 10 and not set(new) & set(old)
+    assert len(new) == 10
+    assert not set(new) & set(old)
     client.logout()
     _password_step(client, user)
     assert "That code is not right" in _code_step(client, old[1]).text

@@ -101,7 +101,8 @@ def test_the_members_page_shows_who_has_a_second_factor(client, organization, ow
     sign_in_with_code(client, owner, authenticator(owner))
     page = client.get(reverse("members", args=[organization.code]))
     rows = {member.user: member.has_second_factor for member in page.context["members"]}
-    assert rows[owner] is True and rows[viewer] is False
+    assert rows[owner] is True
+    assert rows[viewer] is False
 
 
 def test_an_invitation_says_the_organization_requires_it_and_joining_leads_to_the_setup(
