@@ -202,7 +202,7 @@ def _match(user, code):
     """The device `code` belongs to: the authenticator app (locked, so that one code is accepted
     once: django-otp remembers the last time step used) or a recovery code (deleted as it is used)."""
     digits = _digits(code)
-    if digits.isdigit() and len(digits) == 6:
+    if digits.isascii() and digits.isdigit() and len(digits) == 6:
         with transaction.atomic():
             for device in TOTPDevice.objects.select_for_update().filter(user=user, confirmed=True):
                 if device.verify_token(digits):

@@ -3,7 +3,6 @@ the key), ended one by one or all but this one; a password change or a second fa
 ends the others."""
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
@@ -12,14 +11,7 @@ from accounts.sessions import session_reference
 
 from .factories import PASSWORD, UserFactory, authenticator, authenticator_code
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_counters():
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle")]
 
 
 def _signed_in(user, agent, address):

@@ -5,7 +5,6 @@ import re
 
 import pytest
 from django.core import mail
-from django.core.cache import cache
 from django.urls import reverse
 
 from accounts.members import invite_member
@@ -13,14 +12,7 @@ from accounts.models import AuditEntry, Role
 
 from .factories import PASSWORD, UserFactory, api_token, authenticator, authenticator_code
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_counters():
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle")]
 
 
 def sign_in_with_code(client, user, device):
