@@ -119,7 +119,6 @@ class AccountSecurityView(LoginRequiredMixin, TemplateView):
             recovery_codes_left=two_factor.recovery_codes_left(user),
             passkeys=WebAuthnCredential.objects.filter(user=user, confirmed=True).order_by("created_at"),
             sessions=sessions.signed_in_sessions(user, current_key=self.request.session.session_key),
-            code_form=CodeForm(),
             **kwargs,
         )
 

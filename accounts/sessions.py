@@ -6,12 +6,36 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth.signals import user_logged_in
+from django.dispatch import receiver
 from django.utils import timezone
 
+from portal.client import client_ip
 from portal.keys import derived_key
-from portal.sessions import end_sessions
+from portal.sessions import CLIENT_SESSION_KEY, end_sessions
 
 from .models import UserSession
+
+# A session's time of use is written at most this often (each write is a session save).
+USE_INTERVAL = 60
+USER_AGENT_LENGTH = UserSession._meta.get_field("user_agent").max_length
+
+
+@receiver(user_logged_in, dispatch_uid="accounts.sessions.record_sign_in")
+def _record_sign_in(sender, request, user, **kwargs):
+    if request is not None and hasattr(request, "session"):
+        record_session_use(request, signing_in=True)
+
+
+def record_session_use(request, *, signing_in=False):
+    """Note in the session the browser, address and time it is used from, at sign-in and then at
+    most once every USE_INTERVAL seconds (portal/sessions.py copies them into its row)."""
+    session, at = request.session, timezone.now()
+    last = session.get(CLIENT_SESSION_KEY)
+    if not signing_in and last and (at - datetime.fromisoformat(last["at"])).total_seconds() < USE_INTERVAL:
+        return
+    agent = request.headers.get("user-agent", "")[:USER_AGENT_LENGTH]
+    session[CLIENT_SESSION_KEY] = {"agent": agent, "ip": client_ip(request), "at": at.isoformat()}
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def test_a_person_adds_a_passkey_and_signs_in_with_it_instead_of_a_password(live
 
     page.get_by_role("button", name="Sign out").click()
     page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_role("button", name="Sign in with a passkey").click()
+    page.get_by_role("button", name="Use a passkey").click()
     page.get_by_role("button", name="Sign out").wait_for()
     page.screenshot(path=page.artifacts / "2-signed-in-with-the-passkey.png", full_page=True)
     assert page.get_by_role("link", name=user.email).is_visible()
