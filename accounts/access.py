@@ -2,13 +2,16 @@
 
 Every portal view fetches an organization's object through these helpers: an object of an
 organization the user does not belong to is answered 404, the same as a missing one; a
-member whose role does not allow the action gets 403.
+member whose role does not allow the action gets 403. A person reaches an organization that
+requires two-factor authentication only in a session verified with a second factor
+(accounts/two_factor.py: the helpers taking a user check it; API tokens are not people).
 """
 
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 
 from .models import Membership
+from .two_factor import check_organization_requirement
 
 READ = "read"
 OPERATE = "operate"  # send commands, change configuration
@@ -45,6 +48,7 @@ def membership_for(user, organization_id, ability=READ):
     membership = get_object_or_404(
         Membership.objects.select_related("organization"), user=user, organization_id=organization_id
     )
+    check_organization_requirement(membership.organization, user)
     return require(membership, ability)
 
 
@@ -75,6 +79,7 @@ def organization_membership(user, ability=READ, **lookup):
     """
     organization_lookup = {f"organization__{field}": value for field, value in lookup.items()}
     membership = get_object_or_404(Membership.objects.select_related("organization"), user=user, **organization_lookup)
+    check_organization_requirement(membership.organization, user)
     return require(membership, ability)
 
 

@@ -1,12 +1,17 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
+from django.urls import reverse
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from .admin_mixins import ReadOnlyAdminMixin
 from .forms import ThrottledAdminAuthenticationForm
 from .members import add_member, change_role, remove_member
 from .models import AuditEntry, Invitation, Membership, Organization, Role, User
+from .two_factor import TwoFactorRequired, reset_two_factor, session_is_verified
 
 
 @admin.register(User)
@@ -20,6 +25,13 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ["last_login", "date_joined"]}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
+    actions = ["reset_two_factor"]
+
+    @admin.action(description="Remove all second factors (lost phone and recovery codes)", permissions=["change"])
+    def reset_two_factor(self, request, queryset):
+        for user in queryset:
+            reset_two_factor(user)
+        self.message_user(request, f"Second factors removed and sessions ended for {len(queryset)} account(s).")
 
 
 class MembershipFormSet(BaseInlineFormSet):
@@ -100,5 +112,21 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["target", "actor_email", "organization__name"]
 
 
+# People manage their own second factors on their account page: the admin shows none of their secrets.
+admin.site.unregister(TOTPDevice)
+admin.site.unregister(StaticDevice)
+
+
+def _has_permission(request, _staff_may_enter=admin.site.has_permission):
+    """The admin's own check, and with ADMIN_TWO_FACTOR_REQUIRED a session verified with a second
+    factor: staff without one are sent to set one up (accounts/security_middleware.py)."""
+    allowed = _staff_may_enter(request)
+    signing_out = request.path == reverse("admin:logout")
+    if allowed and settings.ADMIN_TWO_FACTOR_REQUIRED and not signing_out and not session_is_verified(request.user):
+        raise TwoFactorRequired("The admin requires two-factor authentication.")
+    return allowed
+
+
+admin.site.has_permission = _has_permission
 # The admin's sign-in is limited like the portal's.
 admin.site.login_form = ThrottledAdminAuthenticationForm

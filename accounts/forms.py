@@ -8,6 +8,7 @@ from portal.client import client_address
 
 from .models import AuditEntry, Role, User
 from .throttle import SignInThrottled, count_sign_in_attempt, record_sign_in_success
+from .two_factor import has_second_factor
 
 
 class ThrottledSignInMixin:
@@ -39,7 +40,34 @@ class EmailAuthenticationForm(ThrottledSignInMixin, AuthenticationForm):
 
 
 class ThrottledAdminAuthenticationForm(ThrottledSignInMixin, AdminAuthenticationForm):
-    """The vendor admin's sign-in, under the same throttle as the portal's."""
+    """The vendor admin's sign-in, under the same throttle as the portal's. It has no code step:
+    an account with a second factor signs in on the portal's sign-in page instead."""
+
+    def confirm_login_allowed(self, user):
+        super().confirm_login_allowed(user)
+        if has_second_factor(user):
+            raise ValidationError(
+                "Your account has two-factor authentication: sign in on the portal's sign-in page, "
+                "which then asks for your code, and open the admin from there.",
+                code="two_factor",
+            )
+
+
+class CodeForm(forms.Form):
+    code = forms.CharField(
+        label="Authentication code",
+        max_length=32,
+        help_text="The 6 digits your authenticator app shows, or one of your recovery codes.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}),
+    )
+
+
+class PasskeyNameForm(forms.Form):
+    name = forms.CharField(max_length=64)
+
+
+class TwoFactorPolicyForm(forms.Form):
+    required = forms.BooleanField(required=False)
 
 
 class InvitationForm(forms.Form):

@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import connection, models
 from django.utils import timezone
 
@@ -83,6 +84,9 @@ class Organization(models.Model):
         related_name="organizations",
         blank=True,
         help_text="The vendors this organization may claim devices from.",
+    )
+    two_factor_required = models.BooleanField(
+        default=False, help_text="Members must sign in with a second factor to reach the organization."
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -284,3 +288,26 @@ class AuditEntry(models.Model):
         if is_api_token_email(self.actor_email) and self.actor is not None:
             return self.actor.full_name
         return self.actor_email
+
+
+class UserSession(AbstractBaseSession):
+    """A session (portal/sessions.py keeps them), with whose it is and where it was last used: the
+    index that lets a person see their signed-in sessions and end them. Filled in from the
+    session's own data on each save (portal/sessions.SessionStore.create_model_instance)."""
+
+    # No database constraint: a session saved after its user was deleted must not fail the request.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, db_constraint=False, related_name="sessions"
+    )
+    user_agent = models.CharField(max_length=300, blank=True)
+    ip = models.GenericIPAddressField(null=True)
+    last_used_at = models.DateTimeField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "expire_date"])]
+
+    @classmethod
+    def get_session_store_class(cls):
+        from portal.sessions import SessionStore
+
+        return SessionStore

@@ -18,7 +18,7 @@ from portal.csv import csv_lines
 from portal.links import portal_origin
 
 from .access import MANAGE, READ, allows, organization_membership
-from .forms import AuditFilterForm, InvitationForm, RoleForm, SignUpForm
+from .forms import AuditFilterForm, InvitationForm, RoleForm, SignUpForm, TwoFactorPolicyForm
 from .members import (
     MembershipError,
     accept_invitation,
@@ -30,6 +30,7 @@ from .members import (
 )
 from .models import AuditEntry, Membership, Role, User
 from .pagination import UncountedPaginator
+from .two_factor import TwoFactorError, second_factor_exists, session_is_verified, set_two_factor_requirement
 
 
 class OrganizationMixin(LoginRequiredMixin):
@@ -65,9 +66,12 @@ class MembersView(OrganizationMixin, FormView):
     def get_context_data(self, **kwargs):
         can_manage = allows(self.membership, MANAGE)
         return super().get_context_data(
-            members=self.organization.memberships.select_related("user").order_by("user__email"),
+            members=self.organization.memberships.select_related("user")
+            .annotate(has_second_factor=second_factor_exists())
+            .order_by("user__email"),
             invitations=self.organization.invitations.pending().select_related("invited_by") if can_manage else [],
             can_manage=can_manage,
+            is_owner=self.membership.role == Role.OWNER,
             role_choices=Role.choices,
             **kwargs,
         )
@@ -145,6 +149,30 @@ class WithdrawInvitationView(MemberActionView):
         return redirect(self.members_url())
 
 
+class TwoFactorPolicyView(MemberActionView):
+    """POST, owners: require two-factor authentication of every member, or stop requiring it."""
+
+    ability = MANAGE
+
+    def post(self, request, code):
+        form = TwoFactorPolicyForm(request.POST)
+        form.is_valid()
+        required = form.cleaned_data.get("required", False)
+        try:
+            changed = set_two_factor_requirement(self.organization, required=required, actor=request.user)
+        except TwoFactorError as error:
+            messages.error(request, error.message)
+        else:
+            if changed:
+                messages.success(
+                    request,
+                    f"{self.organization.name} now requires two-factor authentication of every member."
+                    if required
+                    else f"{self.organization.name} no longer requires two-factor authentication.",
+                )
+        return redirect(self.members_url())
+
+
 class LeaveOrganizationView(MemberActionView):
     def post(self, request, code):
         try:
@@ -198,10 +226,13 @@ class InvitationAcceptView(TemplateView):
             return self.render_to_response(self.get_context_data(error=error.message), status=400)
         if form is not None:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(
-            request, f"Welcome to {membership.organization.name}: you are {membership.get_role_display().lower()}."
-        )
-        return redirect("organization-overview", code=membership.organization.code)
+        organization = membership.organization
+        messages.success(request, f"Welcome to {organization.name}: you are {membership.get_role_display().lower()}.")
+        overview = reverse("organization-overview", kwargs={"code": organization.code})
+        if organization.two_factor_required and not session_is_verified(request.user):
+            # The organization's pages would send them there anyway; say why first.
+            return redirect(f"{reverse('two-factor-setup')}?next={overview}")
+        return redirect(overview)
 
 
 class AuditLogMixin(OrganizationMixin):

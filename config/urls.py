@@ -9,6 +9,7 @@ urlpatterns = [
     path("", include("alerts.urls")),
     path("accounts/", include("accounts.urls")),
     path("", include("apitokens.urls")),
+    path("accounts/passkeys/", include("django_otp_webauthn.urls", namespace="otp_webauthn")),
     path("", include("spaces.urls")),
     path("", include("devices.urls")),
     path("", include("releaserequests.urls")),

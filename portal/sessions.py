@@ -5,16 +5,26 @@ Django's cached_db reads a session from the database when reading the copy fails
 writes the copy back without catching the error, and its existence check and its delete raise
 too: with Redis down every signed-in page was a 500. Here an unreachable Redis is a cache miss,
 and sessions are read and written in PostgreSQL alone until it answers again. Signing out is the
-exception (SessionStore.flush).
+exception (SessionStore.flush), and so is ending a session from the account page (end_sessions).
+
+The sessions' table is accounts.UserSession: each row also says whose session it is and from
+which browser and address it was last used (what the session's own data says, see
+CLIENT_SESSION_KEY), so that a person can list their sessions and end them.
 """
 
 import logging
 
+from django.apps import apps
+from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends import cached_db
 from django.contrib.sessions.backends.db import SessionStore as DatabaseStore
 from redis import RedisError
 
 logger = logging.getLogger(__name__)
+
+# Where in a session's data the browser and address it was last used from are kept
+# (accounts/sessions.py writes them), copied into the session's row on save.
+CLIENT_SESSION_KEY = "_client"
 
 
 class SessionStore(cached_db.SessionStore):
@@ -37,6 +47,19 @@ class SessionStore(cached_db.SessionStore):
             self._redis_failed = True
             logger.warning("Redis is unreachable: session %s", done_without)
             return None
+
+    @classmethod
+    def get_model_class(cls):
+        return apps.get_model("accounts", "UserSession")
+
+    def create_model_instance(self, data):
+        session = super().create_model_instance(data)
+        client = data.get(CLIENT_SESSION_KEY) or {}
+        session.user_id = data.get(SESSION_KEY)
+        session.user_agent = client.get("agent", "")
+        session.ip = client.get("ip")
+        session.last_used_at = client.get("at")
+        return session
 
     def load(self):
         data = self._try_cache(self._cache.get, self.cache_key, done_without="read from PostgreSQL")
@@ -79,3 +102,14 @@ class SessionStore(cached_db.SessionStore):
         if self.session_key is not None:
             self._cache.delete(self.cache_key)
         super().flush()
+
+
+def end_sessions(session_keys):
+    """End the sessions with these keys: their copies in Redis first, raising RedisError while it
+    cannot be reached (as signing out does: a copy left behind would keep the session working),
+    then their rows."""
+    store = SessionStore()
+    session_keys = list(session_keys)
+    if session_keys:
+        store._cache.delete_many([store.cache_key_prefix + key for key in session_keys])
+        store.get_model_class().objects.filter(session_key__in=session_keys).delete()

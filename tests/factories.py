@@ -263,3 +263,19 @@ def webhook_endpoint(organization, url, *, events=None, secret="", actor=None):
     return add_endpoint(
         organization, url=url, events=all_events() if events is None else events, secret=secret, actor=actor
     )
+
+
+def authenticator(user):
+    """A confirmed authenticator app of `user` (TOTP): give its codes with authenticator_code."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+
+
+def authenticator_code(device, *, steps_ahead=0):
+    """The code `device`'s app shows now (or `steps_ahead` 30-second steps later: django-otp accepts
+    the next step too, and each step once)."""
+    from django_otp.oath import TOTP
+
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift + steps_ahead)
+    return f"{totp.token():0{device.digits}d}"

@@ -3,9 +3,9 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.sessions.models import Session
 from django.utils import timezone
 
+from accounts.models import UserSession as Session
 from accounts.tasks import clear_expired_sessions
 
 

@@ -54,8 +54,8 @@ def public(kwargs=None):
     return Page(PUBLIC, kwargs or (lambda world: {}))
 
 
-def own_account():
-    return Page(OWN_ACCOUNT)
+def own_account(kwargs=None):
+    return Page(OWN_ACCOUNT, kwargs or (lambda world: {}))
 
 
 def organization_page(kwargs, *, managers_only=False, post=None):
@@ -150,12 +150,31 @@ PORTAL_PAGES = {
     "password_reset_confirm": public(lambda w: {"uidb64": "MQ", "token": "set-password"}),
     "password_reset_complete": public(),
     "invitation-accept": public(lambda w: {"token": w.invitation_token}),
+    # Second factors and sessions (docs/accounts-and-isolation.md): the code step belongs to the
+    # password step's session; the rest to the signed-in person, looked up among their own.
+    "two-factor-code": public(),
+    "account": own_account(),
+    "two-factor-setup": own_account(),
+    "recovery-codes": own_account(),
+    "two-factor-turn-off": own_account(),
+    "passkey-rename": own_account(lambda w: {"pk": 1}),
+    "passkey-remove": own_account(lambda w: {"pk": 1}),
+    "session-end": own_account(lambda w: {"reference": "0" * 32}),
+    "sessions-end-others": own_account(),
+    # The passkey ceremonies' JSON calls (django-otp-webauthn): adding one needs a session (403
+    # JSON without), signing in with one proves itself by the passkey's signature.
+    "otp_webauthn:credential-registration-begin": public(),
+    "otp_webauthn:credential-registration-complete": public(),
+    "otp_webauthn:credential-authentication-begin": public(),
+    "otp_webauthn:credential-authentication-complete": public(),
+    "otp_webauthn:js-i18n-catalog": public(),
     "members": organization_page(the_organization, post=lambda w: {"email": "new@example.test", "role": Role.VIEWER}),
     "member-role": organization_page(a_member, managers_only=True, post=lambda w: {"role": Role.OPERATOR}),
     "member-remove": organization_page(a_member, managers_only=True, post=nothing),
     "invitation-withdraw": organization_page(an_invitation, managers_only=True, post=nothing),
     # The world's organization has a second owner: the last one may not leave.
     "organization-leave": organization_page(the_organization, post=nothing),
+    "two-factor-policy": organization_page(the_organization, managers_only=True, post=lambda w: {"required": "on"}),
     "audit-log": organization_page(the_organization, managers_only=True),
     "audit-log-csv": organization_page(the_organization, managers_only=True),
     # API tokens: the POST answers with the new token's text, once.

@@ -55,6 +55,11 @@ DJANGO_APPS = [
     "django.contrib.humanize",
 ]
 THIRD_PARTY_APPS = [
+    # Second factors: authenticator apps (TOTP), recovery codes (static tokens) and passkeys.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "django_otp_webauthn",
     "crispy_forms",
     "crispy_bootstrap5",
     "formtools",
@@ -73,6 +78,11 @@ LOCAL_APPS = [
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 AUTH_USER_MODEL = "accounts.User"
+# Passwords, and passkeys for signing in without one.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "django_otp_webauthn.backends.WebAuthnBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -92,7 +102,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "accounts.security_middleware.AccountSecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -145,12 +157,12 @@ def redis_cache(location, **extra):
     } | extra
 
 
-# With Redis, sessions live in PostgreSQL and Redis holds a copy of each (Django's cached_db), so a
-# Redis restart signs nobody out; portal.sessions reads them from PostgreSQL while Redis is down.
-REDIS_SESSION_ENGINE = "portal.sessions"
+# Sessions live in the database (accounts.UserSession: also the list of a person's sessions) and the
+# cache holds a copy of each (Django's cached_db), so a Redis restart signs nobody out;
+# portal.sessions reads them from the database while Redis is down.
+SESSION_ENGINE = "portal.sessions"
 if REDIS_URL:
     CACHES = {"default": redis_cache(REDIS_URL)}
-    SESSION_ENGINE = REDIS_SESSION_ENGINE
 else:
     # Rate-limit counters live here too: the default of 300 entries would cull them under load.
     CACHES = {
@@ -160,7 +172,6 @@ else:
             "OPTIONS": {"MAX_ENTRIES": 100_000},
         }
     }
-    SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # Celery: the database is the source of truth, the broker only a doorbell, so no result backend.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
@@ -246,6 +257,19 @@ PORTAL_ORIGIN = env("DJANGO_PORTAL_ORIGIN", default="http://127.0.0.1:8000")
 ALLOW_DEMO_DATA = True
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="portal")
 
+# Second factors (accounts/two_factor.py). Passkeys are bound to OTP_WEBAUTHN_RP_ID (the portal's
+# domain: changing it later orphans every passkey) and accepted from OTP_WEBAUTHN_ALLOWED_ORIGINS.
+OTP_TOTP_ISSUER = SITE_NAME
+# Wrong codes are limited by the portal's own counters (accounts/throttle.py), as passwords are.
+OTP_TOTP_THROTTLE_FACTOR = 0
+OTP_WEBAUTHN_RP_NAME = SITE_NAME
+OTP_WEBAUTHN_RP_ID = env("DJANGO_WEBAUTHN_RP_ID", default="localhost")
+OTP_WEBAUTHN_ALLOWED_ORIGINS = env.list("DJANGO_WEBAUTHN_ORIGINS", default=["http://localhost:8000"])
+# Vendor staff and superusers reach the admin only with a second factor.
+ADMIN_TWO_FACTOR_REQUIRED = env.bool("DJANGO_ADMIN_TWO_FACTOR_REQUIRED", default=True)
+# Wrong authentication and recovery codes, per account and per address, as for passwords.
+TWO_FACTOR_FAILURE_LIMIT_PER_ACCOUNT = env.int("TWO_FACTOR_FAILURE_LIMIT_PER_ACCOUNT", default=5)
+TWO_FACTOR_FAILURE_LIMIT_PER_ADDRESS = env.int("TWO_FACTOR_FAILURE_LIMIT_PER_ADDRESS", default=30)
 # Sign-in attempts are limited per account and per client address (accounts/throttle.py).
 SIGN_IN_FAILURE_LIMIT_PER_ACCOUNT = env.int("SIGN_IN_FAILURE_LIMIT_PER_ACCOUNT", default=5)
 SIGN_IN_FAILURE_LIMIT_PER_ADDRESS = env.int("SIGN_IN_FAILURE_LIMIT_PER_ADDRESS", default=30)

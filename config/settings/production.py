@@ -1,7 +1,7 @@
 """Production: PostgreSQL, Redis, gunicorn, Celery worker and beat, HTTPS. Secrets have no defaults."""
 
 from .base import *  # noqa: F403
-from .base import REDIS_SESSION_ENGINE, database_settings, env, redis_cache
+from .base import database_settings, env, redis_cache
 
 DEBUG = False
 ALLOW_DEMO_DATA = False
@@ -10,7 +10,6 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 DATABASES = {"default": database_settings(env.db("DATABASE_URL"))}
 REDIS_URL = env("REDIS_URL")
 CACHES = {"default": redis_cache(REDIS_URL)}
-SESSION_ENGINE = REDIS_SESSION_ENGINE
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = False
 
@@ -24,6 +23,9 @@ SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 # Empty: label links use the address vendor staff reached the portal at (portal/links.py).
 PORTAL_ORIGIN = env("DJANGO_PORTAL_ORIGIN", default="")
+# Passkeys belong to the portal's domain: by default the first of ALLOWED_HOSTS, over HTTPS.
+OTP_WEBAUTHN_RP_ID = env("DJANGO_WEBAUTHN_RP_ID", default=ALLOWED_HOSTS[0].lstrip("."))
+OTP_WEBAUTHN_ALLOWED_ORIGINS = env.list("DJANGO_WEBAUTHN_ORIGINS", default=[f"https://{OTP_WEBAUTHN_RP_ID}"])
 
 MAILERS = {
     "default": {

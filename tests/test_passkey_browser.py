@@ -1,0 +1,62 @@
+"""Passkeys in real headless Chromium, with the DevTools protocol's virtual authenticator: a person
+adds one on their account page and signs in with it instead of a password, under the portal's
+Content-Security-Policy."""
+
+import pytest
+from django.core.cache import cache
+from django_otp_webauthn.models import WebAuthnCredential
+
+from .factories import PASSWORD, UserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _virtual_authenticator(page):
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    options = {
+        "protocol": "ctap2",
+        "transport": "internal",
+        "hasResidentKey": True,
+        "hasUserVerification": True,
+        "isUserVerified": True,
+    }
+    authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
+    return cdp, authenticator["authenticatorId"]
+
+
+def test_a_person_adds_a_passkey_and_signs_in_with_it_instead_of_a_password(live_server, page, settings):
+    assert live_server.url.startswith("http://localhost:")  # a secure context, the passkeys' domain
+    settings.OTP_WEBAUTHN_RP_ID = "localhost"
+    settings.OTP_WEBAUTHN_ALLOWED_ORIGINS = [live_server.url]
+    cache.clear()
+    user = UserFactory(email="passkey.person@example.test")
+    refused_by_policy = []
+    page.on(
+        "console", lambda message: "Content Security Policy" in message.text and refused_by_policy.append(message.text)
+    )
+    cdp, authenticator_id = _virtual_authenticator(page)
+
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.get_by_label("E-mail address").fill(user.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_role("link", name=user.email).click()
+    page.get_by_role("button", name="Add a passkey").click()
+    page.get_by_label("Name of the passkey").fill("Work laptop")
+    page.get_by_role("button", name="Rename").click()
+    page.get_by_text("The passkey is renamed.").wait_for()
+    page.screenshot(path=page.artifacts / "1-passkey-added.png", full_page=True)
+    assert list(WebAuthnCredential.objects.filter(user=user, confirmed=True).values_list("name", flat=True)) == [
+        "Work laptop"
+    ]
+    assert len(cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})["credentials"]) == 1
+
+    page.get_by_role("button", name="Sign out").click()
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.get_by_role("button", name="Use a passkey").click()
+    page.get_by_role("button", name="Sign out").wait_for()
+    page.screenshot(path=page.artifacts / "2-signed-in-with-the-passkey.png", full_page=True)
+    assert page.get_by_role("link", name=user.email).is_visible()
+    assert WebAuthnCredential.objects.get(user=user).last_used_at is not None
+    assert refused_by_policy == []
