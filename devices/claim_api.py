@@ -16,6 +16,8 @@ from accounts.access import MANAGE, require
 from spaces.models import Space
 from vendors.models import DeviceModel, Vendor
 
+from portal.api_errors import StorableText
+
 from .bulk_claims import MAX_ROWS, ClaimRow, claim_devices
 from .claims import AlreadyClaimedByYou, ClaimError, TooManyFailures, WrongModel, claim_device
 from .org_api import DeviceOut
@@ -50,11 +52,11 @@ ROWS_REFUSED = "rows_refused"
 
 class ClaimIn(Schema):
     space: UUID = Field(description="The id of one of the organization's spaces.")
-    vendor: str = Field(description="The vendor's slug.")
-    model: str = Field(description="The model's slug.")
-    identifiers: dict[str, str] = Field(description="The model's identifier fields by key, as typed.")
-    name: str = Field(description="The name the device goes by in the space.")
-    claim_code: str | None = Field(None, description="The unit's claim code, for models that ask for one.")
+    vendor: StorableText = Field(description="The vendor's slug.")
+    model: StorableText = Field(description="The model's slug.")
+    identifiers: dict[StorableText, StorableText] = Field(description="The model's identifier fields by key, as typed.")
+    name: StorableText = Field(description="The name the device goes by in the space.")
+    claim_code: StorableText | None = Field(None, description="The unit's claim code, for models that ask for one.")
 
 
 class ErrorDetail(Schema):

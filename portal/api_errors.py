@@ -1,7 +1,10 @@
 """The error body of the customer API, `{"error": {"code", "message", "fields"?}}` (the device
 API's shape), as a schema its routers declare for the statuses each call can answer."""
 
+from typing import Annotated
+
 from ninja import Schema
+from pydantic import AfterValidator
 
 
 class InvalidFields(Exception):
@@ -30,3 +33,19 @@ class ErrorOut(Schema):
 def error_responses(*statuses):
     """{status: ErrorOut} for `statuses` and those every call can answer (a bad token, the rate)."""
     return dict.fromkeys({401, 429, *statuses}, ErrorOut)
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL stores no NUL character, and a lone surrogate is no UTF-8: refused as the field's
+    # error (400) before any query could fail on it.
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+# A string field of a request body that the database can store.
+StorableText = Annotated[str, AfterValidator(_storable)]
