@@ -112,7 +112,9 @@ def resolve_target(url) -> Target:
     addresses = [ipaddress.ip_address(answer[4][0].split("%")[0]) for answer in answers]
     for address in addresses:
         if why := refusal_of_address(address):
-            raise RefusedTarget(f"{parts.hostname} resolves to {address}, {why}: not sent.")
+            # The address itself is not named: the message reaches the customer's page, and the
+            # portal must not answer what names only its own network knows resolve to.
+            raise RefusedTarget(f"{parts.hostname} resolves to {why}: not sent.")
     path = parts.path or "/"
     return Target(
         scheme=parts.scheme,
