@@ -43,6 +43,8 @@ def _location(loc):
     parts = [str(part) for part in loc]
     if parts and parts[0] in ("body", "query", "path"):
         parts = parts[2:] if parts[0] == "body" else parts[1:]
+    # A body that may be one thing or a list (claims) names the union's branch too: not a field.
+    parts = [part for part in parts if "[" not in part]
     return ".".join(parts) or "body"
 
 

@@ -13,10 +13,9 @@ from django.utils import timezone
 from ninja import Field, Router, Schema, Status
 
 from accounts.access import MANAGE, require
+from portal.api_errors import StorableText
 from spaces.models import Space
 from vendors.models import DeviceModel, Vendor
-
-from portal.api_errors import StorableText
 
 from .bulk_claims import MAX_ROWS, ClaimRow, claim_devices
 from .claims import AlreadyClaimedByYou, ClaimError, TooManyFailures, WrongModel, claim_device

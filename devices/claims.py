@@ -75,6 +75,8 @@ def clean_device_name(name):
         raise InvalidName("Give the device a name.", field="name")
     if len(name) > NAME_MAX_LENGTH:
         raise InvalidName(f"A device name has at most {NAME_MAX_LENGTH} characters.", field="name")
+    if "\x00" in name:
+        raise InvalidName("A device name cannot contain a NUL character.", field="name")
     return name
 
 

@@ -3,6 +3,7 @@ the holder sees the request on the device page and releases, the requester claim
 screenshot of each step lands in test-artifacts/<test name>/."""
 
 import re
+
 import pytest
 from django.core.cache import cache
 from playwright.sync_api import expect
