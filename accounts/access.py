@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 
 from .models import Membership
-from .two_factor import check_organization_requirement
+from .two_factor import check_organization_requirement, session_is_verified
 
 READ = "read"
 OPERATE = "operate"  # send commands, change configuration
@@ -30,9 +30,13 @@ def allows(membership, ability):
 
 
 def organizations_allowing(user, ability):
-    """The ids of the organizations where `user` is a member whose role permits `ability`."""
+    """The ids of the organizations where `user` is a member whose role permits `ability`, leaving
+    out those requiring two-factor authentication that `user`'s session has not met."""
+    verified = session_is_verified(user)
     return [
-        membership.organization_id for membership in Membership.objects.filter(user=user) if allows(membership, ability)
+        membership.organization_id
+        for membership in Membership.objects.filter(user=user).select_related("organization")
+        if allows(membership, ability) and (verified or not membership.organization.two_factor_required)
     ]
 
 

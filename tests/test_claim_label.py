@@ -379,3 +379,15 @@ def test_the_request_and_server_logs_write_a_label_path_without_its_payload(unit
         logging.getLogger(logger).warning('"%s" %s %s', f"GET /claim/label/{payload}/ HTTP/1.1", 500, 12)
     (record,) = caplog.records
     assert record.getMessage() == '"GET /claim/label/<payload>/ HTTP/1.1" 500 12'
+
+
+def test_an_organization_requiring_two_factor_offers_no_space_to_a_session_without_one(client, owner, space, unit):
+    ClaimedDeviceFactory(identity=unit)
+    space.organization.two_factor_required = True
+    space.organization.save(update_fields=["two_factor_required"])
+    client.force_login(owner)
+    client.get(_link(unit))
+    page = client.get(reverse("claim-label-space"))
+    assert space.name not in page.text
+    response = _confirm(client, space)
+    assert "This device is already claimed by another organization." not in response.text
