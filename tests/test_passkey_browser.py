@@ -25,21 +25,13 @@ def _virtual_authenticator(page):
     return cdp, authenticator["authenticatorId"]
 
 
-@pytest.mark.skip(
-    reason="Unreliable: on the sign-in page the passkey script's autofill call fails under the virtual "
-    "authenticator and the 'Use a passkey' button keeps being replaced; to be fixed, not hidden "
-    "(see the closing note)."
-)
-def test_a_person_adds_a_passkey_and_signs_in_with_it_instead_of_a_password(live_server, page, settings):
+def _person_with_a_passkey(live_server, page, settings):
+    """Sign in with the password, add a passkey named "Work laptop" on the account page, sign out."""
     assert live_server.url.startswith("http://localhost:")  # a secure context, the passkeys' domain
     settings.OTP_WEBAUTHN_RP_ID = "localhost"
     settings.OTP_WEBAUTHN_ALLOWED_ORIGINS = [live_server.url]
     cache.clear()
     user = UserFactory(email="passkey.person@example.test")
-    refused_by_policy = []
-    page.on(
-        "console", lambda message: "Content Security Policy" in message.text and refused_by_policy.append(message.text)
-    )
     cdp, authenticator_id = _virtual_authenticator(page)
 
     page.goto(f"{live_server.url}/accounts/login/")
@@ -56,12 +48,40 @@ def test_a_person_adds_a_passkey_and_signs_in_with_it_instead_of_a_password(live
         "Work laptop"
     ]
     assert len(cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})["credentials"]) == 1
+    with page.expect_navigation(url="**/accounts/login/"):
+        page.get_by_role("button", name="Sign out").click()
+    return user
 
-    page.get_by_role("button", name="Sign out").click()
-    page.goto(f"{live_server.url}/accounts/login/")
+
+def _refusals_by_policy(page):
+    refused = []
+    page.on("console", lambda message: "Content Security Policy" in message.text and refused.append(message.text))
+    return refused
+
+
+def test_a_person_adds_a_passkey_and_the_sign_in_page_offers_it_in_the_e_mail_field(live_server, page, settings):
+    refused_by_policy = _refusals_by_policy(page)
+    user = _person_with_a_passkey(live_server, page, settings)
+
+    # Signed out, the sign-in page's e-mail field asks the browser for passkey autofill (conditional
+    # mediation); Chromium's virtual authenticator picks the one passkey as a person would in the list.
+    page.get_by_role("button", name="Sign out").wait_for()
+    page.screenshot(path=page.artifacts / "2-signed-in-by-passkey-autofill.png", full_page=True)
+    assert page.get_by_role("link", name=user.email).is_visible()
+    assert WebAuthnCredential.objects.get(user=user).last_used_at is not None
+    assert refused_by_policy == []
+
+
+def test_a_person_signs_in_with_the_use_a_passkey_button_instead_of_a_password(live_server, page, settings):
+    refused_by_policy = _refusals_by_policy(page)
+    # A browser without passkey autofill: only the button can start the passkey sign-in.
+    page.add_init_script("PublicKeyCredential.isConditionalMediationAvailable = async () => false;")
+    user = _person_with_a_passkey(live_server, page, settings)
+
+    assert page.get_by_role("button", name="Sign out").count() == 0
     page.get_by_role("button", name="Use a passkey").click()
     page.get_by_role("button", name="Sign out").wait_for()
-    page.screenshot(path=page.artifacts / "2-signed-in-with-the-passkey.png", full_page=True)
+    page.screenshot(path=page.artifacts / "3-signed-in-with-the-passkey-button.png", full_page=True)
     assert page.get_by_role("link", name=user.email).is_visible()
     assert WebAuthnCredential.objects.get(user=user).last_used_at is not None
     assert refused_by_policy == []
