@@ -12,7 +12,7 @@ from ninja import Field, Query, Router, Schema, Status
 from pydantic import BaseModel, ConfigDict
 
 from accounts.access import MANAGE, OPERATE, READ, get_in_organization
-from portal.api_errors import InvalidFields, error_responses
+from portal.api_errors import InvalidFields, error_responses, refuse_unknown_parameters
 from portal.keyset import page_after
 from spaces.models import Space
 
@@ -62,7 +62,11 @@ class DevicePage(Out):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
-class DeviceFilters(Schema):
+class Strict(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeviceFilters(Strict):
     q: str = Field("", max_length=MAX_TERM_LENGTH, description="Words of the name, or an identifier as printed.")
     status: Literal[tuple(Device.Status.values)] | None = None
     connection: Literal[tuple(key for key, _ in CONNECTION_CHOICES)] | None = None
@@ -71,10 +75,6 @@ class DeviceFilters(Schema):
     sort: Literal[tuple(key for key, _ in SORT_CHOICES)] = "name"
     cursor: str = Field("", description="The `next_cursor` of the page before.")
     limit: int = Field(DEFAULT_PAGE, ge=1, le=MAX_PAGE)
-
-
-class Strict(Schema):
-    model_config = ConfigDict(extra="forbid")
 
 
 class MoveIn(Strict):
@@ -119,6 +119,7 @@ def device_for(request, device_id, ability=READ):
 @router.get("", response={200: DevicePage, **error_responses(400)}, summary="The organization's devices")
 def list_devices(request, filters: Query[DeviceFilters]):
     """Filtered and sorted as on the Devices page, a page at a time (keyset: every page costs the same)."""
+    refuse_unknown_parameters(request, DeviceFilters.model_fields)
     organization = request.auth.organization
     values = filters.model_dump(exclude={"cursor", "limit"})
     form = ApiDeviceSearchForm({key: value for key, value in values.items() if value}, organization=organization)
@@ -131,8 +132,9 @@ def list_devices(request, filters: Query[DeviceFilters]):
     return {"devices": [device_data(device) for device in rows], "next_cursor": next_cursor}
 
 
-@router.get("/{device_id}", response={200: DeviceOut, **error_responses(404)}, summary="One device")
+@router.get("/{device_id}", response={200: DeviceOut, **error_responses(400, 404)}, summary="One device")
 def get_device(request, device_id: str):
+    refuse_unknown_parameters(request)
     return device_data(device_for(request, device_id))
 
 

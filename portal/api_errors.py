@@ -30,6 +30,14 @@ class ErrorOut(Schema):
     error: ErrorDetail
 
 
+def refuse_unknown_parameters(request, known=()):
+    """400 invalid_request naming each query parameter the call does not take: a misspelt filter
+    must not quietly widen a list (or a script's page loop) to every device."""
+    unknown = sorted(set(request.GET) - set(known))
+    if unknown:
+        raise InvalidFields(dict.fromkeys(unknown, "The call takes no such parameter."))
+
+
 def error_responses(*statuses):
     """{status: ErrorOut} for `statuses` and those every call can answer (a bad token, the rate)."""
     return dict.fromkeys({401, 429, *statuses}, ErrorOut)

@@ -313,3 +313,13 @@ def test_a_forged_cursor_is_400_never_500(client, device, tokens, values, sort):
     cursor = base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
     response = client.get("/api/v1/org/devices", {"cursor": cursor, "sort": sort}, **bearer(tokens[Role.VIEWER]))
     assert response.status_code in (200, 400), response.content
+
+
+@pytest.mark.parametrize("url", ["/api/v1/org/devices", "/api/v1/org/spaces", "/api/v1/org/devices/{code}"])
+def test_a_query_parameter_the_call_does_not_take_is_400_naming_it(client, device, tokens, url):
+    response = call(client, "get", url.format(code=device.code) + "?stauts=claimed&q=", tokens[Role.VIEWER])
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert set(response.json()["error"]["fields"]) == {"stauts"} | (
+        {"q"} if "{code}" in url or "spaces" in url else set()
+    )
