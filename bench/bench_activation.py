@@ -164,7 +164,6 @@ def start_services(log_dir):
     )
     celery = start_celery_worker(
         ENV,
-        queue="bench-i5",
         pool=CELERY_POOL,
         concurrency=CELERY_THREADS,
         prefetch=CELERY_PREFETCH,

@@ -20,6 +20,7 @@ from django.db import connection
 
 from accounts.models import Role
 from config.celery_app import app as celery_app
+from config.celery_queues import task_routes
 from devices.claims import claim_device
 from devices.commands import deliver_pending_commands, report_command_result, send_command
 from devices.simulator import SimulatedDevice
@@ -143,9 +144,25 @@ def use_task_routes(routes):
     celery_app.amqp.router = celery_app.amqp.Router()
 
 
+@contextlib.contextmanager
+def tasks_sent_to_queues_of(default_queue):
+    """Send this process's tasks through the broker (not in-process) to the queues named after
+    `default_queue`, as a worker started with CELERY_QUEUE=`default_queue` consumes them."""
+    saved = (celery_app.conf.task_always_eager, celery_app.conf.task_default_queue, celery_app.conf.task_routes)
+    celery_app.conf.task_always_eager = False
+    celery_app.conf.task_default_queue = default_queue
+    use_task_routes(task_routes(default_queue))
+    try:
+        yield
+    finally:
+        celery_app.conf.task_always_eager, celery_app.conf.task_default_queue, routes = saved
+        use_task_routes(routes)
+
+
 @pytest.fixture
 def celery_worker_process(transactional_db):
-    """A real `celery worker` process on the test database and Redis, consuming a queue of its own.
+    """A real `celery worker` process on the test database and Redis, consuming queues of its own
+    (every queue of config/celery_queues.py, named after a CELERY_QUEUE of its own, as without -Q).
 
     Tasks sent while the fixture is active go through Redis to that process (not in-process).
     Needs `transactional_db`: the worker sees only committed rows.
@@ -157,7 +174,6 @@ def celery_worker_process(transactional_db):
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": database_url,
         "CELERY_QUEUE": queue,
-        "CELERY_WEBHOOK_QUEUE": f"{queue}-webhooks",
         "CELERY_TASK_ALWAYS_EAGER": "False",
     }
     process = subprocess.Popen(
@@ -170,8 +186,6 @@ def celery_worker_process(transactional_db):
             "worker",
             "--pool=solo",
             "--loglevel=INFO",
-            "-Q",
-            f"{queue},{queue}-webhooks",
             "--without-gossip",
             "--without-mingle",
             "--include",
@@ -184,19 +198,14 @@ def celery_worker_process(transactional_db):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    saved = (celery_app.conf.task_always_eager, celery_app.conf.task_default_queue, celery_app.conf.task_routes)
-    celery_app.conf.task_always_eager = False
-    celery_app.conf.task_default_queue = queue
-    use_task_routes({"webhooks.tasks.*": {"queue": f"{queue}-webhooks"}})
     try:
-        deadline = time.monotonic() + 30
-        while not celery_app.control.ping(destination=[f"{queue}@{os.uname().nodename}"], timeout=0.5):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"celery worker did not start:\n{process.stdout.read()}")
-        yield process
+        with tasks_sent_to_queues_of(queue):
+            deadline = time.monotonic() + 30
+            while not celery_app.control.ping(destination=[f"{queue}@{os.uname().nodename}"], timeout=0.5):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"celery worker did not start:\n{process.stdout.read()}")
+            yield process
     finally:
-        celery_app.conf.task_always_eager, celery_app.conf.task_default_queue, routes = saved
-        use_task_routes(routes)
         process.terminate()
         try:
             process.wait(timeout=10)

@@ -231,9 +231,7 @@ class Portal:
         return self
 
     def start_worker(self, concurrency=4):
-        self.worker = start_celery_worker(
-            self.env, queue=self.env["CELERY_QUEUE"], concurrency=concurrency, log=self.directory / "worker.log"
-        )
+        self.worker = start_celery_worker(self.env, concurrency=concurrency, log=self.directory / "worker.log")
         self.processes.append(self.worker)
 
     def kill_worker(self):

@@ -15,7 +15,7 @@ from devices.actions import move_device
 from webhooks.delivery import wake_due_endpoints
 from webhooks.models import Delivery, Endpoint
 
-from .conftest import database_url_for_subprocess, use_task_routes, wait_for
+from .conftest import database_url_for_subprocess, tasks_sent_to_queues_of, wait_for
 from .factories import ClaimedDeviceFactory, MembershipFactory, SpaceFactory, webhook_endpoint
 from .webhook_receiver import Receiver
 
@@ -32,7 +32,6 @@ class Workers:
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
             "DATABASE_URL": database_url_for_subprocess(),
             "CELERY_QUEUE": self.queue,
-            "CELERY_WEBHOOK_QUEUE": f"{self.queue}-webhooks",
             "CELERY_TASK_ALWAYS_EAGER": "False",
             "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
         }
@@ -56,15 +55,10 @@ class Workers:
 def workers(settings, tmp_path):
     settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
     running = Workers(tmp_path)
-    saved = (celery_app.conf.task_always_eager, celery_app.conf.task_default_queue, celery_app.conf.task_routes)
-    celery_app.conf.task_always_eager = False
-    celery_app.conf.task_default_queue = running.queue
-    use_task_routes({"webhooks.tasks.*": {"queue": f"{running.queue}-webhooks"}})
     try:
-        yield running
+        with tasks_sent_to_queues_of(running.queue):
+            yield running
     finally:
-        celery_app.conf.task_always_eager, celery_app.conf.task_default_queue, routes = saved
-        use_task_routes(routes)
         stop_processes(running.processes)
 
 

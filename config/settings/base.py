@@ -4,7 +4,8 @@ from pathlib import Path
 
 import environ
 from django.utils.csp import CSP
-from kombu import Queue
+
+from config.celery_queues import task_queues, task_routes
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -326,12 +327,10 @@ ALERT_EMAIL_INTERVAL = env.int("ALERT_EMAIL_INTERVAL", default=15 * 60)
 # still retires broken or old connections before each task, as Django does per request.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=500)
 
-# Webhooks (webhooks/): deliveries have a queue of their own, which a worker started without -Q
-# consumes too (CELERY_TASK_QUEUES lists both), so that a backlog of slow endpoints never sits in
-# front of the portal's other tasks.
-CELERY_WEBHOOK_QUEUE = env("CELERY_WEBHOOK_QUEUE", default=f"{CELERY_TASK_DEFAULT_QUEUE}-webhooks")
-CELERY_TASK_QUEUES = [Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(CELERY_WEBHOOK_QUEUE)]
-CELERY_TASK_ROUTES = {"webhooks.tasks.*": {"queue": CELERY_WEBHOOK_QUEUE}}
+# A queue per kind of work (config/celery_queues.py): activations, imports, e-mail, telemetry and
+# webhook deliveries each have theirs, and a worker started without -Q consumes them all.
+CELERY_TASK_QUEUES = task_queues(CELERY_TASK_DEFAULT_QUEUE)
+CELERY_TASK_ROUTES = task_routes(CELERY_TASK_DEFAULT_QUEUE)
 CELERY_BEAT_SCHEDULE["webhooks-wake-due-endpoints"] = {"task": "webhooks.tasks.wake_due_endpoints", "schedule": 15.0}
 CELERY_BEAT_SCHEDULE["webhooks-purge-old-events"] = {"task": "webhooks.tasks.purge_old_events", "schedule": 3600.0}
 # Webhook targets on loopback, private, link-local and other non-public addresses are refused (a
