@@ -250,3 +250,46 @@ def test_events_past_the_retention_are_purged_unless_a_delivery_is_still_pending
 
     [kept] = Event.objects.all()
     assert kept.deliveries.get().status == Delivery.Status.PENDING
+
+
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_send_s_deadline(organization, device, monkeypatch):
+    # Each byte comes well within any read timeout: only a deadline on the whole send ends it.
+    monkeypatch.setattr(delivery, "TOTAL_TIMEOUT", 1.0)
+    with Receiver(trickle_seconds=6.0) as receiver:
+        endpoint, _ = webhook_endpoint(organization, receiver.url())
+        _moved(device)
+        deliver_round(endpoint.pk)
+
+    pending = Delivery.objects.get()
+    assert (pending.status, pending.attempts, pending.last_error) == (Delivery.Status.PENDING, 1, "Timed out.")
+    assert pending.next_attempt_at > timezone.now()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_attempt_is_counted_and_backed_off_before_the_request_is_sent(organization, device):
+    # What a worker killed in the middle of a send (or stopped by its time limit) leaves behind.
+    seen_by_the_receiver = []
+
+    def answer(path):
+        seen_by_the_receiver.append(Delivery.objects.values("attempts", "next_attempt_at").get())
+        return 200, {}, 0
+
+    with Receiver(answer) as receiver:
+        endpoint, _ = webhook_endpoint(organization, receiver.url())
+        _moved(device)
+        before = timezone.now()
+        deliver_round(endpoint.pk)
+
+    [during] = seen_by_the_receiver
+    assert during["attempts"] == 1
+    assert during["next_attempt_at"] >= before + timedelta(seconds=0.75 * delivery.BACKOFF_BASE)
+    assert Delivery.objects.get().status == Delivery.Status.SUCCEEDED
+
+
+def test_a_receiver_that_refuses_the_connection_is_told_apart_from_one_that_times_out(organization, device):
+    with Receiver() as receiver:
+        url = receiver.url()
+    endpoint, _ = webhook_endpoint(organization, url)  # nothing listens there any more
+    _moved(device)
+    deliver_round(endpoint.pk)
+    assert Delivery.objects.get().last_error == "Could not connect."

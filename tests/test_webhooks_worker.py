@@ -84,14 +84,17 @@ def test_a_killed_worker_loses_no_delivery(workers, organization, space):
         _move(organization)
         wait_for(lambda: len(receiver.requests) == 1)
 
-        first.kill()  # in the middle of the POST: nothing recorded the delivery
+        first.kill()  # in the middle of the POST: only the attempt itself was recorded
         first.wait()
-        assert Delivery.objects.get().status == Delivery.Status.PENDING
+        pending = Delivery.objects.get()
+        assert (pending.status, pending.attempts) == (Delivery.Status.PENDING, 1)
+        assert pending.next_attempt_at > timezone.now()
 
         workers.start()
-        # The lease of the dead worker runs out (here at once, rather than after a minute), and
-        # the beat finds the delivery still due.
+        # The lease of the dead worker runs out and the retry falls due (here at once, rather than
+        # after a minute and its backoff), and the beat finds the delivery.
         Endpoint.objects.update(sending_until=timezone.now())
+        Delivery.objects.update(next_attempt_at=timezone.now())
         assert wake_due_endpoints() == 1
         wait_for(lambda: Delivery.objects.filter(status=Delivery.Status.SUCCEEDED).exists())
 

@@ -1,5 +1,8 @@
 """A webhook receiver for tests and the bench: a threaded HTTP server on 127.0.0.1 that keeps each
-request (path, headers, raw body, when) and answers as `answer(path)` says: (status, headers, delay)."""
+request (path, headers, raw body, when) and answers as `answer(path)` says: (status, headers, delay).
+
+With `trickle_seconds`, it then sends its answer's headers a byte every 0.1 s for that long, as a
+receiver that never times out a read but never finishes either."""
 
 import threading
 import time
@@ -20,8 +23,9 @@ def answer_ok(path):
 
 
 class Receiver:
-    def __init__(self, answer=answer_ok):
+    def __init__(self, answer=answer_ok, trickle_seconds=0.0):
         self.answer = answer
+        self.trickle_seconds = trickle_seconds
         self.requests: list[Received] = []
         self.lock = threading.Lock()
         receiver = self
@@ -37,10 +41,22 @@ class Receiver:
                 if delay:
                     time.sleep(delay)
                 self.send_response(status)
+                if receiver.trickle_seconds:
+                    self._trickle(receiver.trickle_seconds)
                 for name, value in (headers | {"Content-Length": "2"}).items():
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(b"ok")
+
+            def _trickle(self, seconds):
+                self.flush_headers()
+                self.wfile.write(b"X-Slow: ")
+                until = time.monotonic() + seconds
+                while time.monotonic() < until:
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                self.wfile.write(b"\r\n")
 
             def log_message(self, *args):
                 pass

@@ -12,11 +12,16 @@ database: a killed worker's lease expires and the delivery it was sending is sen
 tell repeats apart by the event's id).
 """
 
+import contextlib
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import random
+import socket
+import ssl
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -164,6 +169,13 @@ def _attempt(delivery, endpoint, secret):
         "X-Portal-Delivery": str(delivery.code),
         "X-Portal-Signature": signature(body, secret),
     }
+    # Counted and backed off before the request goes: a worker killed in the middle of a send (or
+    # stopped by its time limit) leaves a delivery tried again later, not at once and forever.
+    delivery.attempts += 1
+    retry_at = next_attempt_at(delivery, timezone.now())
+    Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING).update(
+        attempts=delivery.attempts, next_attempt_at=retry_at or timezone.now() + RETRY_FOR
+    )
     started = time.monotonic()
     status, error = _post(endpoint.url, body, headers)
     elapsed = round((time.monotonic() - started) * 1000)
@@ -171,12 +183,10 @@ def _attempt(delivery, endpoint, secret):
     succeeded = status is not None and 200 <= status < 300
     if status is not None and error is None and not succeeded:
         error = f"Redirect not followed (HTTP {status})." if 300 <= status < 400 else f"HTTP {status}."
-    record = {"attempts": delivery.attempts + 1, "last_status_code": status, "response_ms": elapsed}
+    record = {"last_status_code": status, "response_ms": elapsed}
     if succeeded:
         record |= {"status": Delivery.Status.SUCCEEDED, "delivered_at": now, "next_attempt_at": None, "last_error": ""}
     else:
-        delivery.attempts += 1
-        retry_at = next_attempt_at(delivery, now)
         record |= {"last_error": (error or "")[:ERROR_LENGTH], "next_attempt_at": retry_at}
         if retry_at is None:
             record["status"] = Delivery.Status.FAILED
@@ -191,50 +201,62 @@ def _attempt(delivery, endpoint, secret):
 
 def _post(url, body, headers):
     """(status, error) of one POST of `body` to `url`, at the address checked now, with no
-    redirect followed and at most RESPONSE_LIMIT bytes of the answer read."""
+    redirect followed, at most RESPONSE_LIMIT bytes of the answer read, and TOTAL_TIMEOUT seconds
+    for the whole send: a receiver that trickles its answer a byte at a time never trips a read
+    timeout, so the connection is cut at the deadline."""
     try:
         target = resolve_target(url)
     except RefusedTarget as refusal:
         return None, refusal.message
-    timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, total=TOTAL_TIMEOUT)
     if target.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(
+        connection = urllib3.connection.HTTPSConnection(
             target.address,
             target.port,
-            timeout=timeout,
-            retries=False,
+            timeout=CONNECT_TIMEOUT,
             server_hostname=target.host,
             assert_hostname=target.host,
             cert_reqs="CERT_REQUIRED",
         )
     else:
-        pool = urllib3.HTTPConnectionPool(target.address, target.port, timeout=timeout, retries=False)
+        connection = urllib3.connection.HTTPConnection(target.address, target.port, timeout=CONNECT_TIMEOUT)
+    cut = threading.Event()
+    deadline = threading.Timer(TOTAL_TIMEOUT, _cut, args=(connection, cut))
+    deadline.start()
     try:
-        response = pool.urlopen(
-            "POST",
-            target.path,
-            body=body,
-            headers=headers | {"Host": target.host_header},
-            redirect=False,
-            retries=False,
-            preload_content=False,
-            assert_same_host=False,
+        connection.connect()
+        connection.sock.settimeout(TOTAL_TIMEOUT)
+        connection.request(
+            "POST", target.path, body=body, headers=headers | {"Host": target.host_header}, preload_content=False
         )
-        try:
-            response.read(RESPONSE_LIMIT)
-        finally:
-            response.close()
-        return response.status, None
-    except urllib3.exceptions.TimeoutError:
-        return None, "Timed out."
-    except urllib3.exceptions.SSLError as problem:
-        return None, f"TLS failed: {problem}"
-    except urllib3.exceptions.NewConnectionError:
-        return None, "Could not connect."
-    except urllib3.exceptions.HTTPError as problem:
-        return None, f"Failed: {problem}"
+        response = connection.getresponse()
+        response.read(RESPONSE_LIMIT)
+        status, error = response.status, None
+    except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as problem:
+        status, error = None, _failure(problem)
     finally:
-        pool.close()
+        deadline.cancel()
+        connection.close()
+    # A cut connection can still read as a whole answer (headers ended by the cut): not one.
+    return (None, "Timed out.") if cut.is_set() else (status, error)
+
+
+def _cut(connection, cut):
+    # Shutting the socket down wakes the send's thread from its blocking read.
+    cut.set()
+    with contextlib.suppress(OSError, AttributeError):
+        connection.sock.shutdown(socket.SHUT_RDWR)
+
+
+def _failure(problem):
+    """What a failed send tells the endpoint's owners."""
+    # urllib3's NewConnectionError is also a TimeoutError of its: asked first.
+    if isinstance(problem, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
+        return "Could not connect."
+    if isinstance(problem, TimeoutError | urllib3.exceptions.TimeoutError):
+        return "Timed out."
+    if isinstance(problem, ssl.SSLError | urllib3.exceptions.SSLError):
+        return f"TLS failed: {problem}"
+    return f"Failed: {problem}"
 
 
 def disable_if_failing(endpoint_id, now=None):
