@@ -211,9 +211,11 @@ class OtherSessionsEndView(LoginRequiredMixin, View):
         return redirect("account")
 
 
-class PasswordChangeView(auth_views.PasswordChangeView):
+class PasswordChangeView(VerifiedSessionMixin, auth_views.PasswordChangeView):
     """Django's, and every other session of the person ends (it would end at its next request
-    anyway, its password hash being stale; now it also leaves the list)."""
+    anyway, its password hash being stale; now it also leaves the list). A session that never used
+    the account's second factor (one signed in before it was set up) uses it first: a stolen old
+    session must not be enough to take the account over."""
 
     def form_valid(self, form):
         response = super().form_valid(form)

@@ -206,3 +206,21 @@ def test_new_recovery_codes_replace_the_old_ones(client):
     _password_step(client, user)
     assert "That code is not right" in _code_step(client, old[1]).text
     assert _code_step(client, new[1]).status_code == 302
+
+
+def test_a_session_older_than_the_account_s_second_factor_must_use_it_before_changing_the_password(client):
+    user = UserFactory()
+    client.force_login(user)  # signed in with the password alone, before the factor was set up
+    device = authenticator(user)
+    change = {"old_password": PASSWORD, "new_password1": "a-new-pass-2026!", "new_password2": "a-new-pass-2026!"}
+
+    refused = client.post(reverse("password_change"), change)
+    assert refused.status_code == 302
+    assert refused["Location"].startswith(reverse("two-factor-code"))
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
+
+    _code_step(client, authenticator_code(device))
+    assert client.post(reverse("password_change"), change).status_code == 302
+    user.refresh_from_db()
+    assert user.check_password("a-new-pass-2026!")
