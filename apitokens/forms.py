@@ -3,10 +3,12 @@ from datetime import UTC, datetime, time, timedelta
 from django import forms
 from django.utils import timezone
 
+from portal.sent_once import SentOnceForm
+
 from .models import ApiToken
 
 
-class ApiTokenForm(forms.Form):
+class ApiTokenForm(SentOnceForm):
     """A new token: its name, its role, and optionally the last day it works (UTC)."""
 
     name = forms.CharField(max_length=ApiToken._meta.get_field("name").max_length, help_text="Say what uses it.")

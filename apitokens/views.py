@@ -14,7 +14,8 @@ from .tokens import create_token, revoke_token
 
 class ApiTokensView(OrganizationMixin, FormView):
     """The organization's tokens, and a form for a new one. The new token's text is in the
-    answer to the POST only (not in a URL, a message or the session), so it is shown once."""
+    answer to the POST only (not in a URL, a message or the session), so it is shown once; the
+    same page's form sent again (a reload) creates none (portal/sent_once.py)."""
 
     ability = MANAGE
     template_name = "apitokens/api_tokens.html"
@@ -25,13 +26,18 @@ class ApiTokensView(OrganizationMixin, FormView):
         return super().get_context_data(tokens=tokens, **kwargs)
 
     def form_valid(self, form):
-        token, raw = create_token(
-            self.organization,
-            name=form.cleaned_data["name"],
-            role=form.cleaned_data["role"],
-            expires_at=form.expires_at(),
-            actor=self.request.user,
+        created = form.created_once(
+            lambda: create_token(
+                self.organization,
+                name=form.cleaned_data["name"],
+                role=form.cleaned_data["role"],
+                expires_at=form.expires_at(),
+                actor=self.request.user,
+            )
         )
+        if created is None:  # the page that showed the token, reloaded
+            return self.form_invalid(form)
+        token, raw = created
         response = self.render_to_response(self.get_context_data(form=ApiTokenForm(), created=token, raw_token=raw))
         response["Cache-Control"] = "no-store"
         return response

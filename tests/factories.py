@@ -1,5 +1,6 @@
 """factory-boy factories for every domain model. Identities get unique, well-formed identifiers."""
 
+import uuid
 from datetime import timedelta
 
 import factory
@@ -279,3 +280,8 @@ def authenticator_code(device, *, steps_ahead=0):
 
     totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift + steps_ahead)
     return f"{totp.token():0{device.digits}d}"
+
+
+def sent_once_key():
+    """The key a page's create form carries (portal/sent_once.py): a new one is a new page."""
+    return uuid.uuid4().hex

@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.members import MembershipError, add_member, invite_member
 from accounts.models import AuditEntry, Role
 from apitokens.models import ApiToken
-from tests.factories import ActivatedDeviceFactory, api_token
+from tests.factories import ActivatedDeviceFactory, api_token, sent_once_key
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,9 @@ def bearer(raw):
 
 
 def create(client, organization, **fields):
-    return client.post(tokens_url(organization), {"name": "Inventory", "role": Role.OPERATOR, **fields})
+    return client.post(
+        tokens_url(organization), {"name": "Inventory", "role": Role.OPERATOR, "sending": sent_once_key(), **fields}
+    )
 
 
 def test_the_overview_links_managers_to_the_tokens_page(client, organization, owner, viewer):
@@ -170,3 +172,17 @@ def test_a_token_s_account_gets_no_offline_alert(organization, owner, space):
     recipients = [address for message in mail.outbox for address in message.to]
     assert owner.email in recipients, "the alert went out: otherwise this proves nothing"
     assert token.user.email not in recipients
+
+
+def test_the_page_that_showed_a_token_sent_again_by_a_reload_creates_no_second_one(client, organization, owner):
+    client.force_login(owner)
+    page = client.get(tokens_url(organization)).content.decode()
+    key = re.search(r'name="sending" value="([^"]+)"', page).group(1)
+    sent = {"name": "Inventory", "role": Role.OPERATOR, "sending": key}
+    assert 'id="new-token"' in client.post(tokens_url(organization), sent).content.decode()
+
+    again = client.post(tokens_url(organization), sent)
+    assert again.status_code == 200
+    assert "This form was already sent" in again.content.decode()
+    assert 'id="new-token"' not in again.content.decode()
+    assert ApiToken.objects.count() == 1

@@ -1,6 +1,8 @@
 """The Webhooks page: owners and admins add, change, test, roll and remove endpoints and resend
 deliveries; the secret is shown once; everything that changes an endpoint is in the audit log."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -9,7 +11,7 @@ from webhooks.endpoints import send_ping
 from webhooks.models import Delivery, Endpoint, EventName
 from webhooks.secrets import decrypt_secret
 
-from .factories import PASSWORD, webhook_endpoint
+from .factories import PASSWORD, sent_once_key, webhook_endpoint
 
 URL = "https://hooks.example.com/portal"
 
@@ -49,7 +51,9 @@ def test_every_event_is_checked_by_default(client, organization, admin_member):
 
 def test_adding_an_endpoint_shows_its_generated_secret_once(client, organization, owner):
     client = _signed_in(client, owner)
-    response = client.post(_page(organization), {"url": URL, "events": ["device.claimed", "device.offline"]})
+    response = client.post(
+        _page(organization), {"url": URL, "events": ["device.claimed", "device.offline"], "sending": sent_once_key()}
+    )
 
     endpoint, secret = response.context["new_secret"]
     assert secret in response.content.decode()
@@ -62,7 +66,9 @@ def test_adding_an_endpoint_shows_its_generated_secret_once(client, organization
 
 def test_a_typed_secret_is_kept_when_it_follows_the_rule(client, organization, owner):
     typed = "my.own-secret_0123456789abcdefghijkl"
-    response = _signed_in(client, owner).post(_page(organization), {"url": URL, "secret": typed})
+    response = _signed_in(client, owner).post(
+        _page(organization), {"url": URL, "secret": typed, "sending": sent_once_key()}
+    )
     endpoint = Endpoint.objects.get()
     assert decrypt_secret(endpoint.secret_encrypted, endpoint.code) == typed
     assert response.context["new_secret"][1] == typed
@@ -70,7 +76,9 @@ def test_a_typed_secret_is_kept_when_it_follows_the_rule(client, organization, o
 
 @pytest.mark.parametrize("typed", ["too-short-0123456789", "has spaces in it 0123456789abcdefghij", "é" * 40])
 def test_a_typed_secret_breaking_the_rule_is_refused_keeping_what_was_typed(client, organization, owner, typed):
-    response = _signed_in(client, owner).post(_page(organization), {"url": URL, "secret": typed})
+    response = _signed_in(client, owner).post(
+        _page(organization), {"url": URL, "secret": typed, "sending": sent_once_key()}
+    )
     assert "at least 32" in str(response.context["form"].errors["secret"])
     assert response.context["form"]["url"].value() == URL
     assert not Endpoint.objects.exists()
@@ -81,7 +89,7 @@ def test_a_typed_secret_breaking_the_rule_is_refused_keeping_what_was_typed(clie
     [("http://169.254.169.254/latest/meta-data/", "metadata"), ("http://10.0.0.8/hook", "private")],
 )
 def test_an_obviously_bad_url_is_refused_on_save(client, organization, owner, url, message):
-    response = _signed_in(client, owner).post(_page(organization), {"url": url})
+    response = _signed_in(client, owner).post(_page(organization), {"url": url, "sending": sent_once_key()})
     assert message in str(response.context["form"].errors["url"])
     assert not Endpoint.objects.exists()
 
@@ -142,3 +150,13 @@ def test_another_organizations_delivery_cannot_be_resent(client, organization, o
     response = _signed_in(client, owner).post(reverse("webhook-resend", args=[organization.code, delivery.code]))
     assert response.status_code == 404
     assert Delivery.objects.count() == 1
+
+
+def test_the_page_that_showed_a_new_secret_sent_again_by_a_reload_adds_no_second_endpoint(client, organization, owner):
+    page = _signed_in(client, owner).get(_page(organization)).content.decode()
+    key = re.search(r'name="sending" value="([^"]+)"', page).group(1)
+    first = client.post(_page(organization), {"url": URL, "sending": key})
+    assert first["Cache-Control"] == "no-store"
+    again = client.post(_page(organization), {"url": URL, "sending": key})
+    assert "This form was already sent" in again.content.decode()
+    assert Endpoint.objects.count() == 1

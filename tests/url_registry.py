@@ -29,6 +29,8 @@ from accounts.models import Role
 from alerts.preferences import unsubscribe_token
 from vendors.labels import label_payload
 
+from .factories import sent_once_key
+
 PUBLIC = "public"
 OWN_ACCOUNT = "own account"
 ORGANIZATION = "organization object"
@@ -179,7 +181,9 @@ PORTAL_PAGES = {
     "audit-log-csv": organization_page(the_organization, managers_only=True),
     # API tokens: the POST answers with the new token's text, once.
     "api-tokens": organization_page(
-        the_organization, managers_only=True, post=lambda w: {"name": "Inventory", "role": Role.VIEWER}
+        the_organization,
+        managers_only=True,
+        post=lambda w: {"name": "Inventory", "role": Role.VIEWER, "sending": sent_once_key()},
     ),
     "api-token-revoke": organization_page(
         lambda w: {"code": w.organization.code, "token": w.api_token.code}, managers_only=True, post=nothing
@@ -226,7 +230,9 @@ PORTAL_PAGES = {
     "release-request-claim": organization_page(a_made_request, managers_only=True),
     # Webhooks: owners and admins only.
     "webhooks": organization_page(
-        the_organization, managers_only=True, post=lambda w: {"url": "https://hooks.example.com/new", "events": []}
+        the_organization,
+        managers_only=True,
+        post=lambda w: {"url": "https://hooks.example.com/new", "events": [], "sending": sent_once_key()},
     ),
     "webhook-change": organization_page(a_webhook, managers_only=True, post=lambda w: {"events": ["device.moved"]}),
     "webhook-roll-secret": organization_page(a_webhook, managers_only=True, post=nothing),

@@ -1,6 +1,8 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
+from portal.sent_once import SentOnceForm
+
 from .models import Endpoint, EventName, all_events
 from .secrets import SECRET_RULE, InvalidSecret, checked_secret
 from .targets import RefusedTarget, check_url
@@ -13,7 +15,7 @@ class EventsField(forms.MultipleChoiceField):
         super().__init__(choices=EventName.choices, required=False, **kwargs)
 
 
-class EndpointForm(forms.Form):
+class EndpointForm(SentOnceForm):
     url = forms.URLField(label="URL", max_length=Endpoint._meta.get_field("url").max_length, assume_scheme="https")
     events = EventsField(initial=all_events)
     secret = forms.CharField(

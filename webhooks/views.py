@@ -34,7 +34,10 @@ class WebhooksMixin(OrganizationMixin):
             "deliveries": endpoints.recent_deliveries(self.organization),
             "new_secret": new_secret,
         }
-        return render(self.request, "webhooks/webhooks.html", context)
+        response = render(self.request, "webhooks/webhooks.html", context)
+        if new_secret:  # not kept by the browser: shown once
+            response["Cache-Control"] = "no-store"
+        return response
 
 
 class WebhooksView(WebhooksMixin, View):
@@ -47,8 +50,12 @@ class WebhooksView(WebhooksMixin, View):
         form = EndpointForm(request.POST)
         if not form.is_valid():
             return self.render_page(form)
-        endpoint, secret = endpoints.add_endpoint(self.organization, actor=request.user, **form.cleaned_data)
-        return self.render_page(new_secret=(endpoint, secret))
+        created = form.created_once(
+            lambda: endpoints.add_endpoint(self.organization, actor=request.user, **form.entered())
+        )
+        if created is None:  # the page that showed the secret, reloaded
+            return self.render_page(form)
+        return self.render_page(new_secret=created)
 
 
 class RollSecretView(WebhooksMixin, View):
