@@ -28,7 +28,7 @@ from .members import (
     remove_member,
     withdraw_invitation,
 )
-from .models import AuditEntry, Membership, Role, User
+from .models import AuditEntry, Membership, Role, User, audit_actor_label
 from .pagination import UncountedPaginator
 from .two_factor import TwoFactorError, second_factor_exists, session_is_verified, set_two_factor_requirement
 
@@ -271,11 +271,19 @@ class AuditLogCsvView(AuditLogMixin, View):
 
     def get(self, request, code):
         form = self.filter_form()
-        entries = self.filtered_entries(form).values_list("created_at", "actor_email", "action", "target", "details")
+        entries = self.filtered_entries(form).values_list(
+            "created_at", "actor_email", "actor__full_name", "action", "target", "details"
+        )
         header = ["time", "actor", "action", "target", "details"]
         rows = (
-            [created_at.isoformat(), actor_email, action, target, json.dumps(details, ensure_ascii=False)]
-            for created_at, actor_email, action, target, details in entries.iterator(chunk_size=2000)
+            [
+                created_at.isoformat(),
+                audit_actor_label(email, name),
+                action,
+                target,
+                json.dumps(details, ensure_ascii=False),
+            ]
+            for created_at, email, name, action, target, details in entries.iterator(chunk_size=2000)
         )
         response = StreamingHttpResponse(
             csv_lines(itertools.chain([header], rows)), content_type="text/csv; charset=utf-8"

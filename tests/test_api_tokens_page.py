@@ -2,6 +2,8 @@
 last use, revoked at once; the audit log names what a token did; a token's account is no person
 (it never signs in, resets a password, joins, shows among members or gets alert e-mails)."""
 
+import csv
+import io
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -125,6 +127,9 @@ def test_the_audit_log_names_a_token_s_actions_by_the_token_and_filters_by_it(cl
     filtered = client.get(log, {"actor": token.user.email})
     entries = list(filtered.context["entries"])
     assert [entry.action for entry in entries] == [AuditEntry.Action.COMMAND_SENT]
+    export = client.get(reverse("audit-log-csv", kwargs={"code": organization.code}), {"actor": token.user.email})
+    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
+    assert [row[1] for row in rows[1:]] == ["API token “Ticketing”"]
 
 
 def test_a_token_s_account_cannot_sign_in_even_with_a_password_set(client, organization, owner):
