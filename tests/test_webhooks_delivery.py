@@ -15,7 +15,7 @@ from accounts.models import AuditEntry, Role
 from devices.actions import move_device
 from webhooks import delivery
 from webhooks.delivery import deliver_round, wake_due_endpoints
-from webhooks.endpoints import purge_old_events, resend_delivery
+from webhooks.endpoints import notify_disabled, purge_old_events, resend_delivery
 from webhooks.models import Delivery, Endpoint, Event
 from webhooks.secrets import decrypt_secret
 
@@ -203,6 +203,9 @@ def test_an_endpoint_failing_for_three_days_is_disabled_audited_and_its_owners_a
     assert f"/o/{organization.code}/webhooks/" in message.body
     # A disabled endpoint is sent nothing more, even when the beat runs.
     assert wake_due_endpoints() == 0
+    # The e-mail task delivered a second time (a worker died before acknowledging it) tells nobody twice.
+    assert notify_disabled(endpoint.pk) == 0
+    assert len(mail.outbox) == 1
 
 
 def test_an_endpoint_failing_for_less_than_three_days_stays_enabled(organization, device):

@@ -274,7 +274,8 @@ def disable_if_failing(endpoint_id, now=None):
             return False
         endpoint.enabled = False
         endpoint.disabled_reason = f"No delivery succeeded for {DISABLE_AFTER.days} days."
-        endpoint.save(update_fields=["enabled", "disabled_reason"])
+        endpoint.disabled_notice_sent_at = None
+        endpoint.save(update_fields=["enabled", "disabled_reason", "disabled_notice_sent_at"])
         record_audit(
             organization_id=endpoint.organization_id,
             actor=None,

@@ -140,28 +140,38 @@ def recent_deliveries(organization):
 
 
 def notify_disabled(endpoint_id):
-    """E-mail the owners and admins of the organization of disabled endpoint `endpoint_id`."""
-    endpoint = Endpoint.objects.select_related("organization").filter(pk=endpoint_id, enabled=False).first()
-    if endpoint is None:
-        return 0
-    recipients = list(
-        Membership.objects.filter(organization_id=endpoint.organization_id, role__in=[Role.OWNER, Role.ADMIN])
-        .order_by("user__email")
-        .values_list("user__email", flat=True)
-    )
-    origin = portal_origin()
-    context = {
-        "endpoint": endpoint,
-        "organization": endpoint.organization,
-        "site_name": settings.SITE_NAME,
-        "page_url": origin + reverse("webhooks", args=[endpoint.organization.code]) if origin else "",
-    }
-    send_mail(
-        subject=f"A webhook of {endpoint.organization.name} was disabled",
-        message=render_to_string("webhooks/disabled_email.txt", context),
-        from_email=None,
-        recipient_list=recipients,
-    )
+    """E-mail the owners and admins of the organization of disabled endpoint `endpoint_id`, once
+    per disabling (the task may be delivered twice); returns how many were written to."""
+    with transaction.atomic():
+        endpoint = (
+            Endpoint.objects.select_for_update(of=("self",))
+            .select_related("organization")
+            .filter(pk=endpoint_id, enabled=False, disabled_notice_sent_at__isnull=True)
+            .first()
+        )
+        if endpoint is None:
+            return 0
+        recipients = list(
+            Membership.objects.filter(organization_id=endpoint.organization_id, role__in=[Role.OWNER, Role.ADMIN])
+            .order_by("user__email")
+            .values_list("user__email", flat=True)
+        )
+        origin = portal_origin()
+        context = {
+            "endpoint": endpoint,
+            "organization": endpoint.organization,
+            "site_name": settings.SITE_NAME,
+            "page_url": origin + reverse("webhooks", args=[endpoint.organization.code]) if origin else "",
+        }
+        # Sent under the row's lock, and marked sent in the same transaction: a failed send is
+        # retried by the task and marks nothing.
+        send_mail(
+            subject=f"A webhook of {endpoint.organization.name} was disabled",
+            message=render_to_string("webhooks/disabled_email.txt", context),
+            from_email=None,
+            recipient_list=recipients,
+        )
+        Endpoint.objects.filter(pk=endpoint.pk).update(disabled_notice_sent_at=timezone.now())
     return len(recipients)
 
 

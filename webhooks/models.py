@@ -40,6 +40,8 @@ class Endpoint(models.Model):
     secret_encrypted = models.BinaryField()
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=200, blank=True)
+    # When the owners were told of the last disabling: a second delivery of the task tells nobody twice.
+    disabled_notice_sent_at = models.DateTimeField(null=True, blank=True)
     # The first failure since the last success: three days of it disable the endpoint.
     failing_since = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
