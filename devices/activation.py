@@ -82,9 +82,12 @@ class ActivationRequest:
         return f"{self.vendor.lower()}/{self.model.lower()}/{values}"
 
 
-def process_activations(operation_ids=None, *, exclude=(), limit: int | None = None) -> list[ActivationOperation]:
+def process_activations(
+    operation_ids=None, *, exclude=(), limit: int | None = None, now=None
+) -> list[ActivationOperation]:
     """Process activation operations that are still assigning, all in one transaction: those of
-    `operation_ids`, or else (up to `limit` of) those waiting longest. Returns them, finished.
+    `operation_ids`, or else (up to `limit` of) those waiting longest, as at `now` (default: the
+    clock). Returns them, finished.
 
     For each, checks in order: the vendor's model exists (unknown_model), the device's public key
     (invalid_public_key), then the proof of possession: the identifiers are the model's and on its
@@ -104,7 +107,7 @@ def process_activations(operation_ids=None, *, exclude=(), limit: int | None = N
     """
     with transaction.atomic():
         operations = lock_waiting(operation_ids, exclude, limit)
-        now = timezone.now()
+        now = now or timezone.now()
         proofs = _check_proofs(operations, now)
         passed = [proof for proof in proofs.values() if isinstance(proof, _Proof)]
         devices = Device.objects.create_or_lock({proof.identity_id: proof.device_model.pk for proof in passed})

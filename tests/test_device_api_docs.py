@@ -5,7 +5,7 @@ import hashlib
 import io
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -78,6 +78,7 @@ def test_the_worked_example_activates_had_it_arrived_a_minute_after_it_was_signe
     call_command("seed_demo", stdout=io.StringIO())
     accepted = client.post("/api/v1/activations", shown_request(), content_type="application/json")
     assert accepted.status_code == 202
-    ActivationOperation.objects.update(created_at=datetime(2026, 12, 1, 12, 1, tzinfo=UTC))
-    (operation,) = process_activations()
+    arrived = datetime(2026, 12, 1, 12, 1, tzinfo=UTC)
+    ActivationOperation.objects.update(created_at=arrived)
+    (operation,) = process_activations(now=arrived + timedelta(seconds=1))
     assert (operation.status, operation.refusal_reason) == ("assigned", "")
