@@ -362,8 +362,9 @@ class DeviceKeyView(DeviceAPIView):
 
 
 class HeartbeatView(DeviceKeyView):
-    """POST /api/v1/device/heartbeat, authenticated by the device key: marks the device seen, keeps
-    its metrics, and says whether commands or a newer configuration wait for it."""
+    """POST /api/v1/device/heartbeat, authenticated by the device key: records the heartbeat (the
+    device seen, its metrics kept: batched by a writer, see telemetry.record_heartbeat) and says
+    whether commands or a newer configuration wait for it."""
 
     http_method_names = ["post"]
 
