@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from datetime import datetime
 
@@ -116,7 +117,7 @@ def write_buffered_heartbeats(*, seconds=1.0, reclaim_idle_ms=RECLAIM_IDLE_MS, b
     over the entries of a writer they killed)."""
     client = redis_client()
     stream = redis_key(STREAM)
-    consumer = f"{socket.gethostname()}-{os.getpid()}"
+    consumer = f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
     _ensure_group(client, stream)
     backlog = client.xlen(stream)
     if backlog > MAX_BACKLOG // 2:
@@ -183,7 +184,9 @@ def write_batch(rows):
                 claimed_at timestamptz, received_at timestamptz, metrics jsonb, config_version integer)
                 ON COMMIT DELETE ROWS"""
         )
-        cursor.execute(f"TRUNCATE {STAGING}")
+        # Empty already after each commit (ON COMMIT DELETE ROWS); a DELETE, not a TRUNCATE, for a
+        # batch written inside an outer transaction (tests): TRUNCATE would replace its file each time.
+        cursor.execute(f"DELETE FROM {STAGING}")  # noqa: S608
         with cursor.cursor.copy(f"COPY {STAGING} FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
