@@ -61,29 +61,38 @@ def batching_enabled():
     return settings.HEARTBEAT_BATCHING and redis_client() is not None
 
 
-def read_waiting(device):
-    """What waits for `device`, read without writing anything: {"claimed_at", "commands_pending",
-    "config_version"}, or None if the device no longer has the key it authenticated with (a reset
-    or release committed since)."""
-    sql = f"""
-        SELECT d.claimed_at, d.status,
-            EXISTS (SELECT 1 FROM {Command._meta.db_table}
-                    WHERE device_id = d.id AND status IN (%s, %s) AND expires_at > %s),
-            COALESCE((SELECT version FROM {ConfigurationVersion._meta.db_table}
-                      WHERE device_id = d.id ORDER BY version DESC LIMIT 1), 0)
-        FROM {Device._meta.db_table} d WHERE d.id = %s AND d.key_hash = %s
-    """  # noqa: S608 - table names are the models', values are parameters
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*Command.PENDING, timezone.now(), device.pk, device.key_hash])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    claimed_at, status, commands_pending, desired_version = row
+def waiting_columns():
+    """The columns (SQL over the device row `d`, and their parameters) of what waits for a device
+    and the claim it is under, for a SELECT of the device to add: authentication reads them with
+    the key for the heartbeat (authenticate_device(with_waiting=True)), read_waiting alone."""
+    sql = f"""d.status, d.claimed_at,
+        EXISTS (SELECT 1 FROM {Command._meta.db_table}
+                WHERE device_id = d.id AND status IN (%s, %s) AND expires_at > %s),
+        COALESCE((SELECT version FROM {ConfigurationVersion._meta.db_table}
+                  WHERE device_id = d.id ORDER BY version DESC LIMIT 1), 0)"""  # noqa: S608
+    return sql, [*Command.PENDING, timezone.now()]
+
+
+def waiting_from(columns):
+    """What waits, from the values of waiting_columns(): {"claimed_at" (None unless claimed),
+    "commands_pending", "config_version"}."""
+    status, claimed_at, commands_pending, desired_version = columns
     return {
         "claimed_at": claimed_at if status == Device.Status.CLAIMED else None,
         "commands_pending": bool(commands_pending),
         "config_version": desired_version,
     }
+
+
+def read_waiting(device):
+    """What waits for `device` (see waiting_from), read without writing anything, or None if the
+    device no longer has the key it authenticated with (a reset or release committed since)."""
+    columns, params = waiting_columns()
+    sql = f"SELECT {columns} FROM {Device._meta.db_table} d WHERE d.id = %s AND d.key_hash = %s"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, device.pk, device.key_hash])
+        row = cursor.fetchone()
+    return None if row is None else waiting_from(row)
 
 
 def append_heartbeat(device, *, claimed_at, received_at, metrics, config_version):

@@ -23,7 +23,7 @@ HEARTBEAT_RETENTION = timedelta(days=30)
 SWEEP_BATCH = 5_000
 
 
-def record_heartbeat(device, *, metrics, config_version=None, now=None):
+def record_heartbeat(device, *, metrics, config_version=None, now=None, waiting=None):
     """Record a heartbeat of an authenticated device and say what waits for it.
 
     Updates last_seen_at (and the applied configuration version it reports), keeps the metrics
@@ -33,14 +33,15 @@ def record_heartbeat(device, *, metrics, config_version=None, now=None):
     Returns {"commands_pending": bool, "config_version": desired version}, or None when the key
     `device` was authenticated by was revoked meanwhile (the caller answers as to a wrong key).
 
-    With Redis on PostgreSQL (heartbeat_intake.batching_enabled) the heartbeat is only read against
-    and appended to the intake stream here; the writer (heartbeat_intake.write_buffered_heartbeats)
+    With Redis on PostgreSQL (heartbeat_intake.batching_enabled) the heartbeat is only appended to
+    the intake stream here, after reading what waits (unless the caller's authentication read it:
+    `waiting`, see authenticate_device(with_waiting=True)); the writer (heartbeat_intake.write_buffered_heartbeats)
     does all of the above within seconds, for a whole batch at once. Without Redis, when Redis
     cannot take it, or when the stream's backlog is full, it is written directly, as one request.
     """
     now = now or timezone.now()
     if heartbeat_intake.batching_enabled():
-        waiting = heartbeat_intake.read_waiting(device)
+        waiting = dict(waiting) if waiting is not None else heartbeat_intake.read_waiting(device)
         if waiting is None:
             return None
         claimed_at = waiting.pop("claimed_at")
