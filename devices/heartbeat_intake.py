@@ -147,9 +147,10 @@ def write_buffered_heartbeats(*, seconds=1.0, reclaim_idle_ms=RECLAIM_IDLE_MS, b
         entries = [(entry_id, fields) for entry_id, fields in entries if fields]
         if not entries:
             if reclaim_from is None:
+                _forget_idle_consumers(client, stream)
                 return handled
             continue
-        write_batch([_parse(fields) for _, fields in entries])
+        write_batch([row for row in map(_parse, entries) if row is not None])
         ids = [entry_id for entry_id, _ in entries]
         with client.pipeline() as pipe:
             pipe.xack(stream, GROUP, *ids)
@@ -168,16 +169,36 @@ def _ensure_group(client, stream):
             raise
 
 
-def _parse(fields):
-    fields = {key.decode(): value.decode() for key, value in fields.items()}
-    return (
-        int(fields["device"]),
-        fields["key"],
-        datetime.fromisoformat(fields["claimed_at"]) if fields["claimed_at"] else None,
-        datetime.fromisoformat(fields["received_at"]),
-        fields["metrics"],
-        int(fields["config_version"]) if fields["config_version"] else None,
-    )
+def _parse(entry):
+    """The row of one stream entry, or None (logged) for one no request wrote: it would otherwise
+    fail its batch again at every attempt and hold up every heartbeat behind it."""
+    entry_id, fields = entry
+    try:
+        fields = {key.decode(): value.decode() for key, value in fields.items()}
+        return (
+            int(fields["device"]),
+            fields["key"],
+            datetime.fromisoformat(fields["claimed_at"]) if fields["claimed_at"] else None,
+            datetime.fromisoformat(fields["received_at"]),
+            _valid_json(fields["metrics"]),
+            int(fields["config_version"]) if fields["config_version"] else None,
+        )
+    except (KeyError, ValueError, UnicodeDecodeError) as error:
+        logger.error("Dropping malformed heartbeat stream entry %s: %r", entry_id, error)
+        return None
+
+
+def _valid_json(text):
+    json.loads(text)
+    return text
+
+
+def _forget_idle_consumers(client, stream):
+    """Remove the consumers that hold nothing and have been idle for ten minutes (writers that
+    stopped): each writer thread reads under a name of its own, and the group would keep them all."""
+    for consumer in client.xinfo_consumers(stream, GROUP):
+        if consumer["pending"] == 0 and consumer["idle"] > 600_000:
+            client.xgroup_delconsumer(stream, GROUP, consumer["name"])
 
 
 STAGING = "heartbeat_intake"

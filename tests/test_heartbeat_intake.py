@@ -69,6 +69,15 @@ def test_heartbeats_wait_in_the_stream_until_the_writer_stores_each_exactly_once
     assert redis_client().xlen(redis_key(heartbeat_intake.STREAM)) == 0
 
 
+def test_an_entry_no_request_wrote_is_dropped_and_holds_up_nothing(space):
+    [device] = _fleet(space, 1)
+    redis_client().xadd(redis_key(heartbeat_intake.STREAM), {"device": "not a number"})
+    record_heartbeat(_authenticated(device), metrics={"cpu": 1})
+    assert write_buffered_heartbeats() == 2
+    assert device.heartbeats.count() == 1
+    assert _pending() == 0
+
+
 def test_a_batch_written_again_changes_nothing(space):
     """What a writer taking over a dead one's entries does when the dead one had committed them."""
     [device] = _fleet(space, 1)
