@@ -262,7 +262,9 @@ def write_batch(rows):
 
 def _record_events(changed):
     """Back-online and config.applied for the claimed devices the batch changed, as a direct write
-    records them (telemetry.record_heartbeat): one set-based call per event (and version)."""
+    records them (telemetry.record_heartbeat): one set-based call per event (and version), dated by
+    the latest heartbeat among them. A device that reports two new versions within one batch (a
+    second or two) gets config.applied for the last one only."""
     came_back = [(pk, seen_at) for pk, claimed, online, _, _, seen_at in changed if claimed and not online]
     if came_back:
         DeviceEvent.objects.bulk_create(
