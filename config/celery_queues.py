@@ -25,6 +25,7 @@ TASKS_BY_KIND = {
         "webhooks.tasks.send_disabled_email",
     ],
     "telemetry": [
+        "devices.tasks.write_buffered_heartbeats_task",
         "devices.tasks.record_connectivity_changes",
         "devices.tasks.purge_old_heartbeats",
     ],

@@ -348,24 +348,29 @@ class ActivationView(DeviceAPIView):
 @method_decorator(csrf_exempt, name="dispatch")  # as_view() reads the exemption off the latest dispatch
 class DeviceKeyView(DeviceAPIView):
     """Base of the calls a device makes with its key: an oversized body gets 413 and a missing or
-    wrong key 401 before the view runs; the view finds the device in `self.device`."""
+    wrong key 401 before the view runs; the view finds the device in `self.device` (and, if
+    `reads_waiting`, what waits for it in `self.device.waiting`, read by the same statement)."""
+
+    reads_waiting = False
 
     def dispatch(self, request, *args, **kwargs):
         if request.method.lower() not in self.http_method_names:
             return super().dispatch(request, *args, **kwargs)  # 405, asking nothing of the caller
         if body_too_large(request):
             return error_response(413, "too_large", f"The body must be at most {MAX_BODY} bytes.")
-        self.device = device_from_bearer(request)
+        self.device = device_from_bearer(request, with_waiting=self.reads_waiting)
         if self.device is None:
             return unauthorized()
         return super().dispatch(request, *args, **kwargs)
 
 
 class HeartbeatView(DeviceKeyView):
-    """POST /api/v1/device/heartbeat, authenticated by the device key: marks the device seen, keeps
-    its metrics, and says whether commands or a newer configuration wait for it."""
+    """POST /api/v1/device/heartbeat, authenticated by the device key: records the heartbeat (the
+    device seen, its metrics kept: batched by a writer, see telemetry.record_heartbeat) and says
+    whether commands or a newer configuration wait for it."""
 
     http_method_names = ["post"]
+    reads_waiting = True
 
     def post(self, request):
         device = self.device
@@ -373,7 +378,7 @@ class HeartbeatView(DeviceKeyView):
             metrics, config_version = parse_heartbeat(parse_json_object(request.body))
         except InvalidRequest as invalid:
             return error_response(400, "invalid_request", invalid.message, fields=invalid.fields)
-        waiting = record_heartbeat(device, metrics=metrics, config_version=config_version)
+        waiting = record_heartbeat(device, metrics=metrics, config_version=config_version, waiting=device.waiting)
         if waiting is None:  # the key was revoked since it was checked
             return unauthorized()
         return JsonResponse(

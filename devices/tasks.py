@@ -8,7 +8,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from alerts.tasks import plan_offline_alerts
-from devices import activation_queue, commands, telemetry
+from devices import activation_queue, commands, heartbeat_intake, telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -57,3 +57,13 @@ def purge_old_heartbeats():
     deleted = telemetry.purge_old_heartbeats()
     if deleted:
         logger.info("purged %d heartbeats older than the retention", deleted)
+
+
+# Beat sends it every second; it drains for about a second, so one worker process keeps up with a
+# steady fleet and a backlog is shared by every process free (the consumer group splits it).
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=30, time_limit=60)
+def write_buffered_heartbeats_task():
+    """Write the heartbeats waiting in the intake stream (heartbeat_intake.write_buffered_heartbeats).
+    Idempotent: entries are acknowledged after their batch commits, and writing one twice changes nothing."""
+    if heartbeat_intake.batching_enabled():
+        heartbeat_intake.write_buffered_heartbeats(seconds=1.0)

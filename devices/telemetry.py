@@ -1,8 +1,10 @@
 """Heartbeats, connectivity and the monitoring data shown on the device page."""
 
+import logging
 from contextlib import nullcontext
 from datetime import timedelta
 
+import redis
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -10,7 +12,10 @@ from vendors.models import DeviceModel
 from webhooks.models import EventName
 from webhooks.outbox import record_device_events
 
+from . import heartbeat_intake
 from .models import Command, ConfigurationVersion, Device, DeviceEvent, Heartbeat
+
+logger = logging.getLogger(__name__)
 
 HEARTBEAT_RETENTION = timedelta(days=30)
 # Devices the connectivity sweep marks per transaction: one statement's parameters stay well under
@@ -18,7 +23,7 @@ HEARTBEAT_RETENTION = timedelta(days=30)
 SWEEP_BATCH = 5_000
 
 
-def record_heartbeat(device, *, metrics, config_version=None, now=None):
+def record_heartbeat(device, *, metrics, config_version=None, now=None, waiting=None):
     """Record a heartbeat of an authenticated device and say what waits for it.
 
     Updates last_seen_at (and the applied configuration version it reports), keeps the metrics
@@ -27,8 +32,33 @@ def record_heartbeat(device, *, metrics, config_version=None, now=None):
     device.online then, and config.applied for a configuration version it had not reported before.
     Returns {"commands_pending": bool, "config_version": desired version}, or None when the key
     `device` was authenticated by was revoked meanwhile (the caller answers as to a wrong key).
+
+    With Redis on PostgreSQL (heartbeat_intake.batching_enabled) the heartbeat is only appended to
+    the intake stream here, after reading what waits (unless the caller's authentication read it:
+    `waiting`, see authenticate_device(with_waiting=True)); the writer (heartbeat_intake.write_buffered_heartbeats)
+    does all of the above within seconds, for a whole batch at once. Without Redis, when Redis
+    cannot take it, or when the stream's backlog is full, it is written directly, as one request.
     """
     now = now or timezone.now()
+    if heartbeat_intake.batching_enabled():
+        waiting = dict(waiting) if waiting is not None else heartbeat_intake.read_waiting(device)
+        if waiting is None:
+            return None
+        claimed_at = waiting.pop("claimed_at")
+        try:
+            appended = heartbeat_intake.append_heartbeat(
+                device, claimed_at=claimed_at, received_at=now, metrics=metrics, config_version=config_version
+            )
+        except redis.RedisError as error:
+            logger.warning("Heartbeat written directly, the intake stream is unreachable: %s", error)
+            appended = False
+        if appended:
+            return waiting
+    return _write_heartbeat(device, metrics=metrics, config_version=config_version, now=now)
+
+
+def _write_heartbeat(device, *, metrics, config_version, now):
+    """record_heartbeat's direct write: two independent statements for the common heartbeat."""
     came_back = not device.online
     # Version 0 is no configuration at all: nothing was applied.
     applied = bool(config_version) and config_version != device.applied_config_version

@@ -12,6 +12,7 @@ from devices import activation_queue
 from devices.actions import allow_reactivation
 from devices.activation import process_activations
 from devices.activation_queue import delete_finished_activations, doorbell_key, process_waiting_activations
+from devices.heartbeat_intake import write_buffered_heartbeats
 from devices.models import ActivationOperation, Device, DeviceEvent
 from devices.simulator import SimulatedDevice
 from portal.redis import redis_client
@@ -99,6 +100,7 @@ def test_device_derives_the_server_key_and_authenticates_a_heartbeat(client, dja
     assert response.status_code == 200
     assert response.json()["device"] == {"id": str(stored.code), "status": "registered"}
     assert "server_time" in response.json()
+    write_buffered_heartbeats()
     assert Device.objects.get(pk=stored.pk).last_seen_at > stored.last_seen_at
 
 

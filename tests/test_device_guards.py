@@ -293,7 +293,8 @@ def test_deleting_a_space_racing_a_claim_into_it_finds_the_device_there(space, o
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("was_online", [True, False], ids=["heartbeat", "back online"])
-def test_a_heartbeat_racing_a_release_leaves_nothing_for_the_next_owner(space, owner, was_online):
+def test_a_heartbeat_racing_a_release_leaves_nothing_for_the_next_owner(space, owner, was_online, settings):
+    settings.HEARTBEAT_BATCHING = False  # written directly, as while Redis is down (batched: test_heartbeat_intake)
     device = _claimed(space, owner)
     Device.objects.filter(pk=device.pk).update(online=was_online, activated_at=timezone.now())
     authenticated = _copy(device)  # what the heartbeat read when the device presented its key
@@ -334,9 +335,10 @@ def test_a_bulk_action_and_an_activation_batch_lock_shared_devices_in_one_order(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_heartbeat_whose_metrics_are_written_while_a_release_runs_keeps_none(space, owner):
+def test_a_heartbeat_whose_metrics_are_written_while_a_release_runs_keeps_none(space, owner, settings):
     """The release takes the device between the heartbeat's two statements: the metrics row must
     wait for it and then see the device released, not write to the old owner's history."""
+    settings.HEARTBEAT_BATCHING = False  # the direct write, as while Redis is down
     device = _claimed(space, owner)
     Device.objects.filter(pk=device.pk).update(online=True, activated_at=timezone.now())
     authenticated = _copy(device)

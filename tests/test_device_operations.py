@@ -14,6 +14,7 @@ from devices.commands import (
     send_command,
 )
 from devices.configuration import ConfigurationError, desired_configuration, save_configuration
+from devices.heartbeat_intake import write_buffered_heartbeats
 from devices.models import Command, ConfigurationVersion, Device, DeviceEvent, Heartbeat
 from devices.telemetry import (
     monitoring,
@@ -98,6 +99,7 @@ def test_heartbeat_records_metrics_applied_version_and_says_what_waits(device, o
     send_command(device, name="reboot", arguments={}, actor=owner)
     answer = record_heartbeat(device, metrics={"temperature": 21.5}, config_version=0)
     assert answer == {"commands_pending": True, "config_version": 1}
+    write_buffered_heartbeats()
     device.refresh_from_db()
     assert device.applied_config_version == 0
     assert Heartbeat.objects.get(device=device).metrics == {"temperature": 21.5}
@@ -106,6 +108,7 @@ def test_heartbeat_records_metrics_applied_version_and_says_what_waits(device, o
 def test_unclaimed_devices_heartbeats_are_accepted_but_not_kept():
     device = DeviceFactory(status=Device.Status.REGISTERED)
     record_heartbeat(device, metrics={"temperature": 20})
+    write_buffered_heartbeats()
     device.refresh_from_db()
     assert device.last_seen_at is not None
     assert not Heartbeat.objects.exists()
@@ -119,7 +122,9 @@ def test_connectivity_sweep_writes_went_offline_then_heartbeat_writes_back_onlin
     device.refresh_from_db()
     assert not device.online
     record_heartbeat(device, metrics={})
+    write_buffered_heartbeats()
     record_heartbeat(device, metrics={})
+    write_buffered_heartbeats()
     kinds = list(device.events.order_by("created_at", "id").values_list("kind", flat=True))
     assert kinds == [DeviceEvent.Kind.WENT_OFFLINE, DeviceEvent.Kind.BACK_ONLINE]
 
@@ -147,6 +152,7 @@ def test_release_deletes_commands_configuration_and_telemetry(device, owner):
     send_command(device, name="reboot", arguments={}, actor=owner)
     save_configuration(device, values={"volume": 1, "display_name": "x", "time_zone": "UTC"}, actor=owner)
     record_heartbeat(device, metrics={"cpu": 1}, config_version=1)
+    write_buffered_heartbeats()
     release_device(device, actor=owner)
     for model in (Command, ConfigurationVersion, Heartbeat, DeviceEvent):
         assert not model.objects.filter(device=device).exists(), model.__name__

@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts.models import AuditEntry, Membership, Role
 from alerts.preferences import alert_choice, set_alert_preference, unsubscribe_token
 from alerts.sending import send_offline_alert
+from devices.heartbeat_intake import write_buffered_heartbeats
 from devices.models import Device, DeviceEvent
 from devices.tasks import record_connectivity_changes
 from devices.telemetry import record_heartbeat
@@ -96,6 +97,7 @@ def test_a_device_back_online_is_reported_in_the_next_email(space, owner, settin
     _sweep()
     device.refresh_from_db()
     record_heartbeat(device, metrics={})
+    write_buffered_heartbeats()
     _sweep()
     back = _mails_to(owner)[-1]
     assert "1 back online" in back.subject

@@ -331,6 +331,18 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=500)
 # webhook deliveries each have theirs, and a worker started without -Q consumes them all.
 CELERY_TASK_QUEUES = task_queues(CELERY_TASK_DEFAULT_QUEUE)
 CELERY_TASK_ROUTES = task_routes(CELERY_TASK_DEFAULT_QUEUE)
+# Heartbeat intake (devices/heartbeat_intake.py): with Redis on PostgreSQL, heartbeats are appended
+# to a Redis stream and written in batches by a task on the telemetry queue, started by beat every
+# second; a task that beat sent and no worker took within a few seconds expires, as the next one
+# does its work. Without it, each heartbeat is written directly.
+HEARTBEAT_BATCHING = env.bool(
+    "HEARTBEAT_BATCHING", default=bool(REDIS_URL) and DATABASES["default"]["ENGINE"].endswith("postgresql")
+)
+CELERY_BEAT_SCHEDULE["devices-write-buffered-heartbeats"] = {
+    "task": "devices.tasks.write_buffered_heartbeats_task",
+    "schedule": 1.0,
+    "options": {"expires": 5},
+}
 CELERY_BEAT_SCHEDULE["webhooks-wake-due-endpoints"] = {"task": "webhooks.tasks.wake_due_endpoints", "schedule": 15.0}
 CELERY_BEAT_SCHEDULE["webhooks-purge-old-events"] = {"task": "webhooks.tasks.purge_old_events", "schedule": 3600.0}
 # Webhook targets on loopback, private, link-local and other non-public addresses are refused (a

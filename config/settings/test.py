@@ -12,6 +12,9 @@ DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/15")
 CACHES = {"default": redis_cache(REDIS_URL, KEY_PREFIX=env("TEST_CACHE_PREFIX", default="test"))}
 CELERY_BROKER_URL = REDIS_URL
+# Heartbeats go through the intake stream, as in production: a test that reads what a heartbeat
+# wrote runs the writer first (devices.heartbeat_intake.write_buffered_heartbeats).
+HEARTBEAT_BATCHING = env.bool("HEARTBEAT_BATCHING", default=True)
 # Tests run tasks in-process unless they start a real worker (tests/conftest.py: celery_worker_process).
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 
