@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from kombu import Queue
 
@@ -19,9 +20,17 @@ USE_TZ = True
 SITE_NAME = env("DJANGO_SITE_NAME", default="Device Portal")
 
 
+# "transaction" when PostgreSQL is reached through a pooler in transaction mode (PgBouncer's
+# pool_mode=transaction): consecutive transactions of one connection may then run on different server
+# sessions, so nothing may rely on session state (README, "PgBouncer").
+DATABASE_POOLER = env("DATABASE_POOLER", default="")
+if DATABASE_POOLER not in ("", "transaction"):
+    raise ImproperlyConfigured(f"DATABASE_POOLER must be empty or 'transaction', not {DATABASE_POOLER!r}")
+
+
 def database_settings(config):
     """What every environment adds to its DATABASE_URL: persistent connections without a health
-    check before each request, and on PostgreSQL server-side binding."""
+    check before each request, and on PostgreSQL server-side binding unless behind a transaction pooler."""
     config["ATOMIC_REQUESTS"] = False
     config["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     # Off by default, as in Django: a check is a SELECT 1 before every request's and task's first
@@ -29,11 +38,18 @@ def database_settings(config):
     # fails one request and is then replaced.
     config["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
     if config["ENGINE"].endswith("postgresql"):
+        pooled = DATABASE_POOLER == "transaction"
         # Parameters travel apart from the SQL text, and psycopg prepares a statement the fifth time
         # a connection runs it: PostgreSQL then stops parsing and planning the device API's hot
-        # statements on every call. Set DATABASE_SERVER_SIDE_BINDING=False behind a pooler in
-        # transaction mode (PgBouncer before 1.21), which cannot keep prepared statements.
-        config.setdefault("OPTIONS", {})["server_side_binding"] = env.bool("DATABASE_SERVER_SIDE_BINDING", default=True)
+        # statements on every call. A pooler in transaction mode before PgBouncer 1.21 cannot keep
+        # prepared statements: off there unless DATABASE_SERVER_SIDE_BINDING says otherwise.
+        binding = env.bool("DATABASE_SERVER_SIDE_BINDING", default=not pooled)
+        config.setdefault("OPTIONS", {})["server_side_binding"] = binding
+        # QuerySet.iterator() declares a cursor that lives in the server session between fetches,
+        # outside any transaction in autocommit: behind a transaction pooler the next fetch may
+        # reach another session. Without it psycopg receives the whole result at once (the large
+        # CSV exports then hold their rows in memory while they stream).
+        config["DISABLE_SERVER_SIDE_CURSORS"] = pooled
     return config
 
 
