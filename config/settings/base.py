@@ -4,6 +4,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS
 from django.utils.csp import CSP
 from kombu import Queue
 
@@ -53,8 +54,41 @@ def database_settings(config):
     return config
 
 
+# A streaming replica of the primary for the read-only pages (portal/replica.py): reads go there
+# while it lags at most DATABASE_REPLICA_MAX_LAG seconds, and a client that wrote reads from the
+# primary for DATABASE_REPLICA_PIN_SECONDS (so that the page after a form shows what it did).
+DATABASE_REPLICA_URL = env("DATABASE_REPLICA_URL", default="")
+DATABASE_REPLICA_MAX_LAG = env.float("DATABASE_REPLICA_MAX_LAG", default=5.0)
+DATABASE_REPLICA_PIN_SECONDS = env.int("DATABASE_REPLICA_PIN_SECONDS", default=10)
+DATABASE_ROUTERS = ["portal.replica.ReplicaRouter"]
+# The pages (URL names) whose reads may come from the replica: read-only on GET, where a few
+# seconds' staleness is harmless. The CSV exports stream after the request's routing has ended.
+DATABASE_REPLICA_PAGES = [
+    "organization-overview",
+    "organization-devices",
+    "space-dashboard",
+    "device-detail",
+    "device-commands",
+    "audit-log",
+]
+
+
+def with_replica(databases):
+    """`databases` and, when DATABASE_REPLICA_URL is set, the "replica" alias: the primary's
+    settings, giving up a connection within 2 s (an unreachable replica falls back to the primary),
+    and in tests a mirror of the primary's test database rather than one of its own."""
+    if DATABASE_REPLICA_URL:
+        replica = database_settings(env.db_url_config(DATABASE_REPLICA_URL))
+        replica.setdefault("OPTIONS", {})["connect_timeout"] = 2
+        replica["TEST"] = {"MIRROR": DEFAULT_DB_ALIAS}
+        databases["replica"] = replica
+    return databases
+
+
 # Without DATABASE_URL the portal runs on an embedded SQLite file, so a fresh machine needs nothing running.
-DATABASES = {"default": database_settings(env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
+DATABASES = with_replica(
+    {"default": database_settings(env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 ROOT_URLCONF = "config.urls"
@@ -114,6 +148,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Outside every layer that may touch PostgreSQL or Redis, so that it can run them all again.
     "portal.unavailable.ServiceUnavailableMiddleware",
+    # Whether a request's reads may come from the replica (portal/replica.py); not used without one.
+    "portal.replica.ReplicaReadsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
