@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bin.services import start_pgbouncer, stop_pgbouncer  # noqa: E402 - needs ROOT on the path
 
-_pgbouncers = {}  # target DATABASE_URL -> the same database through this process's PgBouncer
+_pgbouncers = {}  # (host, port) of a PostgreSQL server -> the port of this process's PgBouncer in front of it
 
 
 def django_env(database_url, redis_url, settings_module="config.settings.local"):
@@ -98,17 +98,18 @@ def free_port(ports=None):
 
 
 def through_pgbouncer(env):
-    """`env` with its DATABASE_URL through a PgBouncer in transaction mode (bin/services.py), started
-    on a free port the first time and stopped when the bench ends; prepared statements and server-side
-    cursors off, as behind any transaction pooler (DATABASE_POOLER)."""
-    target = env["DATABASE_URL"]
-    if target not in _pgbouncers:
-        directory = tempfile.mkdtemp(prefix="portal-bench-pgbouncer-")
-        _pgbouncers[target] = start_pgbouncer(target, directory, free_port())
+    """`env` with its DATABASE_URL through a PgBouncer in transaction mode (bin/services.py), one per
+    PostgreSQL server, started on a free port the first time and stopped when the process ends;
+    prepared statements and server-side cursors off, as behind any transaction pooler (DATABASE_POOLER)."""
+    target = urlsplit(env["DATABASE_URL"])
+    server = (target.hostname, target.port)
+    if server not in _pgbouncers:
+        directory = tempfile.mkdtemp(prefix="portal-pgbouncer-")
+        start_pgbouncer(env["DATABASE_URL"], directory, port := free_port())
         atexit.register(stop_pgbouncer, directory)
-        print(f"gunicorn reaches PostgreSQL through PgBouncer (transaction mode): {_pgbouncers[target]}", flush=True)
-    pooled = {"DATABASE_POOLER": "transaction", "DATABASE_SERVER_SIDE_BINDING": "false"}
-    return env | pooled | {"DATABASE_URL": _pgbouncers[target]}
+        _pgbouncers[server] = port
+    url = target._replace(netloc=f"{target.username or 'postgres'}@127.0.0.1:{_pgbouncers[server]}").geturl()
+    return env | {"DATABASE_URL": url, "DATABASE_POOLER": "transaction", "DATABASE_SERVER_SIDE_BINDING": "false"}
 
 
 def start_gunicorn(port, env, *, workers=None, threads=1, log=None, extra=()):
@@ -118,6 +119,7 @@ def start_gunicorn(port, env, *, workers=None, threads=1, log=None, extra=()):
     workers = workers or 2 * os.cpu_count()
     if os.environ.get("BENCH_PGBOUNCER") == "1":
         env = through_pgbouncer(env)
+        print(f"gunicorn on :{port} reaches PostgreSQL through PgBouncer: {env['DATABASE_URL']}", flush=True)
     command = [
         sys.executable,
         "-m",

@@ -334,12 +334,18 @@ def database_url_for_subprocess():
     return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def connect_to_test_database(**options):
+    """A psycopg connection of its own to the test database, without prepared statements (which a
+    transaction pooler cannot keep: its next transaction may run in another server session)."""
+    return psycopg.connect(database_url_for_subprocess(), prepare_threshold=None, **options)
+
+
 @contextlib.contextmanager
 def approved_meanwhile(device_model, serial, mac):
     """Approve a unit in another connection's transaction, left open until a statement of this test
     waits for one of its locks (20 s at the most), then committed: a concurrent import or admin
     edit. Yields an Event, set if that wait happened. Needs a transactional (committed) test."""
-    other = psycopg.connect(database_url_for_subprocess())
+    other = connect_to_test_database()
     other.execute(
         "INSERT INTO vendors_approvedidentity (device_model_id, identifier_1, identifier_2, status, created_at)"
         " VALUES (%s, %s, %s, 'approved', now())",

@@ -29,7 +29,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bench.common import ROOT, free_port, start_celery_beat, start_celery_worker, start_gunicorn, stop_processes
+from bench.common import (
+    ROOT,
+    free_port,
+    start_celery_beat,
+    start_celery_worker,
+    start_gunicorn,
+    stop_processes,
+    through_pgbouncer,
+)
 from bin.services import as_postgres
 from devices.simulator import ActivationFailed, HttpClient, SimulatedDevice
 
@@ -221,6 +229,12 @@ class Portal:
     @property
     def url(self):
         return f"http://127.0.0.1:{self.port}"
+
+    def __post_init__(self):
+        # Behind a transaction pooler as the rest of the suite is (bin/test), with a PgBouncer of
+        # its own in front of this stack's PostgreSQL.
+        if os.environ.get("DATABASE_POOLER") == "transaction":
+            self.env = through_pgbouncer(self.env)
 
     def start(self, *, celery=True):
         self.processes.append(
