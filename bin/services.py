@@ -117,6 +117,12 @@ pool_mode = transaction
 max_client_conn = 1000
 default_pool_size = 30
 ignore_startup_parameters = extra_float_digits
+; A client waits for a server connection this long at most: with PostgreSQL down, the portal answers
+; 503 within seconds instead of hanging (PgBouncer's default is 120 s), and tries PostgreSQL again
+; a tenth of a second after a failed attempt (default 15 s).
+query_wait_timeout = 5
+server_connect_timeout = 2
+server_login_retry = 0.1
 logfile = {directory}/pgbouncer.log
 pidfile = {directory}/pgbouncer.pid
 """

@@ -36,13 +36,15 @@ SAFE_METHODS = ("GET", "HEAD")
 PRIMARY_ONLY_APPS = {"sessions", "otp_totp", "otp_static", "django_otp_webauthn"}
 PRIMARY_ONLY_MODELS = {"accounts.user", "accounts.usersession"}
 
-# Seconds behind the primary; 0 when the replica has replayed everything it received (an idle
-# primary sends nothing, so the last replayed transaction may be old on a replica that is current).
+# Seconds behind the primary: 0 when the replica streams and has replayed all it received (an idle
+# primary sends nothing, so the last replayed transaction may be old on a replica that is current);
+# otherwise the age of the last transaction it replayed (none yet: too far behind to tell).
 LAG_SQL = """
 SELECT CASE
     WHEN NOT pg_is_in_recovery() THEN NULL
-    WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-    ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)
+    WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
+        AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') THEN 0
+    ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 1e9)
 END
 """
 
