@@ -25,6 +25,8 @@ from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
+from portal.unavailable import API_PREFIX
+
 logger = logging.getLogger(__name__)
 
 REPLICA = "replica"
@@ -112,11 +114,13 @@ class ReplicaRouter:
     docstring lists, when the "replica" alias exists."""
 
     def db_for_read(self, model, **hints):
+        # The primary by name, not None: Django would otherwise follow an instance read from the
+        # replica earlier in the request (the `instance` hint) back to the replica after a write.
         state = _request.get()
         if state is None or not state.opted_in or state.pinned or state.wrote or state.replica_failed:
-            return None
+            return DEFAULT_DB_ALIAS
         if _primary_only(model) or connections[DEFAULT_DB_ALIAS].in_atomic_block or not replica_usable():
-            return None
+            return DEFAULT_DB_ALIAS
         return REPLICA
 
     def db_for_write(self, model, **hints):
@@ -148,7 +152,8 @@ class ReplicaReadsMiddleware:
             response = self.get_response(request)
         finally:
             _request.reset(token)
-        if state.wrote or request.method not in SAFE_METHODS:
+        # Browsers only: devices and API clients read what they wrote from the answer itself.
+        if (state.wrote or request.method not in SAFE_METHODS) and not request.path.startswith(API_PREFIX):
             response.set_cookie(
                 PIN_COOKIE,
                 "1",
