@@ -1,7 +1,13 @@
 """Pieces the bench scripts and the fault tests share: a scratch PostgreSQL database, Django set-up,
 the production processes (gunicorn, Celery worker and beat) on a free port, a cookie-keeping HTTP
-client, wrk runs and percentiles."""
+client, wrk runs and percentiles.
 
+With BENCH_PGBOUNCER=1 in the environment, every gunicorn a bench starts reaches PostgreSQL through
+a PgBouncer in transaction mode of its own (through_pgbouncer): run a bench both ways to see what
+the pooler costs.
+"""
+
+import atexit
 import http.client
 import os
 import re
@@ -10,6 +16,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -18,6 +25,11 @@ from urllib.parse import urlencode, urlsplit
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bin.services import start_pgbouncer, stop_pgbouncer  # noqa: E402 - needs ROOT on the path
+
+_pgbouncers = {}  # (host, port) of a PostgreSQL server -> the port of this process's PgBouncer in front of it
 
 
 def django_env(database_url, redis_url, settings_module="config.settings.local"):
@@ -85,10 +97,29 @@ def free_port(ports=None):
     raise SystemExit(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
+def through_pgbouncer(env):
+    """`env` with its DATABASE_URL through a PgBouncer in transaction mode (bin/services.py), one per
+    PostgreSQL server, started on a free port the first time and stopped when the process ends;
+    prepared statements and server-side cursors off, as behind any transaction pooler (DATABASE_POOLER)."""
+    target = urlsplit(env["DATABASE_URL"])
+    server = (target.hostname, target.port)
+    if server not in _pgbouncers:
+        directory = tempfile.mkdtemp(prefix="portal-pgbouncer-")
+        start_pgbouncer(env["DATABASE_URL"], directory, port := free_port())
+        atexit.register(stop_pgbouncer, directory)
+        _pgbouncers[server] = port
+    url = target._replace(netloc=f"{target.username or 'postgres'}@127.0.0.1:{_pgbouncers[server]}").geturl()
+    return env | {"DATABASE_URL": url, "DATABASE_POOLER": "transaction", "DATABASE_SERVER_SIDE_BINDING": "false"}
+
+
 def start_gunicorn(port, env, *, workers=None, threads=1, log=None, extra=()):
     """gunicorn serving the portal on 127.0.0.1:`port`, two workers per core unless told; with
-    `threads` > 1 the gthread workers production runs. Output goes to the file `log`, if given."""
+    `threads` > 1 the gthread workers production runs. Output goes to the file `log`, if given.
+    Through a PgBouncer with BENCH_PGBOUNCER=1 (through_pgbouncer)."""
     workers = workers or 2 * os.cpu_count()
+    if os.environ.get("BENCH_PGBOUNCER") == "1":
+        env = through_pgbouncer(env)
+        print(f"gunicorn on :{port} reaches PostgreSQL through PgBouncer: {env['DATABASE_URL']}", flush=True)
     command = [
         sys.executable,
         "-m",

@@ -15,8 +15,9 @@ from typing import Any
 import psycopg
 import pytest
 from django.apps import apps
+from django.conf import settings as django_settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, connections
 
 from accounts.models import Role
 from config.celery_app import app as celery_app
@@ -53,6 +54,35 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+def release_pooled_connections(database):
+    """Behind PgBouncer (DATABASE_POOLER), make it close its server connections to `database`, which
+    PostgreSQL counts as sessions: DROP DATABASE refuses a database with sessions. KILL drops them
+    (and pauses the database), RESUME lets new clients in again."""
+    if django_settings.DATABASE_POOLER != "transaction":
+        return
+    db = connection.settings_dict
+    admin_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/pgbouncer"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f"KILL {database}")
+        admin.execute(f"RESUME {database}")
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings):
+    """pytest-django's, then the pooler lets go of an earlier run's test database, which
+    `--create-db` drops before creating it again."""
+    release_pooled_connections(connection.settings_dict["TEST"]["NAME"])
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, and before it drops the test database (unless kept) the pooler lets go of it."""
+    yield
+    with django_db_blocker.unblock():
+        connections.close_all()
+        release_pooled_connections(connection.settings_dict["NAME"])
 
 
 @pytest.fixture
@@ -313,12 +343,18 @@ def database_url_for_subprocess():
     return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def connect_to_test_database(**options):
+    """A psycopg connection of its own to the test database, without prepared statements (which a
+    transaction pooler cannot keep: its next transaction may run in another server session)."""
+    return psycopg.connect(database_url_for_subprocess(), prepare_threshold=None, **options)
+
+
 @contextlib.contextmanager
 def approved_meanwhile(device_model, serial, mac):
     """Approve a unit in another connection's transaction, left open until a statement of this test
     waits for one of its locks (20 s at the most), then committed: a concurrent import or admin
     edit. Yields an Event, set if that wait happened. Needs a transactional (committed) test."""
-    other = psycopg.connect(database_url_for_subprocess())
+    other = connect_to_test_database()
     other.execute(
         "INSERT INTO vendors_approvedidentity (device_model_id, identifier_1, identifier_2, status, created_at)"
         " VALUES (%s, %s, %s, 'approved', now())",

@@ -29,7 +29,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bench.common import ROOT, free_port, start_celery_beat, start_celery_worker, start_gunicorn, stop_processes
+from bench.common import (
+    ROOT,
+    free_port,
+    start_celery_beat,
+    start_celery_worker,
+    start_gunicorn,
+    stop_processes,
+    through_pgbouncer,
+)
 from bin.services import as_postgres
 from devices.simulator import ActivationFailed, HttpClient, SimulatedDevice
 
@@ -38,9 +46,11 @@ PASSWORD_FOR_SEEDED_OWNER = "fault-owner-pass-2026"
 
 class PrivatePostgres:
     """A PostgreSQL cluster of our own in a temporary directory, on a free port (without fsync:
-    nothing in it must outlive the tests). `remove()` stops it and deletes the directory."""
+    nothing in it must outlive the tests). `remove()` stops it and deletes the directory. With
+    `standby_of` (another PrivatePostgres), a streaming replica of it: pg_basebackup -R copies the
+    primary and configures the standby to follow it."""
 
-    def __init__(self):
+    def __init__(self, standby_of=None):
         initdb = (sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb")])[-1]
         if initdb is None:
             raise RuntimeError("The fault tests start PostgreSQL servers of their own: apt-get install -y postgresql")
@@ -51,7 +61,11 @@ class PrivatePostgres:
         self.port = free_port()
         if os.geteuid() == 0:
             shutil.chown(self.directory, "postgres", "postgres")
-        self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "--no-sync")
+        if standby_of is None:
+            self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "--no-sync")
+        else:
+            source = ("-h", "127.0.0.1", "-p", standby_of.port, "-U", "postgres")
+            self._run("pg_basebackup", "-D", self.data, *source, "-X", "stream", "-R", "--no-sync")
         self.start()
 
     def _run(self, program, *args):
@@ -215,6 +229,12 @@ class Portal:
     @property
     def url(self):
         return f"http://127.0.0.1:{self.port}"
+
+    def __post_init__(self):
+        # Behind a transaction pooler as the rest of the suite is (bin/test), with a PgBouncer of
+        # its own in front of this stack's PostgreSQL.
+        if os.environ.get("DATABASE_POOLER") == "transaction":
+            self.env = through_pgbouncer(self.env)
 
     def start(self, *, celery=True):
         self.processes.append(

@@ -5,7 +5,6 @@ and counted against the claim-attempt limits like as many single claims."""
 import threading
 import time
 
-import psycopg
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -17,7 +16,7 @@ from devices.models import Device, DeviceEvent
 from vendors.claim_codes import verhoeff_check_digit
 from vendors.models import ApprovedIdentity
 
-from .conftest import CAMERA_CODE, database_url_for_subprocess
+from .conftest import CAMERA_CODE, connect_to_test_database
 from .factories import (
     ApprovedIdentityFactory,
     ClaimedDeviceFactory,
@@ -258,7 +257,7 @@ def test_a_bulk_claim_racing_single_claims_for_its_units_ends_all_or_none_withou
         finally:
             connection.close()
 
-    history = psycopg.connect(database_url_for_subprocess())
+    history = connect_to_test_database()
     history.execute("LOCK TABLE devices_deviceevent IN EXCLUSIVE MODE")
     threads = [threading.Thread(target=bulk)] + [
         threading.Thread(target=single, args=(unit,)) for unit in (units[2], units[0])

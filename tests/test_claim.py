@@ -3,7 +3,6 @@
 import threading
 import time
 
-import psycopg
 import pytest
 from django.core.cache import cache
 from django.db import connection
@@ -23,7 +22,7 @@ from devices.claims import (
 from devices.models import Device, DeviceEvent
 from vendors.models import ApprovedIdentity
 
-from .conftest import database_url_for_subprocess
+from .conftest import connect_to_test_database
 from .factories import (
     ApprovedIdentityFactory,
     ClaimedDeviceFactory,
@@ -231,13 +230,10 @@ def _race(identity, contenders):
 
     Returns the outcomes (a Device or the refusal) and whether that overlap was seen."""
     start = threading.Barrier(len(contenders))
-    backends, outcomes = [], []
+    outcomes = []
 
     def attempt(space, actor):
         try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                backends.append(cursor.fetchone()[0])
             start.wait()
             outcomes.append(_claim(identity, space, actor))
         except ClaimedByAnotherOrganization as refused:
@@ -245,14 +241,16 @@ def _race(identity, contenders):
         finally:
             connection.close()  # each thread has its own database connection
 
-    history = psycopg.connect(database_url_for_subprocess())
-    observer = psycopg.connect(database_url_for_subprocess(), autocommit=True)
+    history = connect_to_test_database()
+    observer = connect_to_test_database(autocommit=True)
     history.execute("LOCK TABLE devices_deviceevent IN EXCLUSIVE MODE")
+    # Its server session's, asked within the transaction: behind a pooler, info.backend_pid is the pooler's.
+    held_by = history.execute("SELECT pg_backend_pid()").fetchone()[0]
     threads = [threading.Thread(target=attempt, args=pair) for pair in contenders]
     for thread in threads:
         thread.start()
     try:
-        overlapped = _one_waits_on_the_other(observer, backends, held_by=history.info.backend_pid)
+        overlapped = _one_waits_on_the_other(observer, held_by=held_by)
     finally:
         history.commit()
         for thread in threads:
@@ -262,20 +260,19 @@ def _race(identity, contenders):
     return outcomes, overlapped
 
 
-def _one_waits_on_the_other(observer, backends, *, held_by, timeout=20):
-    """Whether, within `timeout` seconds (a bound against a hang, not a speed goal), one backend of
-    `backends` waits on the other while that one waits on `held_by`."""
+def _one_waits_on_the_other(observer, *, held_by, timeout=20):
+    """Whether, within `timeout` seconds (a bound against a hang, not a speed goal), a backend of
+    the test database waits on another that waits on `held_by`. (Not by the claimants' own backend
+    pids: behind a transaction pooler a thread's transactions may each run in another session.)"""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        blockers = {
-            pid: set(observer.execute("SELECT pg_blocking_pids(%s)", [pid]).fetchone()[0]) for pid in list(backends)
-        }
-        if len(blockers) == 2:
-            first, second = blockers
-            if (first in blockers[second] and held_by in blockers[first]) or (
-                second in blockers[first] and held_by in blockers[second]
-            ):
-                return True
+        chain = observer.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity AS waiting, unnest(pg_blocking_pids(waiting.pid)) AS"
+            " blocker WHERE waiting.datname = current_database() AND %s = ANY(pg_blocking_pids(blocker)))",
+            [held_by],
+        ).fetchone()[0]
+        if chain:
+            return True
         time.sleep(0.02)
     return False
 

@@ -9,12 +9,12 @@ its own under the real processes.
 
 import time
 
-import psycopg
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.urls import reverse
 
-from .conftest import database_url_for_subprocess
+from .conftest import connect_to_test_database, release_pooled_connections
 from .factories import ApprovedIdentityFactory
 from .test_activation_worker import unit_of
 
@@ -29,9 +29,14 @@ def no_broken_connection_left(transactional_db):
 
 
 def close_from_the_server(connection_to_close):
-    """What a PostgreSQL restart does to a kept connection: the server ends its backend (57P01)."""
+    """What a PostgreSQL restart does to a kept connection: the server ends its backend (57P01).
+    Behind a transaction pooler, whose sessions with PostgreSQL outlive its clients', what a restart
+    of the pooler does: it closes its client connections (release_pooled_connections)."""
+    if settings.DATABASE_POOLER == "transaction":
+        release_pooled_connections(connection_to_close.settings_dict["NAME"])
+        return
     pid = connection_to_close.connection.info.backend_pid
-    with psycopg.connect(database_url_for_subprocess(), autocommit=True) as other:
+    with connect_to_test_database(autocommit=True) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
         while other.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[0]:
             time.sleep(0.01)

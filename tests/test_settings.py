@@ -4,21 +4,51 @@ import os
 import subprocess
 import sys
 
-
-def production_environment():
-    return {k: v for k, v in os.environ.items() if k not in {"DJANGO_ALLOW_ASYNC_UNSAFE", "DJANGO_PORTAL_ORIGIN"}} | {
-        "DJANGO_SETTINGS_MODULE": "config.settings.production",
-        "DJANGO_SECRET_KEY": "x" * 20 + "a-long-random-production-secret-key-for-the-check",
-        "DJANGO_ALLOWED_HOSTS": "portal.example.com",
-        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/portal",
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-    }
+POOLING_VARIABLES = {"DATABASE_POOLER", "DATABASE_SERVER_SIDE_BINDING", "DATABASE_REPLICA_URL"}
 
 
-def manage(*args):
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], env=production_environment(), capture_output=True, text=True
+def production_environment(**extra):
+    unset = {"DJANGO_ALLOW_ASYNC_UNSAFE", "DJANGO_PORTAL_ORIGIN", *POOLING_VARIABLES - extra.keys()}
+    return (
+        {k: v for k, v in os.environ.items() if k not in unset}
+        | extra
+        | {
+            "DJANGO_SETTINGS_MODULE": "config.settings.production",
+            "DJANGO_SECRET_KEY": "x" * 20 + "a-long-random-production-secret-key-for-the-check",
+            "DJANGO_ALLOWED_HOSTS": "portal.example.com",
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/portal",
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+        }
     )
+
+
+def manage(*args, **extra):
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], env=production_environment(**extra), capture_output=True, text=True
+    )
+
+
+DATABASE_CHOICES = (
+    "from django.conf import settings; d = settings.DATABASES;"
+    " print(d['default']['OPTIONS']['server_side_binding'], d['default']['DISABLE_SERVER_SIDE_CURSORS'],"
+    " d.get('replica', {}).get('TEST', {}).get('MIRROR'))"
+)
+
+
+def test_behind_a_transaction_pooler_nothing_relies_on_a_server_session():
+    result = manage("shell", "--no-imports", "-c", DATABASE_CHOICES, DATABASE_POOLER="transaction")
+    assert result.stdout.split() == ["False", "True", "None"], result.stdout + result.stderr
+
+
+def test_straight_to_postgresql_statements_are_prepared_and_cursors_kept_on_the_server():
+    result = manage("shell", "--no-imports", "-c", DATABASE_CHOICES)
+    assert result.stdout.split() == ["True", "False", "None"], result.stdout + result.stderr
+
+
+def test_a_replica_url_adds_a_replica_that_tests_mirror_from_the_primary():
+    replica = "postgres://postgres@127.0.0.1:5433/portal"
+    result = manage("shell", "--no-imports", "-c", DATABASE_CHOICES, DATABASE_REPLICA_URL=replica)
+    assert result.stdout.split() == ["True", "False", "default"], result.stdout + result.stderr
 
 
 def test_production_settings_pass_check_deploy():

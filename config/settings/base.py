@@ -3,6 +3,8 @@
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS
 from django.utils.csp import CSP
 
 from config.celery_queues import task_queues, task_routes
@@ -20,9 +22,17 @@ USE_TZ = True
 SITE_NAME = env("DJANGO_SITE_NAME", default="Device Portal")
 
 
+# "transaction" when PostgreSQL is reached through a pooler in transaction mode (PgBouncer's
+# pool_mode=transaction): consecutive transactions of one connection may then run on different server
+# sessions, so nothing may rely on session state (README, "PgBouncer").
+DATABASE_POOLER = env("DATABASE_POOLER", default="")
+if DATABASE_POOLER not in ("", "transaction"):
+    raise ImproperlyConfigured(f"DATABASE_POOLER must be empty or 'transaction', not {DATABASE_POOLER!r}")
+
+
 def database_settings(config):
     """What every environment adds to its DATABASE_URL: persistent connections without a health
-    check before each request, and on PostgreSQL server-side binding."""
+    check before each request, and on PostgreSQL server-side binding unless behind a transaction pooler."""
     config["ATOMIC_REQUESTS"] = False
     config["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     # Off by default, as in Django: a check is a SELECT 1 before every request's and task's first
@@ -30,16 +40,56 @@ def database_settings(config):
     # fails one request and is then replaced.
     config["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
     if config["ENGINE"].endswith("postgresql"):
+        pooled = DATABASE_POOLER == "transaction"
         # Parameters travel apart from the SQL text, and psycopg prepares a statement the fifth time
         # a connection runs it: PostgreSQL then stops parsing and planning the device API's hot
-        # statements on every call. Set DATABASE_SERVER_SIDE_BINDING=False behind a pooler in
-        # transaction mode (PgBouncer before 1.21), which cannot keep prepared statements.
-        config.setdefault("OPTIONS", {})["server_side_binding"] = env.bool("DATABASE_SERVER_SIDE_BINDING", default=True)
+        # statements on every call. A pooler in transaction mode before PgBouncer 1.21 cannot keep
+        # prepared statements: off there unless DATABASE_SERVER_SIDE_BINDING says otherwise.
+        binding = env.bool("DATABASE_SERVER_SIDE_BINDING", default=not pooled)
+        config.setdefault("OPTIONS", {})["server_side_binding"] = binding
+        # QuerySet.iterator() declares a cursor that lives in the server session between fetches,
+        # outside any transaction in autocommit: behind a transaction pooler the next fetch may
+        # reach another session. Without it psycopg receives the whole result at once (the large
+        # CSV exports then hold their rows in memory while they stream).
+        config["DISABLE_SERVER_SIDE_CURSORS"] = pooled
     return config
 
 
+# A streaming replica of the primary for the read-only pages (portal/replica.py): reads go there
+# while it lags at most DATABASE_REPLICA_MAX_LAG seconds, and a client that wrote reads from the
+# primary for DATABASE_REPLICA_PIN_SECONDS (so that the page after a form shows what it did).
+DATABASE_REPLICA_URL = env("DATABASE_REPLICA_URL", default="")
+DATABASE_REPLICA_MAX_LAG = env.float("DATABASE_REPLICA_MAX_LAG", default=5.0)
+DATABASE_REPLICA_PIN_SECONDS = env.int("DATABASE_REPLICA_PIN_SECONDS", default=10)
+DATABASE_ROUTERS = ["portal.replica.ReplicaRouter"]
+# The pages (URL names) whose reads may come from the replica: read-only on GET, where a few
+# seconds' staleness is harmless. The CSV exports stream after the request's routing has ended.
+DATABASE_REPLICA_PAGES = [
+    "organization-overview",
+    "organization-devices",
+    "space-dashboard",
+    "device-detail",
+    "device-commands",
+    "audit-log",
+]
+
+
+def with_replica(databases):
+    """`databases` and, when DATABASE_REPLICA_URL is set, the "replica" alias: the primary's
+    settings, giving up a connection within 2 s (an unreachable replica falls back to the primary),
+    and in tests a mirror of the primary's test database rather than one of its own."""
+    if DATABASE_REPLICA_URL:
+        replica = database_settings(env.db_url_config(DATABASE_REPLICA_URL))
+        replica.setdefault("OPTIONS", {})["connect_timeout"] = 2
+        replica["TEST"] = {"MIRROR": DEFAULT_DB_ALIAS}
+        databases["replica"] = replica
+    return databases
+
+
 # Without DATABASE_URL the portal runs on an embedded SQLite file, so a fresh machine needs nothing running.
-DATABASES = {"default": database_settings(env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
+DATABASES = with_replica(
+    {"default": database_settings(env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 ROOT_URLCONF = "config.urls"
@@ -99,6 +149,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Outside every layer that may touch PostgreSQL or Redis, so that it can run them all again.
     "portal.unavailable.ServiceUnavailableMiddleware",
+    # Whether a request's reads may come from the replica (portal/replica.py); not used without one.
+    "portal.replica.ReplicaReadsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

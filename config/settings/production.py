@@ -1,13 +1,13 @@
 """Production: PostgreSQL, Redis, gunicorn, Celery worker and beat, HTTPS. Secrets have no defaults."""
 
 from .base import *  # noqa: F403
-from .base import database_settings, env, redis_cache
+from .base import database_settings, env, redis_cache, with_replica
 
 DEBUG = False
 ALLOW_DEMO_DATA = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
-DATABASES = {"default": database_settings(env.db("DATABASE_URL"))}
+DATABASES = with_replica({"default": database_settings(env.db("DATABASE_URL"))})
 REDIS_URL = env("REDIS_URL")
 CACHES = {"default": redis_cache(REDIS_URL)}
 CELERY_BROKER_URL = REDIS_URL

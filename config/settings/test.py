@@ -1,13 +1,15 @@
 """Test settings: real PostgreSQL and real Redis, never SQLite (see bin/test)."""
 
 from .base import *  # noqa: F403
-from .base import database_settings, env, redis_cache
+from .base import database_settings, env, redis_cache, with_replica
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="test-only-not-secret-7d1f2c3b4a5e6f708192")
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 DEBUG = False
 
-DATABASES = {"default": database_settings(env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/portal"))}
+DATABASES = with_replica(
+    {"default": database_settings(env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/portal"))}
+)
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_portal")}
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/15")
 CACHES = {"default": redis_cache(REDIS_URL, KEY_PREFIX=env("TEST_CACHE_PREFIX", default="test"))}
