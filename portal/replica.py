@@ -8,7 +8,8 @@ it has written; ReplicaRouter then sends the ORM's reads to the replica only whi
   primary: a read that follows a write sees the write;
 - the client has not written in the last DATABASE_REPLICA_PIN_SECONDS (a cookie set by every
   request that wrote): the page after a POST and its redirect shows what the POST did;
-- the model is not one of the sign-in's (users, sessions, second factors), always read on the primary;
+- the model is not one of those that say who may see the page (users, sessions, second factors,
+  memberships, organizations, vendor staff), always read on the primary;
 - the replica answers and lags at most DATABASE_REPLICA_MAX_LAG seconds (replica_usable, checked at
   most every CHECK_SECONDS per process).
 A replica that fails in the middle of a page makes the page run again on the primary, never a 500.
@@ -34,9 +35,17 @@ PIN_COOKIE = "primary_reads"
 CHECK_SECONDS = 2.0
 SAFE_METHODS = ("GET", "HEAD")
 # Read on the primary whatever the page: a session or second factor created a moment ago must be
-# found by the next request, and a password changed must sign the other sessions out at once.
+# found by the next request, and a password changed must sign the other sessions out at once; who
+# may see a page (memberships, vendor staff, an organization's two-factor requirement) takes effect
+# on the next page too, not once the replica has caught up.
 PRIMARY_ONLY_APPS = {"sessions", "otp_totp", "otp_static", "django_otp_webauthn"}
-PRIMARY_ONLY_MODELS = {"accounts.user", "accounts.usersession"}
+PRIMARY_ONLY_MODELS = {
+    "accounts.user",
+    "accounts.usersession",
+    "accounts.membership",
+    "accounts.organization",
+    "vendors.vendorstaff",
+}
 
 # Seconds behind the primary: 0 when the replica streams and has replayed all it received (an idle
 # primary sends nothing, so the last replayed transaction may be old on a replica that is current);

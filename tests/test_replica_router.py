@@ -5,9 +5,10 @@ import pytest
 from django.contrib.sessions.models import Session
 from django.db import transaction
 
-from accounts.models import User, UserSession
+from accounts.models import Membership, Organization, User, UserSession
 from portal import replica
 from spaces.models import Space
+from vendors.models import VendorStaff
 
 
 @pytest.fixture
@@ -41,6 +42,13 @@ def test_a_read_inside_a_transaction_on_the_primary_stays_on_the_primary(opted_i
 
 @pytest.mark.parametrize("model", [Session, UserSession, User])
 def test_sessions_and_users_are_always_read_on_the_primary(opted_in_request, model):
+    assert replica.ReplicaRouter().db_for_read(model) == "default"
+
+
+@pytest.mark.parametrize("model", [Membership, Organization, VendorStaff])
+def test_who_may_see_a_page_is_read_on_the_primary(opted_in_request, model):
+    # A member removed, or an organization's two-factor requirement turned on, a moment ago must
+    # take effect on the next page, not once the replica has caught up.
     assert replica.ReplicaRouter().db_for_read(model) == "default"
 
 
