@@ -283,17 +283,11 @@ class AuditEntry(models.Model):
     @property
     def actor_label(self):
         """Who acted, as the log shows it: the e-mail address, an API token's name, or "system"."""
-        return audit_actor_label(self.actor_email, self.actor.full_name if self.actor is not None else None)
-
-
-def audit_actor_label(actor_email, actor_full_name):
-    """An audit entry's actor as the log and its CSV show it, from its e-mail and its account's name
-    (an API token's account is named after the token; None once the account is gone)."""
-    if not actor_email:
-        return "system"
-    if is_api_token_email(actor_email) and actor_full_name is not None:
-        return actor_full_name
-    return actor_email
+        if not self.actor_email:
+            return "system"
+        if is_api_token_email(self.actor_email) and self.actor is not None:
+            return self.actor.full_name
+        return self.actor_email
 
 
 class UserSession(AbstractBaseSession):

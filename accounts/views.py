@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.views.generic import FormView, ListView, TemplateView, View
 
 from portal.csv import csv_lines
+from portal.keyset import rows_in_order
 from portal.links import portal_origin
 
 from .access import MANAGE, READ, allows, organization_membership
@@ -28,7 +29,7 @@ from .members import (
     remove_member,
     withdraw_invitation,
 )
-from .models import AuditEntry, Membership, Role, User, audit_actor_label
+from .models import AuditEntry, Membership, Role, User
 from .pagination import UncountedPaginator
 from .two_factor import TwoFactorError, second_factor_exists, session_is_verified, set_two_factor_requirement
 
@@ -266,24 +267,23 @@ class AuditLogView(AuditLogMixin, ListView):
 
 
 class AuditLogCsvView(AuditLogMixin, View):
-    """The same filtered log as CSV, streamed: rows are read from the database in chunks and sent
-    as they are written, so an export of millions of entries does not sit in memory."""
+    """The same filtered log as CSV, streamed: rows are read from the database a page at a time
+    (portal/keyset.rows_in_order) and sent as they are written, so an export of millions of
+    entries does not sit in memory."""
 
     def get(self, request, code):
         form = self.filter_form()
-        entries = self.filtered_entries(form).values_list(
-            "created_at", "actor_email", "actor__full_name", "action", "target", "details"
-        )
+        entries = self.filtered_entries(form).select_related("actor")
         header = ["time", "actor", "action", "target", "details"]
         rows = (
             [
-                created_at.isoformat(),
-                audit_actor_label(email, name),
-                action,
-                target,
-                json.dumps(details, ensure_ascii=False),
+                entry.created_at.isoformat(),
+                entry.actor_label,
+                entry.action,
+                entry.target,
+                json.dumps(entry.details, ensure_ascii=False),
             ]
-            for created_at, email, name, action, target, details in entries.iterator(chunk_size=2000)
+            for entry in rows_in_order(entries)
         )
         response = StreamingHttpResponse(
             csv_lines(itertools.chain([header], rows)), content_type="text/csv; charset=utf-8"

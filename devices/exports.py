@@ -5,6 +5,7 @@ import itertools
 from django.utils import timezone
 
 from portal.csv import csv_lines
+from portal.keyset import rows_in_order
 
 HEADER = ["name", "space", "vendor", "model", "identifiers", "status", "connection", "last seen"]
 
@@ -28,7 +29,7 @@ def device_list_csv(devices):
             _connection(device, now),
             device.last_seen_at.isoformat() if device.last_seen_at else "",
         ]
-        for device in devices.select_related("identity").iterator(chunk_size=2000)
+        for device in rows_in_order(devices.select_related("identity"))
     )
     return csv_lines(itertools.chain([HEADER], rows))
 

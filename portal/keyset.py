@@ -116,3 +116,16 @@ def page_after(queryset, cursor, limit):
     by_pk = queryset.order_by().in_bulk([row[0] for row in page])
     rows = [by_pk[row[0]] for row in page if row[0] in by_pk]
     return rows, _encode(page[-1][1:]) if more else None
+
+
+def rows_in_order(queryset, page_size=2000):
+    """Every row of the ordered `queryset` (its ordering ending with a unique column), read a page
+    at a time by keyset: constant memory for an export of millions of rows. QuerySet.iterator()
+    streams only through a server-side cursor, which a transaction-mode pooler (PgBouncer) rules
+    out: there it would fetch every row at once."""
+    cursor = ""
+    while True:
+        rows, cursor = page_after(queryset, cursor, page_size)
+        yield from rows
+        if cursor is None:
+            return

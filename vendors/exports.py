@@ -1,6 +1,7 @@
 """Exporting a model's serial list as CSV, safe to open in a spreadsheet."""
 
 from portal.csv import csv_lines
+from portal.keyset import rows_in_order
 
 from .models import ApprovedIdentity
 
@@ -13,9 +14,9 @@ def serial_list_rows(device_model):
     identities = (
         ApprovedIdentity.objects.filter(device_model=device_model)
         .select_related("device__organization")
-        .order_by("identifier_1")
+        .order_by("identifier_1", "pk")
     )
-    for identity in identities.iterator(chunk_size=2000):
+    for identity in rows_in_order(identities):
         device = getattr(identity, "device", None)
         yield [getattr(identity, field.column) for field in fields] + [
             identity.status,

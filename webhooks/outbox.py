@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from devices.representation import api_devices, device_data
+from portal.keyset import rows_in_order
 
 from .delivery import ring_doorbells
 from .models import Delivery, Endpoint, Event
@@ -45,7 +46,7 @@ def record_device_events(event, devices, *, occurred_at=None, extra=None):
             occurred_at=occurred_at,
             data=device_data(device, occurred_at) | (extra or {}),
         )
-        for device in rows.iterator(chunk_size=BATCH)
+        for device in rows_in_order(rows, BATCH)
     )
     return _write(events, endpoints)
 
