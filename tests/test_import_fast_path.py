@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from vendors import imports
+from vendors import import_staging, imports
 from vendors.models import ApprovedIdentity, ImportJob, ImportRow
 
 from .conftest import approved_meanwhile
@@ -20,8 +20,8 @@ ROWS = 2_500  # over several batches and chunks, with the sizes below
 @pytest.fixture(autouse=True)
 def small_batches(monkeypatch):
     """Batches of 1,000 rows COPYed 300 at a time, so a test file spans several COPY statements."""
-    monkeypatch.setattr(imports, "BATCH_ROWS", 1_000)
-    monkeypatch.setattr(imports, "CHUNK_ROWS", 300)
+    monkeypatch.setattr(import_staging, "BATCH_ROWS", 1_000)
+    monkeypatch.setattr(import_staging, "CHUNK_ROWS", 300)
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def no_staged_validation(monkeypatch):
     def write_batch(*args):
         raise AssertionError("the staged validation ran")
 
-    monkeypatch.setattr(imports, "_write_batch", write_batch)
+    monkeypatch.setattr(imports, "write_batch", write_batch)
 
 
 def run_cli(device_model, path):

@@ -17,7 +17,8 @@ from .admin_claim_codes import reissue
 from .admin_scoping import VendorScopedAdmin, scoped
 from .exports import serial_list_csv
 from .identifiers import MAX_IDENTIFIER_FIELDS
-from .imports import FileRefused, cancel_import, check_upload_size, expected_header, request_import, resume_import
+from .import_staging import FileRefused, check_upload_size, expected_header
+from .imports import cancel_import, request_import, resume_import
 from .models import (
     ApprovedIdentity,
     ClaimingMethod,
