@@ -1,56 +1,127 @@
-"""Server-rendered SVG line charts (no JavaScript, nothing inline for the CSP to refuse)."""
+"""Server-rendered SVG line charts with time axes (no JavaScript, nothing inline for the CSP to refuse).
+
+A chart draws a metric's bucket averages (devices/monitoring.py) as a line that breaks where the
+device sent nothing, labels the time axis and the value axis, and lays an invisible band over each
+bucket whose <title> the browser shows under the pointer: the bucket's time, average, min and max.
+"""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-MAX_POINTS = 288  # one point per 5 minutes over 24 hours is plenty for a 600-px chart
+WIDTH, HEIGHT = 640, 150
+# The plot area inside the box: room on the left for the value labels, below for the time labels.
+LEFT, RIGHT, TOP, BOTTOM = 44, 6, 6, 22
+
+
+@dataclass(frozen=True)
+class Band:
+    """The pointer's target over one bucket: where it is, and what its title says."""
+
+    x: float
+    width: float
+    title: str
 
 
 @dataclass(frozen=True)
 class LineChart:
-    # One SVG polyline "x,y x,y ..." per run of buckets with data, in a width x height box: the
-    # line breaks where the device sent nothing, rather than drawing across the outage.
-    segments: list
+    segments: list  # one SVG polyline "x,y x,y ..." per run of consecutive buckets with data
+    bands: list
+    x_ticks: list  # (x, label)
+    y_ticks: list  # (y, label)
     width: int
     height: int
+    plot_left: int
+    plot_right: int
+    plot_top: int
+    plot_bottom: int
+    plot_height: int
     minimum: float
     maximum: float
     latest: float
 
 
-def downsample(series, start, end, buckets=MAX_POINTS):
-    """Average `series` [(time, value)] into at most `buckets` equal time buckets."""
-    span = (end - start).total_seconds() or 1.0
-    sums = {}
-    for at, value in series:
-        bucket = min(buckets - 1, max(0, int((at - start).total_seconds() / span * buckets)))
-        total, count = sums.get(bucket, (0.0, 0))
-        sums[bucket] = (total + value, count + 1)
-    return [(bucket, total / count) for bucket, (total, count) in sorted(sums.items())]
-
-
-def line_chart(series, *, start, end, width=600, height=120, buckets=MAX_POINTS):
-    """A LineChart of `series` between `start` and `end`, or None for an empty series."""
-    if not series:
+def line_chart(points, chart_range, *, start):
+    """A LineChart of `points` (monitoring.Point, in time order) over `chart_range` from `start`,
+    or None when there are none."""
+    if not points:
         return None
-    averaged = downsample(series, start, end, buckets)
-    values = [value for _, value in averaged]
-    low, high = min(values), max(values)
+    low = min(point.minimum for point in points)
+    high = max(point.maximum for point in points)
     spread = (high - low) or 1.0
-    pad = 4
+    plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    slot = plot_width / chart_range.buckets
+
+    def x_of(index):
+        return LEFT + (index + 0.5) * slot
+
+    def y_of(value):
+        return TOP + (1 - (value - low) / spread) * plot_height
+
     segments, previous = [], None
-    for bucket, value in averaged:
-        point = (
-            f"{bucket / max(buckets - 1, 1) * width:.1f},{pad + (1 - (value - low) / spread) * (height - 2 * pad):.1f}"
-        )
-        if previous is None or bucket - previous > 1:
+    for point in points:
+        if previous is None or point.index - previous > 1:
             segments.append([])
-        segments[-1].append(point)
-        previous = bucket
+        segments[-1].append(f"{x_of(point.index):.1f},{y_of(point.average):.1f}")
+        previous = point.index
+    stamp = "%Y-%m-%d %H:%M" if chart_range.bucket < timedelta(days=1) else "%Y-%m-%d"
+    bands = [
+        Band(
+            x=round(LEFT + point.index * slot, 2),
+            width=round(slot, 2),
+            title=f"{point.start.astimezone(UTC):{stamp}} UTC: {_number(point.average)}"
+            + (
+                f" (min {_number(point.minimum)}, max {_number(point.maximum)})"
+                if point.minimum != point.maximum
+                else ""
+            ),
+        )
+        for point in points
+    ]
+    end = start + chart_range.span
+    x_ticks = [
+        (round(LEFT + (at - start) / chart_range.span * plot_width, 1), f"{at:{chart_range.tick_format}}")
+        for at in time_ticks(start, end, chart_range.tick)
+    ]
+    y_ticks = [(round(y_of(value), 1), _number(value)) for value in ((high, low) if high != low else (high,))]
     return LineChart(
-        segments=[" ".join(points) for points in segments],
-        width=width,
-        height=height,
+        segments=[" ".join(run) for run in segments],
+        bands=bands,
+        x_ticks=x_ticks,
+        y_ticks=y_ticks,
+        width=WIDTH,
+        height=HEIGHT,
+        plot_left=LEFT,
+        plot_right=WIDTH - RIGHT,
+        plot_top=TOP,
+        plot_bottom=HEIGHT - BOTTOM,
+        plot_height=HEIGHT - BOTTOM - TOP,
         minimum=low,
         maximum=high,
-        latest=series[-1][1],
+        latest=points[-1].average,
     )
+
+
+def time_ticks(start, end, step):
+    """The round instants (UTC) in [start, end): every multiple of `step` since midnight of the
+    first day, or the first of each month when `step` is None."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    if step is None:
+        at = datetime(start.year, start.month, 1, tzinfo=UTC)
+        ticks = []
+        while at < end:
+            if at >= start:
+                ticks.append(at)
+            at = datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=UTC)
+        return ticks
+    at = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    while at < start:
+        at += step
+    ticks = []
+    while at < end:
+        ticks.append(at)
+        at += step
+    return ticks
+
+
+def _number(value):
+    return f"{value:.2f}".rstrip("0").rstrip(".")

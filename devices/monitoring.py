@@ -1,0 +1,161 @@
+"""What the device page's monitoring panel shows: per-metric series and the uptime over a range.
+
+A range reads the device's rollups (devices/rollups.py) up to where they are complete and the raw
+heartbeats after that (the minutes or the hour not rolled up yet, so that the chart is current; the
+whole range where no beat task builds rollups, as on the embedded default): three queries, however
+long the range and the history, and at most a few hundred buckets per metric.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from .models import Device, MetricRollup
+from .rollups import Aggregate, read_rollups, rolled_up_until
+
+Resolution = MetricRollup.Resolution
+
+
+@dataclass(frozen=True)
+class ChartRange:
+    """A range the device page offers: its span, the rollups it reads, the chart's bucket width,
+    and the time axis's ticks (every `tick`, or every month) with their label format."""
+
+    key: str
+    label: str
+    span: timedelta
+    resolution: int
+    bucket: timedelta
+    tick: timedelta | None
+    tick_format: str
+
+    @property
+    def buckets(self):
+        return int(self.span / self.bucket)
+
+
+RANGES = {
+    chart_range.key: chart_range
+    for chart_range in (
+        ChartRange(
+            "24h", "24 hours", timedelta(hours=24), Resolution.MINUTE, timedelta(minutes=5), timedelta(hours=3), "%H:%M"
+        ),
+        ChartRange("7d", "7 days", timedelta(days=7), Resolution.HOUR, timedelta(hours=1), timedelta(days=1), "%a %d"),
+        ChartRange(
+            "30d", "30 days", timedelta(days=30), Resolution.HOUR, timedelta(hours=3), timedelta(days=5), "%b %d"
+        ),
+        ChartRange("1y", "1 year", timedelta(days=365), Resolution.HOUR, timedelta(days=1), None, "%b"),
+    )
+}
+DEFAULT_RANGE = "24h"
+
+
+@dataclass(frozen=True)
+class Point:
+    """One chart bucket of one metric: its index and start, and the values' average, min and max."""
+
+    index: int
+    start: datetime
+    average: float
+    minimum: float
+    maximum: float
+
+
+def offered_ranges():
+    """The ranges the rollups' retention can fill (the longest is as far back as they go)."""
+    kept = timedelta(days=settings.ROLLUP_HOUR_RETENTION_DAYS)
+    return [
+        chart_range for chart_range in RANGES.values() if chart_range.span <= kept or chart_range.key == DEFAULT_RANGE
+    ]
+
+
+def chart_range(key):
+    """The ChartRange named `key` (a query parameter), or the default for anything else."""
+    offered = {chart_range.key: chart_range for chart_range in offered_ranges()}
+    return offered.get(key) or RANGES[DEFAULT_RANGE]
+
+
+def monitoring(device, chart_range=None, *, now=None):
+    """Per-metric series and the uptime of `device` over `chart_range` (default: 24 hours) up to now.
+
+    Returns {"range", "start", "end", "series": {name: [Point, ...]}, "uptime": fraction}. Rollups
+    cover the range up to where they are complete, raw heartbeats the rest. The uptime of the raw
+    part follows Device.offline_after exactly (uptime_fraction); over rollups, where single
+    heartbeats are gone, each heartbeat stands for one interval, at most a whole bucket.
+    """
+    chart_range = chart_range or RANGES[DEFAULT_RANGE]
+    now = now or timezone.now()
+    start = now - chart_range.span
+    raw_from = min(max(start, rolled_up_until(chart_range.resolution) or start), now)
+    buckets = read_rollups(device, chart_range.resolution, start=start, end=raw_from, bucket=chart_range.bucket)
+    interval = device.device_model.heartbeat_interval
+    covered = min(
+        raw_from - start,
+        sum(
+            (
+                min(chart_range.bucket, aggregate.count * timedelta(seconds=interval))
+                for (name, _), aggregate in buckets.items()
+                if name == MetricRollup.HEARTBEATS
+            ),
+            timedelta(),
+        ),
+    )
+    raw = list(
+        device.heartbeats.filter(received_at__gte=raw_from, received_at__lte=now)
+        .order_by("received_at")
+        .values_list("received_at", "metrics")
+    )
+    covered += uptime_fraction([at for at, _ in raw], interval=interval, start=raw_from, end=now) * (now - raw_from)
+    for at, metrics in raw:
+        index = min(chart_range.buckets - 1, int((at - start) / chart_range.bucket))
+        for name, value in metrics.items():
+            key, value = (name, index), float(value)
+            buckets[key] = (
+                buckets[key] + Aggregate(1, value, value, value)
+                if key in buckets
+                else Aggregate(1, value, value, value)
+            )
+    return {
+        "range": chart_range,
+        "start": start,
+        "end": now,
+        "series": _series(buckets, chart_range, start),
+        "uptime": covered / (now - start),
+    }
+
+
+def _series(buckets, chart_range, start):
+    """{metric: [Point, ...]} in time order, metrics by name, without the heartbeat counts."""
+    series = {}
+    for (name, index), aggregate in sorted(buckets.items()):
+        if name == MetricRollup.HEARTBEATS or not aggregate.count or aggregate.total is None:
+            continue
+        series.setdefault(name, []).append(
+            Point(
+                index=index,
+                start=start + index * chart_range.bucket,
+                average=aggregate.total / aggregate.count,
+                minimum=aggregate.minimum,
+                maximum=aggregate.maximum,
+            )
+        )
+    return series
+
+
+def uptime_fraction(timestamps, *, interval, start, end):
+    """Share of [start, end] covered by heartbeats, each counting until the device would be offline
+    (Device.offline_after, the rule that decides online and offline). `timestamps` sorted ascending."""
+    if end <= start:
+        return 0.0
+    grace = Device.offline_after(interval)
+    covered = timedelta()
+    for index, at in enumerate(timestamps):
+        segment_end = at + grace
+        if index + 1 < len(timestamps):
+            segment_end = min(segment_end, timestamps[index + 1])
+        segment_start, segment_end = max(at, start), min(segment_end, end)
+        if segment_end > segment_start:
+            covered += segment_end - segment_start
+    return covered / (end - start)

@@ -1,0 +1,168 @@
+"""Rollups of the heartbeats' metrics (MetricRollup): built over closed intervals, read by the charts.
+
+Per device and metric, per minute (kept ROLLUP_MINUTE_RETENTION_HOURS, for the 24-hour chart) and
+per hour (kept ROLLUP_HOUR_RETENTION_DAYS, for the longer ranges): count, min, max and sum, so a
+chart of any range reads a few hundred points, and averages, minima and maxima of coarser buckets
+are exact. The SQL of building and reading them lives here, in one dialect per database vendor
+(PostgreSQL, and SQLite for the embedded default).
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .heartbeat_partitions import retention_start
+from .models import Heartbeat, MetricRollup, RollupProgress
+
+Resolution = MetricRollup.Resolution
+# Intervals rolled up per statement: a task that falls behind (or the first run, which rolls up
+# the heartbeats already kept) catches up in bounded transactions, each one recording its progress.
+CHUNK = {Resolution.MINUTE: timedelta(hours=6), Resolution.HOUR: timedelta(days=2)}
+
+ROLLUP_TABLE = MetricRollup._meta.db_table
+HEARTBEAT_TABLE = Heartbeat._meta.db_table
+
+# Each dialect: the bucket of a timestamp (its start, for building; its index counted from a start,
+# for reading), and the table of a heartbeat's numeric metrics. Widths are whole seconds written
+# into the statement; the GROUP BY names columns by position, so that each expression is written once.
+DIALECTS = {
+    "postgresql": {
+        "bucket_start": "date_bin(make_interval(secs => {width}), h.received_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
+        "metrics": "CROSS JOIN LATERAL jsonb_each(h.metrics) AS m",
+        "metric_value": "(m.value)::float8",
+        "numeric": "jsonb_typeof(m.value) = 'number'",
+        "bucket_index": "floor(extract(epoch FROM (bucket_start - %s)) / {width})::integer",
+    },
+    "sqlite": {
+        "bucket_start": "datetime((CAST(strftime('%%s', h.received_at) AS INTEGER) / {width}) * {width}, 'unixepoch')",
+        "metrics": "CROSS JOIN json_each(h.metrics) AS m",
+        "metric_value": "m.value",
+        "numeric": "m.type IN ('integer', 'real')",
+        "bucket_index": (
+            "(CAST(strftime('%%s', bucket_start) AS INTEGER) - CAST(strftime('%%s', %s) AS INTEGER)) / {width}"
+        ),
+    },
+}
+
+BUILD = """
+    INSERT INTO {rollups} (device_id, resolution, bucket_start, metric, count, minimum, maximum, total)
+    SELECT * FROM (
+        SELECT h.device_id, {width} AS resolution, {bucket_start} AS bucket_start, m.key AS metric, count(*) AS count,
+               min({metric_value}) AS minimum, max({metric_value}) AS maximum, sum({metric_value}) AS total
+        FROM {heartbeats} h {metrics}
+        WHERE h.received_at >= %s AND h.received_at < %s AND {numeric}
+        GROUP BY 1, 3, 4
+        UNION ALL
+        SELECT h.device_id, {width}, {bucket_start}, '', count(*), NULL, NULL, NULL
+        FROM {heartbeats} h
+        WHERE h.received_at >= %s AND h.received_at < %s
+        GROUP BY 1, 3
+    ) AS buckets WHERE true
+    ON CONFLICT (device_id, resolution, bucket_start, metric) DO UPDATE SET
+        count = excluded.count, minimum = excluded.minimum, maximum = excluded.maximum, total = excluded.total
+"""
+
+READ = """
+    SELECT metric, {bucket_index} AS bucket, sum(count), min(minimum), max(maximum), sum(total)
+    FROM {rollups}
+    WHERE device_id = %s AND resolution = %s AND bucket_start >= %s AND bucket_start < %s
+    GROUP BY 1, 2
+"""
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """Values of one metric in one chart bucket (minimum, maximum and total None for HEARTBEATS)."""
+
+    count: int
+    minimum: float | None
+    maximum: float | None
+    total: float | None
+
+    def __add__(self, other):
+        def pick(choose, a, b):
+            return b if a is None else a if b is None else choose(a, b)
+
+        return Aggregate(
+            self.count + other.count,
+            pick(min, self.minimum, other.minimum),
+            pick(max, self.maximum, other.maximum),
+            pick(float.__add__, self.total, other.total),
+        )
+
+
+def roll_up_heartbeats(now=None):
+    """Build the rollups of every interval closed more than ROLLUP_DELAY_SECONDS ago and not yet
+    rolled up, then delete those past their retention; returns {resolution: new rolled_up_until}.
+
+    Set-based (one INSERT ... SELECT ... GROUP BY per chunk of intervals, for every device at once)
+    and idempotent: an interval rolled up again gets the same rows (ON CONFLICT ... DO UPDATE), and
+    each chunk records its progress in the transaction that writes it. The delay leaves the batched
+    heartbeat writer time to store what it holds; a heartbeat stored later than that is in the raw
+    table, not in its rollup. The first run starts from the oldest heartbeat a rollup is kept for.
+    """
+    now = now or timezone.now()
+    settled = now - timedelta(seconds=settings.ROLLUP_DELAY_SECONDS)
+    reached = {}
+    for resolution in Resolution:
+        keep_since = rollup_retention_start(resolution, now)
+        until = floor_time(settled, resolution)
+        progress = RollupProgress.objects.filter(resolution=resolution).first()
+        since = progress.rolled_up_until if progress else floor_time(max(keep_since, retention_start(now)), resolution)
+        while since < until:
+            chunk_end = min(until, since + CHUNK[resolution])
+            with transaction.atomic():
+                build_rollups(resolution, since, chunk_end)
+                RollupProgress.objects.update_or_create(resolution=resolution, defaults={"rolled_up_until": chunk_end})
+            since = chunk_end
+        MetricRollup.objects.filter(resolution=resolution, bucket_start__lt=keep_since).delete()
+        reached[resolution] = since
+    return reached
+
+
+def build_rollups(resolution, start, end):
+    """(Re)write the rollups of `resolution` of every device for the intervals in [start, end)."""
+    dialect = DIALECTS[connection.vendor]
+    width = int(resolution)
+    parts = {key: value.format(width=width) for key, value in dialect.items()}
+    sql = BUILD.format(rollups=ROLLUP_TABLE, heartbeats=HEARTBEAT_TABLE, width=width, **parts)
+    low, high = (connection.ops.adapt_datetimefield_value(at) for at in (start, end))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [low, high, low, high])
+
+
+def read_rollups(device, resolution, *, start, end, bucket):
+    """{(metric, chart bucket index): Aggregate} of the device's rollups of `resolution` in
+    [start, end), the chart's buckets `bucket` wide counted from `start`: one query, grouped in SQL."""
+    dialect = DIALECTS[connection.vendor]
+    bucket_index = dialect["bucket_index"].format(width=int(bucket.total_seconds()))
+    sql = READ.format(rollups=ROLLUP_TABLE, bucket_index=bucket_index)
+    low, high = (connection.ops.adapt_datetimefield_value(at) for at in (start, end))
+    params = [low, device.pk, int(resolution), low, high]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return {
+        (metric, index): Aggregate(count, minimum, maximum, total)
+        for metric, index, count, minimum, maximum, total in rows
+    }
+
+
+def rolled_up_until(resolution):
+    """Where the rollups of `resolution` end (None before the first run): raw heartbeats after it."""
+    return RollupProgress.objects.filter(resolution=resolution).values_list("rolled_up_until", flat=True).first()
+
+
+def rollup_retention_start(resolution, now):
+    if resolution == Resolution.MINUTE:
+        return now - timedelta(hours=settings.ROLLUP_MINUTE_RETENTION_HOURS)
+    return now - timedelta(days=settings.ROLLUP_HOUR_RETENTION_DAYS)
+
+
+def floor_time(at, resolution):
+    """`at` rounded down to a multiple of the resolution (minutes and hours of UTC)."""
+    seconds = int(at.timestamp()) // int(resolution) * int(resolution)
+    return datetime.fromtimestamp(seconds, tz=UTC)
