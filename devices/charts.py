@@ -49,7 +49,7 @@ def line_chart(points, chart_range, *, start):
     high = max(point.maximum for point in points)
     spread = (high - low) or 1.0
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    slot = plot_width / chart_range.buckets
+    slot = plot_width / chart_range.slots
 
     def x_of(index):
         return LEFT + (index + 0.5) * slot
@@ -77,10 +77,9 @@ def line_chart(points, chart_range, *, start):
         )
         for point in points
     ]
-    end = start + chart_range.span
     x_ticks = [
-        (round(LEFT + (at - start) / chart_range.span * plot_width, 1), f"{at:{chart_range.tick_format}}")
-        for at in time_ticks(start, end, chart_range.tick)
+        (round(LEFT + (at - start) / chart_range.bucket * slot, 1), f"{at:{chart_range.tick_format}}")
+        for at in time_ticks(start, start + chart_range.span, chart_range.tick)
     ]
     y_ticks = [(round(y_of(value), 1), _number(value)) for value in ((high, low) if high != low else (high,))]
     return LineChart(

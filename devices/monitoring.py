@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from .models import Device, MetricRollup
-from .rollups import Aggregate, read_rollups, rolled_up_until
+from .rollups import Aggregate, floor_time, read_rollups, rolled_up_until
 
 Resolution = MetricRollup.Resolution
 
@@ -32,8 +32,9 @@ class ChartRange:
     tick_format: str
 
     @property
-    def buckets(self):
-        return int(self.span / self.bucket)
+    def slots(self):
+        """Buckets on the chart: the span's, and one more as the first starts at a round instant."""
+        return int(self.span / self.bucket) + 1
 
 
 RANGES = {
@@ -87,12 +88,15 @@ def monitoring(device, chart_range=None, *, now=None):
     """
     chart_range = chart_range or RANGES[DEFAULT_RANGE]
     now = now or timezone.now()
-    start = now - chart_range.span
+    # Buckets start at multiples of their width, as the rollups' minutes and hours do: a rollup
+    # falls in the same bucket as its heartbeats would.
+    since = now - chart_range.span  # the uptime's window
+    start = floor_time(since, int(chart_range.bucket.total_seconds()))
     raw_from = min(max(start, rolled_up_until(chart_range.resolution) or start), now)
     buckets = read_rollups(device, chart_range.resolution, start=start, end=raw_from, bucket=chart_range.bucket)
     interval = device.device_model.heartbeat_interval
     covered = min(
-        raw_from - start,
+        max(raw_from - since, timedelta()),
         sum(
             (
                 min(chart_range.bucket, aggregate.count * timedelta(seconds=interval))
@@ -107,9 +111,10 @@ def monitoring(device, chart_range=None, *, now=None):
         .order_by("received_at")
         .values_list("received_at", "metrics")
     )
-    covered += uptime_fraction([at for at, _ in raw], interval=interval, start=raw_from, end=now) * (now - raw_from)
+    raw_since = max(raw_from, since)
+    covered += uptime_fraction([at for at, _ in raw], interval=interval, start=raw_since, end=now) * (now - raw_since)
     for at, metrics in raw:
-        index = min(chart_range.buckets - 1, int((at - start) / chart_range.bucket))
+        index = min(chart_range.slots - 1, int((at - start) / chart_range.bucket))
         for name, value in metrics.items():
             key, value = (name, index), float(value)
             buckets[key] = (
@@ -122,7 +127,7 @@ def monitoring(device, chart_range=None, *, now=None):
         "start": start,
         "end": now,
         "series": _series(buckets, chart_range, start),
-        "uptime": covered / (now - start),
+        "uptime": covered / chart_range.span,
     }
 
 

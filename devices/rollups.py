@@ -163,6 +163,7 @@ def rollup_retention_start(resolution, now):
 
 
 def floor_time(at, resolution):
-    """`at` rounded down to a multiple of the resolution (minutes and hours of UTC)."""
+    """`at` rounded down to a multiple of `resolution` seconds since the epoch (whole minutes,
+    hours or days of UTC)."""
     seconds = int(at.timestamp()) // int(resolution) * int(resolution)
     return datetime.fromtimestamp(seconds, tz=UTC)

@@ -17,6 +17,7 @@ from devices.configuration import ConfigurationError, desired_configuration, sav
 from devices.heartbeat_partitions import maintain_heartbeat_partitions
 from devices.models import Command, ConfigurationVersion, Device, DeviceEvent, Heartbeat
 from devices.monitoring import monitoring
+from devices.rollups import floor_time
 from devices.telemetry import record_connectivity_changes, record_heartbeat
 
 from .factories import ClaimedDeviceFactory, DeviceFactory
@@ -130,7 +131,7 @@ def test_heartbeats_older_than_thirty_days_are_purged(device):
 
 
 def test_monitoring_gives_each_metrics_series_and_the_uptime(device):
-    now = timezone.now()
+    now = floor_time(timezone.now(), 300)  # the chart's five-minute buckets start at round minutes
     for minute in range(60):
         at = now - timedelta(minutes=60 - minute)
         Heartbeat.objects.create(device=device, received_at=at, metrics={"cpu": minute, "temp": 20})
