@@ -110,14 +110,20 @@ def roll_up_heartbeats(now=None):
     for resolution in Resolution:
         keep_since = rollup_retention_start(resolution, now)
         until = floor_time(settled, resolution)
-        progress = RollupProgress.objects.filter(resolution=resolution).first()
-        since = progress.rolled_up_until if progress else floor_time(max(keep_since, retention_start(now)), resolution)
-        while since < until:
-            chunk_end = min(until, since + CHUNK[resolution])
+        first = floor_time(max(keep_since, retention_start(now)), resolution)
+        RollupProgress.objects.get_or_create(resolution=resolution, defaults={"rolled_up_until": first})
+        while True:
+            # The progress row, locked, makes a run that overlaps another wait for it, then go on from
+            # where it stopped.
             with transaction.atomic():
-                build_rollups(resolution, since, chunk_end)
-                RollupProgress.objects.update_or_create(resolution=resolution, defaults={"rolled_up_until": chunk_end})
-            since = chunk_end
+                progress = RollupProgress.objects.select_for_update().get(resolution=resolution)
+                # Nothing older than the rollups' own retention is built: after a long stop, it is skipped.
+                since = max(floor_time(keep_since, resolution), progress.rolled_up_until)
+                if since >= until:
+                    break
+                progress.rolled_up_until = min(until, since + CHUNK[resolution])
+                build_rollups(resolution, since, progress.rolled_up_until)
+                progress.save(update_fields=["rolled_up_until"])
         MetricRollup.objects.filter(resolution=resolution, bucket_start__lt=keep_since).delete()
         reached[resolution] = since
     return reached
