@@ -296,10 +296,10 @@ class Heartbeat(models.Model):
 
 
 class MetricRollup(models.Model):
-    """One metric of one device over one minute or one hour: min, max, sum and count of its values.
+    """One metric of one device over one minute, hour or day: min, max, sum and count of its values.
 
-    Built from heartbeats over closed intervals by devices/rollups.py, and kept longer than the
-    heartbeats (ROLLUP_MINUTE_RETENTION_HOURS, ROLLUP_HOUR_RETENTION_DAYS) so that a chart of any
+    Built over closed intervals by devices/rollups.py, and kept longer than the heartbeats
+    (ROLLUP_MINUTE_RETENTION_HOURS, ROLLUP_RETENTION_DAYS) so that a chart of any
     range reads a few hundred points. The metric "" (HEARTBEATS) counts the heartbeats themselves,
     with or without metrics: the uptime of long ranges is estimated from it.
     """
@@ -309,6 +309,7 @@ class MetricRollup(models.Model):
     class Resolution(models.IntegerChoices):
         MINUTE = 60, "Minute"
         HOUR = 3600, "Hour"
+        DAY = 86400, "Day"
 
     pk = models.CompositePrimaryKey("device", "resolution", "bucket_start", "metric")
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="metric_rollups")

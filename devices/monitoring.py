@@ -1,9 +1,9 @@
 """What the device page's monitoring panel shows: per-metric series and the uptime over a range.
 
-A range reads the device's rollups (devices/rollups.py) up to where they are complete and the raw
-heartbeats after that (the minutes or the hour not rolled up yet, so that the chart is current; the
-whole range where no beat task builds rollups, as on the embedded default): three queries, however
-long the range and the history, and at most a few hundred buckets per metric.
+A range reads the device's rollups (devices/rollups.py) of its resolution up to where they are
+complete, the finer ones after that, and the raw heartbeats of the last minutes not rolled up yet,
+so that the chart is current (the whole range where no beat task builds rollups, as on the embedded
+default): three queries, however long the range and the history, and a few hundred buckets a metric.
 """
 
 from dataclasses import dataclass
@@ -47,7 +47,7 @@ RANGES = {
         ChartRange(
             "30d", "30 days", timedelta(days=30), Resolution.HOUR, timedelta(hours=3), timedelta(days=5), "%b %d"
         ),
-        ChartRange("1y", "1 year", timedelta(days=365), Resolution.HOUR, timedelta(days=1), None, "%b"),
+        ChartRange("1y", "1 year", timedelta(days=365), Resolution.DAY, timedelta(days=1), None, "%b"),
     )
 }
 DEFAULT_RANGE = "24h"
@@ -66,7 +66,7 @@ class Point:
 
 def offered_ranges():
     """The ranges the rollups' retention can fill (the longest is as far back as they go)."""
-    kept = timedelta(days=settings.ROLLUP_HOUR_RETENTION_DAYS)
+    kept = timedelta(days=settings.ROLLUP_RETENTION_DAYS)
     return [
         chart_range for chart_range in RANGES.values() if chart_range.span <= kept or chart_range.key == DEFAULT_RANGE
     ]
@@ -92,8 +92,13 @@ def monitoring(device, chart_range=None, *, now=None):
     # falls in the same bucket as its heartbeats would.
     since = now - chart_range.span  # the uptime's window
     start = floor_time(since, int(chart_range.bucket.total_seconds()))
-    raw_from = min(max(start, rolled_up_until(chart_range.resolution) or start), now)
-    buckets = read_rollups(device, chart_range.resolution, start=start, end=raw_from, bucket=chart_range.bucket)
+    # The range's resolution up to where it is complete, each finer one from there up to its own end.
+    periods, raw_from, reached = [], start, rolled_up_until()
+    for resolution in sorted((r for r in Resolution if r <= chart_range.resolution), reverse=True):
+        until = min(max(raw_from, reached.get(resolution, raw_from)), now)
+        periods.append((resolution, raw_from, until))
+        raw_from = until
+    buckets = read_rollups(device, periods, start=start, bucket=chart_range.bucket)
     interval = device.device_model.heartbeat_interval
     covered = min(
         max(raw_from - since, timedelta()),

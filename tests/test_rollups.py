@@ -14,7 +14,7 @@ from .factories import ClaimedDeviceFactory
 
 pytestmark = pytest.mark.django_db
 
-NOW = datetime(2026, 6, 15, 12, 30, 20, tzinfo=UTC)
+NOW = datetime(2026, 6, 15, 1, 30, 20, tzinfo=UTC)  # three hours back is the day before
 Resolution = MetricRollup.Resolution
 
 
@@ -68,17 +68,19 @@ def assert_equal(rollups, expected):
         assert rollups[key][1:] == (pytest.approx(low), pytest.approx(high), pytest.approx(total)), key
 
 
-def test_minute_and_hour_rollups_equal_the_raw_aggregates_of_the_closed_intervals(sample, settings):
+def test_minute_hour_and_day_rollups_equal_the_raw_aggregates_of_the_closed_intervals(sample, settings):
     settings.ROLLUP_DELAY_SECONDS = 90
     reached = roll_up_heartbeats(NOW)
-    # 12:30:20 less the delay is 12:28:50: minutes up to 12:28, hours up to 12:00 are closed.
+    # 01:30:20 less the delay is 01:28:50: minutes up to 01:28, hours up to 01:00, days up to 00:00.
     assert reached == {
         Resolution.MINUTE: NOW.replace(minute=28, second=0),
         Resolution.HOUR: NOW.replace(minute=0, second=0),
+        Resolution.DAY: NOW.replace(hour=0, minute=0, second=0),
     }
-    assert_equal(stored(Resolution.MINUTE), raw_aggregates(sample, Resolution.MINUTE, reached[Resolution.MINUTE]))
-    assert_equal(stored(Resolution.HOUR), raw_aggregates(sample, Resolution.HOUR, reached[Resolution.HOUR]))
+    for resolution in Resolution:
+        assert_equal(stored(resolution), raw_aggregates(sample, resolution, reached[resolution]))
     assert len(stored(Resolution.HOUR)) > 6  # two devices, two closed hours or more, each metric
+    assert len(stored(Resolution.DAY)) == 6  # two devices, the day before, two metrics and the count
 
 
 def test_rolling_up_an_interval_again_gives_the_same_rows(sample):
@@ -93,7 +95,7 @@ def test_rolling_up_an_interval_again_gives_the_same_rows(sample):
 def test_each_run_rolls_up_only_what_closed_since_the_last(sample):
     roll_up_heartbeats(NOW - timedelta(minutes=30))
     assert RollupProgress.objects.get(resolution=Resolution.MINUTE).rolled_up_until == NOW.replace(
-        minute=58, hour=11, second=0
+        minute=58, hour=0, second=0
     )
     roll_up_heartbeats(NOW)
     assert_equal(stored(Resolution.MINUTE), raw_aggregates(sample, Resolution.MINUTE, NOW.replace(minute=28, second=0)))
@@ -101,7 +103,7 @@ def test_each_run_rolls_up_only_what_closed_since_the_last(sample):
 
 def test_rollups_past_their_retention_are_deleted_and_outlive_the_raw_heartbeats(settings):
     settings.ROLLUP_MINUTE_RETENTION_HOURS = 48
-    settings.ROLLUP_HOUR_RETENTION_DAYS = 400
+    settings.ROLLUP_RETENTION_DAYS = 400
     device = ClaimedDeviceFactory()
     for days in (1, 3, 100, 401):
         MetricRollup.objects.create(
@@ -115,4 +117,12 @@ def test_rollups_past_their_retention_are_deleted_and_outlive_the_raw_heartbeats
         (resolution, (NOW - at).days)
         for resolution, at in MetricRollup.objects.values_list("resolution", "bucket_start")
     }
-    assert ages == {(Resolution.MINUTE, 1), (Resolution.HOUR, 1), (Resolution.HOUR, 3), (Resolution.HOUR, 100)}
+    # Days are built from the hours within the heartbeats' retention (those of 1 and 3 days ago here).
+    assert ages == {
+        (Resolution.MINUTE, 1),
+        (Resolution.HOUR, 1),
+        (Resolution.HOUR, 3),
+        (Resolution.HOUR, 100),
+        (Resolution.DAY, 1),
+        (Resolution.DAY, 3),
+    }

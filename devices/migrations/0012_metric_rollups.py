@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
                         to="devices.device",
                     ),
                 ),
-                ("resolution", models.PositiveIntegerField(choices=[(60, "Minute"), (3600, "Hour")])),
+                ("resolution", models.PositiveIntegerField(choices=[(60, "Minute"), (3600, "Hour"), (86400, "Day")])),
                 ("bucket_start", models.DateTimeField()),
                 ("metric", models.CharField(blank=True, max_length=64)),
                 ("count", models.PositiveIntegerField()),
@@ -50,7 +50,7 @@ class Migration(migrations.Migration):
                 (
                     "resolution",
                     models.PositiveIntegerField(
-                        choices=[(60, "Minute"), (3600, "Hour")], primary_key=True, serialize=False
+                        choices=[(60, "Minute"), (3600, "Hour"), (86400, "Day")], primary_key=True, serialize=False
                     ),
                 ),
                 ("rolled_up_until", models.DateTimeField()),

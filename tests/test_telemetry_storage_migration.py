@@ -1,12 +1,17 @@
-"""Telemetry storage on the embedded default (SQLite): the heartbeat table is rebuilt with its new
-key and keeps its rows, the rollups are built by the same task, the page's ranges read them, and
-the retention is a DELETE. Runs in a subprocess with the local settings, as test_embedded_default."""
+"""Telemetry storage from an existing database on, on PostgreSQL and on the embedded default
+(SQLite): the heartbeat table is rebuilt (partitioned on PostgreSQL) and keeps its rows, the
+rollups are built by the same task, the page's ranges read them, and the retention deletes what is
+past it. Runs in a subprocess on a database of its own, as test_embedded_default does."""
 
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import psycopg
+import pytest
+from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,14 +69,40 @@ for key in RANGES:
     data = monitoring(device, RANGES[key], now=now)
     seconds_up = round(data["uptime"] * RANGES[key].span.total_seconds())
     result["after_rollups"][key] = [len(data["series"]["cpu"]), seconds_up]
+if connection.vendor == "postgresql":
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relkind FROM pg_class WHERE relname = 'devices_heartbeat'")
+        result["partitioned"] = cursor.fetchone()[0] == "p"
+else:
+    result["partitioned"] = False
 print(json.dumps(result))
 """
 
 
-def test_telemetry_storage_works_on_sqlite(tmp_path):
+@pytest.fixture
+def sqlite_database(tmp_path):
+    return f"sqlite:///{tmp_path / 'telemetry.sqlite3'}"
+
+
+@pytest.fixture
+def postgresql_database():
+    """A database of its own on the test suite's PostgreSQL server, dropped afterwards."""
+    server = connection.settings_dict
+    name = f"{server['TEST']['NAME'] or 'test_' + server['NAME']}_migration"  # this suite's own
+    address = f"postgres://{server['USER']}@{server['HOST'] or '127.0.0.1'}:{server['PORT'] or 5432}"
+    with psycopg.connect(f"{address}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{address}/{name}"
+    with psycopg.connect(f"{address}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("database", ["sqlite_database", "postgresql_database"])
+def test_heartbeats_are_carried_over_rolled_up_charted_and_purged(request, database):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")} | {
         "DJANGO_SETTINGS_MODULE": "config.settings.local",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'telemetry.sqlite3'}",
+        "DATABASE_URL": request.getfixturevalue(database),
         "DJANGO_LOG_LEVEL": "ERROR",
     }
     result = subprocess.run(
@@ -80,6 +111,7 @@ def test_telemetry_storage_works_on_sqlite(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     answer = json.loads(result.stdout.splitlines()[-1])
     assert answer["carried_over"] == 181
+    assert answer["partitioned"] == (database == "postgresql_database")
     assert answer["deleted"] == 1  # the heartbeat of 31 days ago
     # Without rollups (no beat task) every range reads the raw heartbeats of its three hours.
     # (Buckets start at round instants: the three hours may begin in the middle of one.)
