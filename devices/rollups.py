@@ -89,10 +89,11 @@ BUILD_FROM_ROLLUPS = """
 READ = """
     SELECT metric, {bucket_index} AS bucket, sum(count), min(minimum), max(maximum), sum(total)
     FROM {rollups}
-    WHERE device_id = %s AND ({periods})
+    WHERE {periods}
     GROUP BY 1, 2
 """
-PERIOD = "(resolution = %s AND bucket_start >= %s AND bucket_start < %s)"
+# The device in each period, so that each is one range of the primary key's index.
+PERIOD = "(device_id = %s AND resolution = %s AND bucket_start >= %s AND bucket_start < %s)"
 
 
 @dataclass(frozen=True)
@@ -181,9 +182,9 @@ def read_rollups(device, periods, *, start, bucket):
     bucket_index = dialect["bucket_index"].format(width=int(bucket.total_seconds()))
     sql = READ.format(rollups=ROLLUP_TABLE, bucket_index=bucket_index, periods=" OR ".join([PERIOD] * len(periods)))
     adapt = connection.ops.adapt_datetimefield_value
-    params = [adapt(start), device.pk]
+    params = [adapt(start)]
     for resolution, low, high in periods:
-        params += [int(resolution), adapt(low), adapt(high)]
+        params += [device.pk, int(resolution), adapt(low), adapt(high)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

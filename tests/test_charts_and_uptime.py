@@ -54,7 +54,7 @@ def test_line_chart_breaks_where_the_device_sent_nothing():
 
 def test_each_bucket_has_a_title_with_its_time_and_values():
     chart = line_chart(points({0: 20.5, 1: 21.0}), DAY, start=START)
-    assert [band.title for band in chart.bands] == [
+    assert chart.titles == [
         "2026-01-01 00:00 UTC: 20.5 (min 19.5, max 21.5)",
         "2026-01-01 00:05 UTC: 21 (min 20, max 22)",
     ]
