@@ -116,4 +116,5 @@ def time_ticks(start, end, step):
 
 
 def _number(value):
-    return f"{value:.2f}".rstrip("0").rstrip(".")
+    """`value` to two decimals at most, without trailing zeros: 21.5, 21, 0.33."""
+    return str(round(value, 2)).removesuffix(".0")

@@ -8,12 +8,13 @@ default): three queries, however long the range and the history, and a few hundr
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.utils import timezone
 
 from .models import Device, MetricRollup
-from .rollups import Aggregate, floor_time, read_rollups, rolled_up_until
+from .rollups import floor_time, read_rollups, rolled_up_until
 
 Resolution = MetricRollup.Resolution
 
@@ -53,9 +54,9 @@ RANGES = {
 DEFAULT_RANGE = "24h"
 
 
-@dataclass(frozen=True)
-class Point:
-    """One chart bucket of one metric: its index and start, and the values' average, min and max."""
+class Point(NamedTuple):
+    """One chart bucket of one metric: its index and start, and the values' average, min and max.
+    (A tuple: the year's chart makes hundreds of them on every view.)"""
 
     index: int
     start: datetime
@@ -104,8 +105,8 @@ def monitoring(device, chart_range=None, *, now=None):
         max(raw_from - since, timedelta()),
         sum(
             (
-                min(chart_range.bucket, aggregate.count * timedelta(seconds=interval))
-                for (name, _), aggregate in buckets.items()
+                min(chart_range.bucket, count * timedelta(seconds=interval))
+                for (name, _), (count, *_) in buckets.items()
                 if name == MetricRollup.HEARTBEATS
             ),
             timedelta(),
@@ -121,12 +122,14 @@ def monitoring(device, chart_range=None, *, now=None):
     for at, metrics in raw:
         index = min(chart_range.slots - 1, int((at - start) / chart_range.bucket))
         for name, value in metrics.items():
-            key, value = (name, index), float(value)
-            buckets[key] = (
-                buckets[key] + Aggregate(1, value, value, value)
-                if key in buckets
-                else Aggregate(1, value, value, value)
-            )
+            value = float(value)
+            aggregate = buckets.get((name, index))
+            if aggregate is None:
+                buckets[name, index] = [1, value, value, value]
+            else:
+                aggregate[0] += 1
+                aggregate[1], aggregate[2] = min(aggregate[1], value), max(aggregate[2], value)
+                aggregate[3] += value
     return {
         "range": chart_range,
         "start": start,
@@ -139,18 +142,10 @@ def monitoring(device, chart_range=None, *, now=None):
 def _series(buckets, chart_range, start):
     """{metric: [Point, ...]} in time order, metrics by name, without the heartbeat counts."""
     series = {}
-    for (name, index), aggregate in sorted(buckets.items()):
-        if name == MetricRollup.HEARTBEATS or not aggregate.count or aggregate.total is None:
-            continue
-        series.setdefault(name, []).append(
-            Point(
-                index=index,
-                start=start + index * chart_range.bucket,
-                average=aggregate.total / aggregate.count,
-                minimum=aggregate.minimum,
-                maximum=aggregate.maximum,
-            )
-        )
+    for (name, index), (count, minimum, maximum, total) in sorted(buckets.items()):
+        if name != MetricRollup.HEARTBEATS and count and total is not None:
+            point = Point(index, start + index * chart_range.bucket, total / count, minimum, maximum)
+            series.setdefault(name, []).append(point)
     return series
 
 

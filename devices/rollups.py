@@ -8,8 +8,6 @@ building and reading them lives here, in one dialect per database vendor (Postgr
 for the embedded default).
 """
 
-import operator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -96,27 +94,6 @@ READ = """
 PERIOD = "(device_id = %s AND resolution = %s AND bucket_start >= %s AND bucket_start < %s)"
 
 
-@dataclass(frozen=True)
-class Aggregate:
-    """Values of one metric in one chart bucket (minimum, maximum and total None for HEARTBEATS)."""
-
-    count: int
-    minimum: float | None
-    maximum: float | None
-    total: float | None
-
-    def __add__(self, other):
-        def pick(choose, a, b):
-            return b if a is None else a if b is None else choose(a, b)
-
-        return Aggregate(
-            self.count + other.count,
-            pick(min, self.minimum, other.minimum),
-            pick(max, self.maximum, other.maximum),
-            pick(operator.add, self.total, other.total),
-        )
-
-
 def roll_up_heartbeats(now=None):
     """Build the rollups of every interval closed more than ROLLUP_DELAY_SECONDS ago and not yet
     rolled up, then delete those past their retention; returns {resolution: new rolled_up_until}.
@@ -172,7 +149,8 @@ def build_rollups(resolution, start, end):
 
 
 def read_rollups(device, periods, *, start, bucket):
-    """{(metric, chart bucket index): Aggregate} of the device's rollups, `periods` a list of
+    """{(metric, chart bucket index): [count, min, max, sum]} of the device's rollups (min, max and sum
+    None for HEARTBEATS), `periods` a list of
     (resolution, since, until): each resolution read over its own period, the chart's buckets
     `bucket` wide counted from `start`. One query, grouped in SQL."""
     periods = [(resolution, low, high) for resolution, low, high in periods if low < high]
@@ -188,10 +166,7 @@ def read_rollups(device, periods, *, start, bucket):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    return {
-        (metric, index): Aggregate(count, minimum, maximum, total)
-        for metric, index, count, minimum, maximum, total in rows
-    }
+    return {(metric, index): [count, low, high, total] for metric, index, count, low, high, total in rows}
 
 
 def rolled_up_until():
