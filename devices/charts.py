@@ -45,30 +45,29 @@ def line_chart(points, chart_range, *, start):
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_width / chart_range.slots
 
-    def x_of(index):
-        return LEFT + (index + 0.5) * slot
-
     def y_of(value):
-        return TOP + (1 - (value - low) / spread) * plot_height
+        return TOP + (high - value) / spread * plot_height
 
     # One pass, strings built directly: the year's chart has hundreds of buckets, on every page view.
-    scale = plot_height / spread
-    band_width, day_only = f"{slot:.2f}", chart_range.bucket >= timedelta(days=1)
+    scale, stamp = plot_height / spread, 10 if chart_range.bucket >= timedelta(days=1) else 16
+    # A bucket of several days is named by its first and last: "2026-11-15 to 11-16".
+    last_day = chart_range.bucket - timedelta(days=1) if chart_range.bucket > timedelta(days=1) else None
+    band = f'" y="{TOP}" width="{slot:.2f}" height="{plot_height}"><title>'
     segments, titles, bands, previous = [], [], [], None
-    for point in points:
-        index = point.index
+    for index, bucket_start, average, minimum, maximum in points:
         if previous is None or index - previous > 1:
             segments.append([])
-        segments[-1].append(f"{LEFT + (index + 0.5) * slot:.1f},{TOP + (high - point.average) * scale:.1f}")
+            line = segments[-1]
+        line.append(f"{LEFT + (index + 0.5) * slot:.1f},{TOP + (high - average) * scale:.1f}")
         previous = index
-        title = f"{point.start.isoformat(' ')[: 10 if day_only else 16]} UTC: {_number(point.average)}"
-        if point.minimum != point.maximum:
-            title += f" (min {_number(point.minimum)}, max {_number(point.maximum)})"
+        title = f"{bucket_start.isoformat(' ')[:stamp]}"
+        if last_day:
+            title = f"{title} to {(bucket_start + last_day).isoformat()[5:10]}"
+        title = f"{title} UTC: {_number(average)}"
+        if minimum != maximum:
+            title = f"{title} (min {_number(minimum)}, max {_number(maximum)})"
         titles.append(title)
-        bands.append(
-            f'<rect class="band" x="{LEFT + index * slot:.2f}" y="{TOP}" width="{band_width}" height="{plot_height}">'
-            f"<title>{title}</title></rect>"
-        )
+        bands.append(f'<rect class="band" x="{LEFT + index * slot:.2f}{band}{title}</title></rect>')
     x_ticks = [
         (round(LEFT + (at - start) / chart_range.bucket * slot, 1), f"{at:{chart_range.tick_format}}")
         for at in time_ticks(start, start + chart_range.span, chart_range.tick)

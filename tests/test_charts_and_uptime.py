@@ -60,6 +60,12 @@ def test_each_bucket_has_a_title_with_its_time_and_values():
     ]
 
 
+def test_a_bucket_of_two_days_is_named_by_its_first_and_last():
+    year = RANGES["1y"]
+    chart = line_chart(points({0: 20.5}, year), year, start=START)
+    assert chart.titles == ["2026-01-01 to 01-02 UTC: 20.5 (min 19.5, max 21.5)"]
+
+
 def test_the_time_axis_is_labelled_at_round_instants_of_each_range():
     def labels(key):
         return [label for _, label in line_chart(points({0: 1.0}, RANGES[key]), RANGES[key], start=START).x_ticks]

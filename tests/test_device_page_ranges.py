@@ -104,7 +104,7 @@ def test_the_year_reads_the_rollups_and_the_hour_since_from_raw_heartbeats(devic
     latest = Heartbeat.objects.create(device=device, received_at=now - timedelta(seconds=5), metrics={"cpu": 50.0})
     data = monitoring(device, RANGES["1y"], now=now)
     points = data["series"]["cpu"]
-    assert len(points) == 366  # one a day, the first and the last partly in the year
+    assert 183 <= len(points) <= 184  # one every two days, the first and the last partly in the year
     assert points[0].average == pytest.approx(2.0)
     assert (points[-1].maximum, points[-1].start <= latest.received_at) == (50.0, True)
     assert data["uptime"] == pytest.approx(1.0, abs=0.01)
