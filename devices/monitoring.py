@@ -143,11 +143,10 @@ def monitoring(device, chart_range=None, *, now=None):
 
 def _series(buckets, chart_range, start):
     """{metric: [Point, ...]} in time order, metrics by name, without the heartbeat counts."""
-    series = {}
+    series, starts = {}, [start + index * chart_range.bucket for index in range(chart_range.slots)]
     for (name, index), (count, minimum, maximum, total) in sorted(buckets.items()):
         if name != MetricRollup.HEARTBEATS and count and total is not None:
-            point = Point(index, start + index * chart_range.bucket, total / count, minimum, maximum)
-            series.setdefault(name, []).append(point)
+            series.setdefault(name, []).append(Point(index, starts[index], total / count, minimum, maximum))
     return series
 
 
