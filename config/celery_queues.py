@@ -27,7 +27,8 @@ TASKS_BY_KIND = {
     "telemetry": [
         "devices.tasks.write_buffered_heartbeats_task",
         "devices.tasks.record_connectivity_changes",
-        "devices.tasks.purge_old_heartbeats",
+        "devices.tasks.maintain_heartbeat_partitions",
+        "devices.tasks.roll_up_heartbeats",
     ],
     "webhooks": ["webhooks.tasks.*"],
 }

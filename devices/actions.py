@@ -154,8 +154,15 @@ def release_device(device, *, actor, reason=""):
         )
         VendorAuditEntry.record_release(locked, actor=actor, reason=reason)
         holder = locked.organization_id
-        # The whole history goes: events, telemetry, commands and configuration versions.
-        for history in (locked.events, locked.heartbeats, locked.commands, locked.configuration_versions):
+        # The whole history goes: events, telemetry and its rollups, commands and configuration versions.
+        histories = (
+            locked.events,
+            locked.heartbeats,
+            locked.metric_rollups,
+            locked.commands,
+            locked.configuration_versions,
+        )
+        for history in histories:
             history.all().delete()
         revoke_key(locked)
         locked.applied_config_version = None

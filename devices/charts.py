@@ -1,56 +1,119 @@
-"""Server-rendered SVG line charts (no JavaScript, nothing inline for the CSP to refuse)."""
+"""Server-rendered SVG line charts with time axes (no JavaScript, nothing inline for the CSP to refuse).
+
+A chart draws a metric's bucket averages (devices/monitoring.py) as a line that breaks where the
+device sent nothing, labels the time axis and the value axis, and lays an invisible band over each
+bucket whose <title> the browser shows under the pointer: the bucket's time, average, min and max.
+"""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-MAX_POINTS = 288  # one point per 5 minutes over 24 hours is plenty for a 600-px chart
+from django.utils.safestring import mark_safe
+
+WIDTH, HEIGHT = 640, 150
+# The plot area inside the box: room on the left for the value labels, below for the time labels.
+LEFT, RIGHT, TOP, BOTTOM = 44, 6, 6, 22
 
 
 @dataclass(frozen=True)
 class LineChart:
-    # One SVG polyline "x,y x,y ..." per run of buckets with data, in a width x height box: the
-    # line breaks where the device sent nothing, rather than drawing across the outage.
-    segments: list
+    segments: list  # one SVG polyline "x,y x,y ..." per run of consecutive buckets with data
+    titles: list  # what each bucket's band says under the pointer
+    bands_svg: str  # the bands as SVG elements, written here: hundreds of them cost a template loop dearly
+    x_ticks: list  # (x, label)
+    y_ticks: list  # (y, label)
     width: int
     height: int
+    plot_left: int
+    plot_right: int
+    plot_top: int
+    plot_bottom: int
+    plot_height: int
     minimum: float
     maximum: float
     latest: float
 
 
-def downsample(series, start, end, buckets=MAX_POINTS):
-    """Average `series` [(time, value)] into at most `buckets` equal time buckets."""
-    span = (end - start).total_seconds() or 1.0
-    sums = {}
-    for at, value in series:
-        bucket = min(buckets - 1, max(0, int((at - start).total_seconds() / span * buckets)))
-        total, count = sums.get(bucket, (0.0, 0))
-        sums[bucket] = (total + value, count + 1)
-    return [(bucket, total / count) for bucket, (total, count) in sorted(sums.items())]
-
-
-def line_chart(series, *, start, end, width=600, height=120, buckets=MAX_POINTS):
-    """A LineChart of `series` between `start` and `end`, or None for an empty series."""
-    if not series:
+def line_chart(points, chart_range, *, start):
+    """A LineChart of `points` (monitoring.Point, in time order) over `chart_range` from `start`,
+    or None when there are none."""
+    if not points:
         return None
-    averaged = downsample(series, start, end, buckets)
-    values = [value for _, value in averaged]
-    low, high = min(values), max(values)
+    low = min(point.minimum for point in points)
+    high = max(point.maximum for point in points)
     spread = (high - low) or 1.0
-    pad = 4
-    segments, previous = [], None
-    for bucket, value in averaged:
-        point = (
-            f"{bucket / max(buckets - 1, 1) * width:.1f},{pad + (1 - (value - low) / spread) * (height - 2 * pad):.1f}"
-        )
-        if previous is None or bucket - previous > 1:
+    plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    slot = plot_width / chart_range.slots
+
+    def y_of(value):
+        return TOP + (high - value) / spread * plot_height
+
+    # One pass, strings built directly: the year's chart has hundreds of buckets, on every page view.
+    scale, stamp = plot_height / spread, 10 if chart_range.bucket >= timedelta(days=1) else 16
+    # A bucket of several days is named by its first and last: "2026-11-15 to 11-16".
+    last_day = chart_range.bucket - timedelta(days=1) if chart_range.bucket > timedelta(days=1) else None
+    band = f'" y="{TOP}" width="{slot:.2f}" height="{plot_height}"><title>'
+    segments, titles, bands, previous = [], [], [], None
+    for index, bucket_start, average, minimum, maximum in points:
+        if previous is None or index - previous > 1:
             segments.append([])
-        segments[-1].append(point)
-        previous = bucket
+            line = segments[-1]
+        line.append(f"{LEFT + (index + 0.5) * slot:.1f},{TOP + (high - average) * scale:.1f}")
+        previous = index
+        title = f"{bucket_start.isoformat(' ')[:stamp]}"
+        if last_day:
+            title = f"{title} to {(bucket_start + last_day).isoformat()[5:10]}"
+        title = f"{title} UTC: {_number(average)}"
+        if minimum != maximum:
+            title = f"{title} (min {_number(minimum)}, max {_number(maximum)})"
+        titles.append(title)
+        bands.append(f'<rect class="band" x="{LEFT + index * slot:.2f}{band}{title}</title></rect>')
+    x_ticks = [
+        (round(LEFT + (at - start) / chart_range.bucket * slot, 1), f"{at:{chart_range.tick_format}}")
+        for at in time_ticks(start, start + chart_range.span, chart_range.tick)
+    ]
+    y_ticks = [(round(y_of(value), 1), _number(value)) for value in ((high, low) if high != low else (high,))]
     return LineChart(
-        segments=[" ".join(points) for points in segments],
-        width=width,
-        height=height,
+        segments=[" ".join(run) for run in segments],
+        titles=titles,
+        bands_svg=mark_safe("".join(bands)),  # noqa: S308 - numbers and a date only, nothing to escape
+        x_ticks=x_ticks,
+        y_ticks=y_ticks,
+        width=WIDTH,
+        height=HEIGHT,
+        plot_left=LEFT,
+        plot_right=WIDTH - RIGHT,
+        plot_top=TOP,
+        plot_bottom=HEIGHT - BOTTOM,
+        plot_height=HEIGHT - BOTTOM - TOP,
         minimum=low,
         maximum=high,
-        latest=series[-1][1],
+        latest=points[-1].average,
     )
+
+
+def time_ticks(start, end, step):
+    """The round instants (UTC) in [start, end): every multiple of `step` since midnight of the
+    first day, or the first of each month when `step` is None."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    if step is None:
+        at = datetime(start.year, start.month, 1, tzinfo=UTC)
+        ticks = []
+        while at < end:
+            if at >= start:
+                ticks.append(at)
+            at = datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=UTC)
+        return ticks
+    at = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    while at < start:
+        at += step
+    ticks = []
+    while at < end:
+        ticks.append(at)
+        at += step
+    return ticks
+
+
+def _number(value):
+    """`value` to two decimals at most, without trailing zeros: 21.5, 21, 0.33."""
+    return str(round(value, 2)).removesuffix(".0")

@@ -275,20 +275,69 @@ class ConfigurationVersion(models.Model):
 
 
 class Heartbeat(models.Model):
-    """One heartbeat's metrics (at most 32 finite numbers), kept 30 days for the monitoring chart."""
+    """One heartbeat's metrics (at most 32 finite numbers), kept HEARTBEAT_RETENTION_DAYS for the
+    charts' latest points and the rollups (MetricRollup) that the charts read.
 
+    On PostgreSQL the table is partitioned by day on received_at (devices/heartbeat_partitions.py):
+    retention drops whole partitions. The primary key holds the partition key, as PostgreSQL requires
+    of a unique index on a partitioned table, and lets a batched writer skip a row written twice.
+    """
+
+    pk = models.CompositePrimaryKey("device", "received_at")
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="heartbeats")
     received_at = models.DateTimeField(default=timezone.now)
     metrics = models.JSONField(default=dict)
 
     class Meta:
-        indexes = [
-            models.Index(fields=["device", "received_at"], name="heartbeat_device_time"),
-            models.Index(fields=["received_at"], name="heartbeat_time"),
-        ]
+        indexes = [models.Index(fields=["received_at"], name="heartbeat_time")]
 
     def __str__(self):
         return f"heartbeat at {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+
+class MetricRollup(models.Model):
+    """One metric of one device over one minute, hour or day: min, max, sum and count of its values.
+
+    Built over closed intervals by devices/rollups.py, and kept longer than the heartbeats
+    (ROLLUP_MINUTE_RETENTION_HOURS, ROLLUP_RETENTION_DAYS) so that a chart of any
+    range reads a few hundred points. The metric "" (HEARTBEATS) counts the heartbeats themselves,
+    with or without metrics: the uptime of long ranges is estimated from it.
+    """
+
+    HEARTBEATS = ""
+
+    class Resolution(models.IntegerChoices):
+        MINUTE = 60, "Minute"
+        HOUR = 3600, "Hour"
+        DAY = 86400, "Day"
+
+    pk = models.CompositePrimaryKey("device", "resolution", "bucket_start", "metric")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="metric_rollups")
+    resolution = models.PositiveIntegerField(choices=Resolution.choices)
+    bucket_start = models.DateTimeField()
+    metric = models.CharField(max_length=64, blank=True)
+    count = models.PositiveIntegerField()
+    minimum = models.FloatField(null=True)
+    maximum = models.FloatField(null=True)
+    total = models.FloatField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["resolution", "bucket_start"], name="rollup_resolution_time")]
+
+    def __str__(self):
+        per = self.get_resolution_display().lower()
+        return f"{self.metric or 'heartbeats'} per {per} at {self.bucket_start:%Y-%m-%d %H:%M}"
+
+
+class RollupProgress(models.Model):
+    """How far the rollups of one resolution are complete: every interval before `rolled_up_until`
+    has its rows. A chart reads rollups before it and raw heartbeats after it."""
+
+    resolution = models.PositiveIntegerField(primary_key=True, choices=MetricRollup.Resolution.choices)
+    rolled_up_until = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.get_resolution_display()} rollups until {self.rolled_up_until:%Y-%m-%d %H:%M}"
 
 
 class ActivationOperation(models.Model):

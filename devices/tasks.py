@@ -1,6 +1,7 @@
 """Celery tasks of the device lifecycle: small, idempotent, given ids or nothing (the activation
 task and the periodic ones find their work in the database). The rules live in activation.py (fed
-by activation_queue.py), commands.py and telemetry.py; each task is one call to one of them."""
+by activation_queue.py), commands.py, telemetry.py, heartbeat_partitions.py and rollups.py; each
+task is one call to one of them."""
 
 import logging
 
@@ -8,7 +9,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from alerts.tasks import plan_offline_alerts
-from devices import activation_queue, commands, heartbeat_intake, telemetry
+from devices import activation_queue, commands, heartbeat_intake, heartbeat_partitions, rollups, telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +54,23 @@ def record_connectivity_changes():
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def purge_old_heartbeats():
-    deleted = telemetry.purge_old_heartbeats()
-    if deleted:
-        logger.info("purged %d heartbeats older than the retention", deleted)
+def maintain_heartbeat_partitions():
+    """Celery beat, hourly: partition the coming days, drop the days past the retention."""
+    done = heartbeat_partitions.maintain_heartbeat_partitions()
+    if done.created or done.dropped or done.deleted:
+        logger.info(
+            "heartbeat partitions: created %s, dropped %s, %d rows moved, %d deleted",
+            [str(day) for day in done.created],
+            [str(day) for day in done.dropped],
+            done.moved,
+            done.deleted,
+        )
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=240, time_limit=300)
+def roll_up_heartbeats():
+    """Celery beat, every minute: roll up the heartbeats of the intervals closed since the last run."""
+    rollups.roll_up_heartbeats()
 
 
 # Beat sends it every second; it drains for about a second, so one worker process keeps up with a

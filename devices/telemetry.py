@@ -1,8 +1,7 @@
-"""Heartbeats, connectivity and the monitoring data shown on the device page."""
+"""Heartbeats and connectivity: intake, last seen, online and offline."""
 
 import logging
 from contextlib import nullcontext
-from datetime import timedelta
 
 import redis
 from django.db import connection, transaction
@@ -17,7 +16,6 @@ from .models import Command, ConfigurationVersion, Device, DeviceEvent, Heartbea
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_RETENTION = timedelta(days=30)
 # Devices the connectivity sweep marks per transaction: one statement's parameters stay well under
 # PostgreSQL's limit of 65,535 when a whole fleet goes offline at once.
 SWEEP_BATCH = 5_000
@@ -166,47 +164,3 @@ def _mark_offline(stale, now):
             )
             record_device_events(EventName.DEVICE_OFFLINE, Device.objects.filter(pk__in=claimed), occurred_at=now)
     return len(rows)
-
-
-def purge_old_heartbeats(now=None):
-    """Delete heartbeats older than the 30-day retention; returns how many."""
-    now = now or timezone.now()
-    deleted, _ = Heartbeat.objects.filter(received_at__lt=now - HEARTBEAT_RETENTION).delete()
-    return deleted
-
-
-def uptime_fraction(timestamps, *, interval, start, end):
-    """Share of [start, end] covered by heartbeats, each counting until the device would be offline
-    (Device.offline_after, the rule that decides online and offline). `timestamps` sorted ascending."""
-    if end <= start:
-        return 0.0
-    grace = Device.offline_after(interval)
-    covered = timedelta()
-    for index, at in enumerate(timestamps):
-        segment_end = at + grace
-        if index + 1 < len(timestamps):
-            segment_end = min(segment_end, timestamps[index + 1])
-        segment_start, segment_end = max(at, start), min(segment_end, end)
-        if segment_end > segment_start:
-            covered += segment_end - segment_start
-    return covered / (end - start)
-
-
-def monitoring(device, *, hours=24, now=None):
-    """What the device page shows for the last `hours`: per-metric series and the uptime.
-
-    One indexed query over the period; series are returned as {name: [(time, value), ...]}.
-    """
-    now = now or timezone.now()
-    start = now - timedelta(hours=hours)
-    rows = list(
-        device.heartbeats.filter(received_at__gte=start).order_by("received_at").values_list("received_at", "metrics")
-    )
-    series = {}
-    for at, metrics in rows:
-        for name, value in metrics.items():
-            series.setdefault(name, []).append((at, value))
-    uptime = uptime_fraction(
-        [at for at, _ in rows], interval=device.device_model.heartbeat_interval, start=start, end=now
-    )
-    return {"start": start, "end": now, "series": dict(sorted(series.items())), "uptime": uptime}

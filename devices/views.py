@@ -13,7 +13,7 @@ from releaserequests.models import ReleaseRequest
 from spaces.models import Space
 from vendors.models import DeviceModel
 
-from . import actions, charts, commands, configuration, telemetry
+from . import actions, charts, commands, configuration, monitoring
 from .forms import (
     BulkActionForm,
     ConfirmForm,
@@ -53,7 +53,8 @@ def render_device_page(request, device, membership, bound=None, status=200):
         return bound_form if key == bound_key else unbound()
 
     version, desired = configuration.desired_configuration(device)
-    monitoring = telemetry.monitoring(device)
+    # An unknown ?range= is the default range, as is its absence.
+    panel = monitoring.monitoring(device, monitoring.chart_range(request.GET.get("range")))
     declarations = device.device_model  # its command and setting declarations
     context = {
         "device": device,
@@ -62,10 +63,11 @@ def render_device_page(request, device, membership, bound=None, status=200):
         "can_operate": allows(membership, OPERATE),
         "can_manage": allows(membership, MANAGE),
         "identifiers": _identifier_rows(device),
-        "monitoring": monitoring,
+        "monitoring": panel,
+        "chart_ranges": monitoring.offered_ranges(),
         "metric_charts": {
-            name: charts.line_chart(series, start=monitoring["start"], end=monitoring["end"])
-            for name, series in monitoring["series"].items()
+            name: charts.line_chart(points, panel["range"], start=panel["start"])
+            for name, points in panel["series"].items()
         },
         **recent_commands(device),
         "command_forms": [

@@ -11,7 +11,7 @@ from factory.django import DjangoModelFactory
 from accounts.management.commands.seed_demo import HUB_COMMANDS, HUB_SETTINGS
 from accounts.models import Membership, Organization, Role, User
 from devices.keys import hash_device_key
-from devices.models import Device
+from devices.models import Device, Heartbeat
 from releaserequests.models import ReleaseRequest
 from spaces.models import Space
 from vendors.attestation import b64url_encode, certificate_message, public_key_text, sign
@@ -162,6 +162,15 @@ class ClaimedDeviceFactory(DeviceFactory):
     status = Device.Status.CLAIMED
     name = factory.Sequence(lambda n: f"Device {n}")
     claimed_at = factory.LazyFunction(timezone.now)
+
+
+class HeartbeatFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Heartbeat
+
+    device = factory.SubFactory(ClaimedDeviceFactory)
+    received_at = factory.LazyFunction(timezone.now)
+    metrics = factory.LazyFunction(lambda: {"cpu": 10.0})
 
 
 class ActivatedDeviceFactory(ClaimedDeviceFactory):

@@ -15,13 +15,11 @@ from devices.commands import (
 )
 from devices.configuration import ConfigurationError, desired_configuration, save_configuration
 from devices.heartbeat_intake import write_buffered_heartbeats
+from devices.heartbeat_partitions import maintain_heartbeat_partitions
 from devices.models import Command, ConfigurationVersion, Device, DeviceEvent, Heartbeat
-from devices.telemetry import (
-    monitoring,
-    purge_old_heartbeats,
-    record_connectivity_changes,
-    record_heartbeat,
-)
+from devices.monitoring import monitoring
+from devices.rollups import floor_time
+from devices.telemetry import record_connectivity_changes, record_heartbeat
 
 from .factories import ClaimedDeviceFactory, DeviceFactory
 
@@ -133,19 +131,20 @@ def test_heartbeats_older_than_thirty_days_are_purged(device):
     now = timezone.now()
     Heartbeat.objects.create(device=device, received_at=now - timedelta(days=31), metrics={})
     Heartbeat.objects.create(device=device, received_at=now - timedelta(days=29), metrics={})
-    assert purge_old_heartbeats(now) == 1
+    assert maintain_heartbeat_partitions(now).deleted == 1
     assert Heartbeat.objects.count() == 1
 
 
 def test_monitoring_gives_each_metrics_series_and_the_uptime(device):
-    now = timezone.now()
+    now = floor_time(timezone.now(), 300)  # the chart's five-minute buckets start at round minutes
     for minute in range(60):
         at = now - timedelta(minutes=60 - minute)
         Heartbeat.objects.create(device=device, received_at=at, metrics={"cpu": minute, "temp": 20})
-    data = monitoring(device, hours=2, now=now)
+    data = monitoring(device, now=now)
     assert sorted(data["series"]) == ["cpu", "temp"]
-    assert len(data["series"]["cpu"]) == 60
-    assert data["uptime"] == pytest.approx(0.5, abs=0.02)
+    assert len(data["series"]["cpu"]) == 12  # five-minute buckets over 24 hours
+    assert data["series"]["cpu"][0].average == 2  # minutes 0 to 4
+    assert data["uptime"] == pytest.approx(1 / 24, abs=0.001)
 
 
 def test_release_deletes_commands_configuration_and_telemetry(device, owner):

@@ -9,7 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from devices.models import Device, Heartbeat
-from devices.telemetry import monitoring, record_connectivity_changes
+from devices.monitoring import monitoring
+from devices.telemetry import record_connectivity_changes
 
 from .factories import ClaimedDeviceFactory
 

@@ -368,9 +368,20 @@ CELERY_BEAT_SCHEDULE["clear-expired-sessions"] = {"task": "accounts.tasks.clear_
 CELERY_BEAT_SCHEDULE |= {
     "expire-commands": {"task": "devices.tasks.expire_commands", "schedule": 60.0},
     "record-connectivity-changes": {"task": "devices.tasks.record_connectivity_changes", "schedule": 60.0},
-    "purge-old-heartbeats": {"task": "devices.tasks.purge_old_heartbeats", "schedule": 3600.0},
+    "maintain-heartbeat-partitions": {"task": "devices.tasks.maintain_heartbeat_partitions", "schedule": 3600.0},
+    "roll-up-heartbeats": {"task": "devices.tasks.roll_up_heartbeats", "schedule": 60.0},
     "sweep-release-requests": {"task": "releaserequests.tasks.sweep_requests", "schedule": 300.0},
 }
+# Telemetry storage: raw heartbeats are kept this many days (on PostgreSQL in daily partitions,
+# created this many days ahead and dropped whole once past the retention: a row lives 30 to 31
+# days); the charts' rollups longer, per minute for the 24-hour chart, per hour and per day for the
+# longer ranges (devices/rollups.py), each interval rolled up this many seconds after it closes, so that
+# heartbeats still in the batched writer's hands are in.
+HEARTBEAT_RETENTION_DAYS = env.int("HEARTBEAT_RETENTION_DAYS", default=30)
+HEARTBEAT_PARTITIONS_AHEAD_DAYS = env.int("HEARTBEAT_PARTITIONS_AHEAD_DAYS", default=7)
+ROLLUP_MINUTE_RETENTION_HOURS = env.int("ROLLUP_MINUTE_RETENTION_HOURS", default=48)
+ROLLUP_RETENTION_DAYS = env.int("ROLLUP_RETENTION_DAYS", default=400)
+ROLLUP_DELAY_SECONDS = env.int("ROLLUP_DELAY_SECONDS", default=90)
 # Offline alert e-mails (alerts/sending.py): at most one per member every this many seconds.
 ALERT_EMAIL_INTERVAL = env.int("ALERT_EMAIL_INTERVAL", default=15 * 60)
 # Celery's Django fixup closes the database connection before and after every task unless
