@@ -47,7 +47,15 @@ RANGES = {
         ),
         ChartRange("7d", "7 days", timedelta(days=7), Resolution.HOUR, timedelta(hours=1), timedelta(days=1), "%a %d"),
         ChartRange(
-            "30d", "30 days", timedelta(days=30), Resolution.HOUR, timedelta(hours=3), timedelta(days=5), "%b %d"
+            # Six hours a point: 121 points draw a month on a 600-pixel chart, and each point costs
+            # the page its SVG and its title.
+            "30d",
+            "30 days",
+            timedelta(days=30),
+            Resolution.HOUR,
+            timedelta(hours=6),
+            timedelta(days=5),
+            "%b %d",
         ),
         # Two days a point: 183 points draw a year on a 600-pixel chart as well as 365 would.
         ChartRange("1y", "1 year", timedelta(days=365), Resolution.DAY, timedelta(days=2), None, "%b"),
