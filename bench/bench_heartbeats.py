@@ -381,6 +381,60 @@ def bench_partition_drop(model, devices):
     ]
 
 
+def bench_writer(model, count):
+    """One writer (in this process, as one telemetry worker thread runs it) draining `count`
+    heartbeats appended to the stream at once: heartbeats stored per second, and the bytes each
+    takes in its partition (heap, TOAST and primary key) and in Redis while it waits."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from devices import heartbeat_intake, heartbeat_partitions
+    from devices.models import Device
+    from portal.redis import redis_client, redis_key
+
+    now = timezone.now()
+    devices = [
+        SimpleNamespace(pk=pk, key_hash=key_hash, claimed_at=claimed_at)
+        for pk, key_hash, claimed_at in Device.objects.filter(device_model=model).values_list(
+            "pk", "key_hash", "claimed_at"
+        )
+    ]
+    partition = heartbeat_partitions.partition_name(now.date())
+
+    def partition_bytes():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_total_relation_size(%s)", [partition])
+            return cursor.fetchone()[0]
+
+    before = partition_bytes()
+    for n in range(count):
+        device = devices[n % len(devices)]
+        heartbeat_intake.append_heartbeat(
+            device,
+            claimed_at=device.claimed_at,
+            received_at=now - timedelta(microseconds=n),
+            metrics={"temperature": 21.5, "cpu": n % 100},
+            config_version=0,
+        )
+    stream_bytes = redis_client().memory_usage(redis_key(heartbeat_intake.STREAM)) or 0
+    started = time.monotonic()
+    handled = 0
+    while redis_client().xlen(redis_key(heartbeat_intake.STREAM)):
+        handled += heartbeat_intake.write_buffered_heartbeats(seconds=60)
+    elapsed = time.monotonic() - started
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM ANALYZE {partition}")
+    stored_bytes = (partition_bytes() - before) / count
+    return [
+        f"one writer drained {handled:,} heartbeats in {elapsed:.1f} s = {handled / elapsed:,.0f} heartbeats/s stored; "
+        f"{stored_bytes:,.0f} bytes per heartbeat in its partition, "
+        f"{stream_bytes / count:,.0f} bytes in Redis while it waits"
+    ]
+
+
 def _met(condition):
     return "met" if condition else "NOT met"
 
@@ -390,6 +444,7 @@ def main():
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--writer-heartbeats", type=int, default=100_000)
     args = parser.parse_args()
     ensure_wrk()
 
@@ -451,6 +506,7 @@ def main():
     finally:
         stop_processes(processes)
         scratch.cleanup()
+    storage += bench_writer(model, args.writer_heartbeats)
 
     print()
     for n, (before, after) in enumerate(zip(direct, batched, strict=True), 1):
