@@ -304,8 +304,9 @@ def bench_year_of_history(browser, model):
     loading = time.monotonic() - started
     # The first run starts from the raw retention; a year of raw rows is rolled up from its start.
     for resolution in (MetricRollup.Resolution.HOUR, MetricRollup.Resolution.DAY):
-        RollupProgress.objects.create(
-            resolution=resolution, rolled_up_until=floor_time(now - timedelta(days=366), resolution)
+        # update_or_create: beat's own roll-up (the telemetry worker runs it) may have started already.
+        RollupProgress.objects.update_or_create(
+            resolution=resolution, defaults={"rolled_up_until": floor_time(now - timedelta(days=366), resolution)}
         )
     started = time.monotonic()
     roll_up_heartbeats()
