@@ -25,7 +25,7 @@ import os
 import socket
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 import redis
 from django.conf import settings
@@ -59,6 +59,25 @@ def batching_enabled():
     """Heartbeats go through the stream when Redis is configured on PostgreSQL (HEARTBEAT_BATCHING);
     the embedded default (SQLite, no Redis) writes them directly."""
     return settings.HEARTBEAT_BATCHING and redis_client() is not None
+
+
+def written_until(now):
+    """The moment up to which every heartbeat accepted is in the database: `now`, less the age of
+    the oldest entry still waiting in the stream (its id is Redis's clock at its arrival). The
+    connectivity sweep judges silence as of then, so writers running behind (or none running) do
+    not make devices that keep sending look offline. `now` when batching is off or Redis cannot
+    say: heartbeats are then written by their requests."""
+    if not batching_enabled():
+        return now
+    try:
+        oldest = redis_client().xrange(redis_key(STREAM), count=1)
+    except redis.RedisError:
+        return now
+    if not oldest:
+        return now
+    entry_id = oldest[0][0].decode() if isinstance(oldest[0][0], bytes) else oldest[0][0]
+    arrived_ms = int(entry_id.split("-")[0])
+    return min(now, datetime.fromtimestamp(arrived_ms / 1000, tz=UTC))
 
 
 def waiting_columns():

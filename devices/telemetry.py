@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 # Devices the connectivity sweep marks per transaction: one statement's parameters stay well under
 # PostgreSQL's limit of 65,535 when a whole fleet goes offline at once.
 SWEEP_BATCH = 5_000
+# Seconds the intake stream's oldest heartbeat may wait for its writer before the sweep says so.
+WRITERS_BEHIND_WARNING = 30
 
 
 def record_heartbeat(device, *, metrics, config_version=None, now=None, waiting=None):
@@ -140,12 +142,18 @@ def _insert_while_claimed(model, device, **values):
 
 def record_connectivity_changes(now=None):
     """Mark devices offline whose last heartbeat is older than Device.offline_after, with a
-    went-offline event for claimed ones. Set-based, per device model in batches of SWEEP_BATCH."""
+    went-offline event for claimed ones. Set-based, per device model in batches of SWEEP_BATCH.
+    Silence is judged as of the moment every heartbeat accepted has been written
+    (heartbeat_intake.written_until): a backlog in the intake stream delays the sweep, it does not
+    mark the fleet offline."""
     now = now or timezone.now()
+    written = heartbeat_intake.written_until(now)
+    if (behind := (now - written).total_seconds()) > WRITERS_BEHIND_WARNING:
+        logger.warning("Heartbeats are written %.0f s behind: start more telemetry workers", behind)
     marked = 0
     for model_id, interval in DeviceModel.objects.values_list("pk", "heartbeat_interval"):
         stale = Device.objects.filter(
-            device_model_id=model_id, online=True, last_seen_at__lt=now - Device.offline_after(interval)
+            device_model_id=model_id, online=True, last_seen_at__lt=written - Device.offline_after(interval)
         )
         while batch := _mark_offline(stale, now):
             marked += batch

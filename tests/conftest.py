@@ -22,10 +22,11 @@ from django.db import connection, connections
 from accounts.models import Role
 from config.celery_app import app as celery_app
 from config.celery_queues import task_routes
+from devices import heartbeat_intake
 from devices.claims import claim_device
 from devices.commands import deliver_pending_commands, report_command_result, send_command
 from devices.simulator import SimulatedDevice
-from portal.redis import redis_client
+from portal.redis import redis_client, redis_key
 from vendors.claim_codes import hash_claim_code
 from vendors.models import ApprovedIdentity
 
@@ -93,6 +94,14 @@ def device_model(db):
 # A well-formed claim code (1234567890 and its Verhoeff check digit), and a camera model of the
 # same vendor as `device_model` claimed by serial number + claim code, with one unit.
 CAMERA_CODE = "12345678902"
+
+
+@pytest.fixture(autouse=True)
+def empty_heartbeat_stream():
+    """Heartbeats a test appended to the intake stream and never wrote would wait for the next test's
+    writer and hold its connectivity sweep back (heartbeat_intake.written_until): every test starts
+    without them. The stream lives in Redis, which outlives each test's transaction."""
+    redis_client().delete(redis_key(heartbeat_intake.STREAM))
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from devices.claims import claim_device
 from devices.heartbeat_intake import write_batch, write_buffered_heartbeats
 from devices.models import Device, DeviceEvent, Heartbeat
 from devices.tasks import write_buffered_heartbeats_task
-from devices.telemetry import record_heartbeat
+from devices.telemetry import record_connectivity_changes, record_heartbeat
 from portal.redis import redis_client, redis_key
 from tests.racing import race
 
@@ -239,3 +239,18 @@ def test_a_worker_killed_mid_batch_loses_no_heartbeat(celery_worker_process, spa
     assert Heartbeat.objects.count() == 60
     assert _pending() == 0
     assert all(Device.objects.get(pk=device.pk).last_seen_at > device.last_seen_at for device in devices)
+
+
+def test_writers_running_behind_do_not_make_the_connectivity_sweep_mark_sending_devices_offline(space):
+    [sending, silent] = _fleet(space, 2)
+    now = timezone.now()
+    Device.objects.filter(pk__in=[sending.pk, silent.pk]).update(last_seen_at=now - timedelta(minutes=10))
+    # The sending device's heartbeat of 9 minutes ago still waits for a writer.
+    nine_minutes_ago = int((now - timedelta(minutes=9)).timestamp() * 1000)
+    redis_client().xadd(redis_key(heartbeat_intake.STREAM), {"device": sending.pk}, id=f"{nine_minutes_ago}-0")
+
+    assert record_connectivity_changes(now=now) == 0, "judged as of nine minutes ago: both were online then"
+
+    Device.objects.filter(pk=silent.pk).update(last_seen_at=now - timedelta(minutes=30))
+    assert record_connectivity_changes(now=now) == 1
+    assert set(Device.objects.filter(online=False).values_list("pk", flat=True)) == {silent.pk}
