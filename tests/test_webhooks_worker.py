@@ -2,64 +2,27 @@
 no -Q): the webhooks queue is consumed, a killed worker loses no delivery, and a slow endpoint of
 one organization does not hold up another's."""
 
-import os
-import uuid
-
 import pytest
 from django.utils import timezone
 
 from accounts.models import Role
-from bench.common import start_celery_worker, stop_processes
-from config.celery_app import app as celery_app
 from devices.actions import move_device
 from webhooks.delivery import wake_due_endpoints
 from webhooks.models import Delivery, Endpoint
 
-from .conftest import database_url_for_subprocess, tasks_sent_to_queues_of, wait_for
+from .celery_workers import celery_workers
+from .conftest import wait_for
 from .factories import ClaimedDeviceFactory, MembershipFactory, SpaceFactory, webhook_endpoint
 from .webhook_receiver import Receiver
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
-class Workers:
-    """Workers on a queue pair of this test's own, consuming every queue the settings list."""
-
-    def __init__(self, logs):
-        self.logs = logs
-        self.queue = f"test-{uuid.uuid4().hex[:8]}"
-        self.env = os.environ | {
-            "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "DATABASE_URL": database_url_for_subprocess(),
-            "CELERY_QUEUE": self.queue,
-            "CELERY_TASK_ALWAYS_EAGER": "False",
-            "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
-        }
-        self.processes = []
-
-    def start(self, concurrency=2):
-        name = f"{self.queue}-{len(self.processes)}"
-        process = start_celery_worker(
-            self.env,
-            concurrency=concurrency,
-            prefetch=1,
-            log=self.logs / f"{name}.log",
-            extra=("--hostname", f"{name}@%h", "--loglevel", "INFO"),
-        )
-        self.processes.append(process)
-        wait_for(lambda: celery_app.control.ping(destination=[f"{name}@{os.uname().nodename}"], timeout=0.5), 30)
-        return process
-
-
 @pytest.fixture
 def workers(settings, tmp_path):
     settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
-    running = Workers(tmp_path)
-    try:
-        with tasks_sent_to_queues_of(running.queue):
-            yield running
-    finally:
-        stop_processes(running.processes)
+    with celery_workers(tmp_path, WEBHOOK_ALLOW_PRIVATE_TARGETS="true") as running:
+        yield running
 
 
 def _move(organization):
