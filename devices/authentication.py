@@ -33,13 +33,15 @@ def authenticate_device(token: str, *, with_waiting=False) -> Device | None:
     if len(device_key) != 32:
         return None
     # Plain SQL on purpose: every device API call starts here, and the ORM spent several times
-    # longer building this query than PostgreSQL spends running it.
+    # longer building this query than PostgreSQL spends running it. `key_hash <> ''` repeats the
+    # key index's condition: a prepared statement's generic plan, which cannot see the value,
+    # may use that partial index only then (and would otherwise scan every device).
     waiting, params = heartbeat_intake.waiting_columns() if with_waiting else ("", [])
     sql = f"""
         SELECT d.id, d.code, d.status, d.online, d.key_hash, d.organization_id, d.applied_config_version,
                (SELECT i.status FROM {ApprovedIdentity._meta.db_table} i WHERE i.id = d.identity_id)
                {", " + waiting if waiting else ""}
-        FROM {Device._meta.db_table} d WHERE d.key_hash = %s
+        FROM {Device._meta.db_table} d WHERE d.key_hash = %s AND d.key_hash <> ''
     """  # noqa: S608 - table names are the models', values are parameters
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, hash_device_key(device_key)])

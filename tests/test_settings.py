@@ -30,25 +30,26 @@ def manage(*args, **extra):
 
 DATABASE_CHOICES = (
     "from django.conf import settings; d = settings.DATABASES;"
-    " print(d['default']['OPTIONS']['server_side_binding'], d['default']['DISABLE_SERVER_SIDE_CURSORS'],"
+    " options = d['default']['OPTIONS'];"
+    " print(options['server_side_binding'], options['prepare_threshold'], d['default']['DISABLE_SERVER_SIDE_CURSORS'],"
     " d.get('replica', {}).get('TEST', {}).get('MIRROR'))"
 )
 
 
 def test_behind_a_transaction_pooler_nothing_relies_on_a_server_session():
     result = manage("shell", "--no-imports", "-c", DATABASE_CHOICES, DATABASE_POOLER="transaction")
-    assert result.stdout.split() == ["False", "True", "None"], result.stdout + result.stderr
+    assert result.stdout.split() == ["False", "None", "True", "None"], result.stdout + result.stderr
 
 
 def test_straight_to_postgresql_statements_are_prepared_and_cursors_kept_on_the_server():
     result = manage("shell", "--no-imports", "-c", DATABASE_CHOICES)
-    assert result.stdout.split() == ["True", "False", "None"], result.stdout + result.stderr
+    assert result.stdout.split() == ["True", "5", "False", "None"], result.stdout + result.stderr
 
 
 def test_a_replica_url_adds_a_replica_that_tests_mirror_from_the_primary():
     replica = "postgres://postgres@127.0.0.1:5433/portal"
     result = manage("shell", "--no-imports", "-c", DATABASE_CHOICES, DATABASE_REPLICA_URL=replica)
-    assert result.stdout.split() == ["True", "False", "default"], result.stdout + result.stderr
+    assert result.stdout.split() == ["True", "5", "False", "default"], result.stdout + result.stderr
 
 
 def test_production_settings_pass_check_deploy():
