@@ -137,9 +137,15 @@ def _append_script(client):
 
 
 def write_buffered_heartbeats(*, seconds=1.0, reclaim_idle_ms=RECLAIM_IDLE_MS, batch=BATCH):
-    """Write what waits in the stream, batch by batch, for about `seconds` at most (or until the
-    stream is empty); returns how many entries were handled. Entries left pending by a writer that
-    died are taken over first. Call it outside any transaction: each batch commits, then acknowledges.
+    """Write what waits in the stream, batch by batch, for about `seconds` at most, until a read
+    finds less than a full batch; returns how many entries were handled. Entries left pending by a
+    writer that died are taken over first. Call it outside any transaction: each batch commits, then
+    acknowledges.
+
+    It stops at a partial batch, not at an empty stream: under a steady flow the stream is never
+    empty for long, and chasing the last few entries would write a stream of tiny transactions,
+    each with its own commit, several times the database's work per heartbeat. What arrives
+    meanwhile waits for the next run, a second later, as one batch.
 
     Tests call it directly to write what their heartbeats buffered (with reclaim_idle_ms=0 to take
     over the entries of a writer they killed)."""
@@ -154,28 +160,28 @@ def write_buffered_heartbeats(*, seconds=1.0, reclaim_idle_ms=RECLAIM_IDLE_MS, b
     handled = 0
     reclaim_from = "0-0"
     while True:
-        entries = []
+        entries, caught_up = [], False
         if reclaim_from is not None:
             reclaim_from, entries, _ = client.xautoclaim(
                 stream, GROUP, consumer, min_idle_time=reclaim_idle_ms, start_id=reclaim_from, count=batch
             )
             reclaim_from = None if reclaim_from in (b"0-0", "0-0") else reclaim_from
-        if not entries:
+        if not entries and reclaim_from is None:
             answer = client.xreadgroup(GROUP, consumer, {stream: ">"}, count=batch)
             entries = answer[0][1] if answer else []
+            caught_up = len(entries) < batch
         entries = [(entry_id, fields) for entry_id, fields in entries if fields]
-        if not entries:
-            if reclaim_from is None:
-                _forget_idle_consumers(client, stream)
-                return handled
-            continue
-        write_batch([row for row in map(_parse, entries) if row is not None])
-        ids = [entry_id for entry_id, _ in entries]
-        with client.pipeline() as pipe:
-            pipe.xack(stream, GROUP, *ids)
-            pipe.xdel(stream, *ids)
-            pipe.execute()
-        handled += len(entries)
+        if entries:
+            write_batch([row for row in map(_parse, entries) if row is not None])
+            ids = [entry_id for entry_id, _ in entries]
+            with client.pipeline() as pipe:
+                pipe.xack(stream, GROUP, *ids)
+                pipe.xdel(stream, *ids)
+                pipe.execute()
+            handled += len(entries)
+        if caught_up:
+            _forget_idle_consumers(client, stream)
+            return handled
         if time.monotonic() > deadline:
             return handled
 

@@ -69,6 +69,23 @@ def test_heartbeats_wait_in_the_stream_until_the_writer_stores_each_exactly_once
     assert redis_client().xlen(redis_key(heartbeat_intake.STREAM)) == 0
 
 
+def test_a_writer_that_caught_up_leaves_what_arrives_meanwhile_to_its_next_run_as_one_batch(space, monkeypatch):
+    first, late = _fleet(space, 2)
+    record_heartbeat(_authenticated(first), metrics={"cpu": 1})
+    write_one_batch = heartbeat_intake.write_batch
+
+    def a_heartbeat_arrives_while_writing(rows):
+        record_heartbeat(_authenticated(late), metrics={"cpu": 2})
+        return write_one_batch(rows)
+
+    monkeypatch.setattr(heartbeat_intake, "write_batch", a_heartbeat_arrives_while_writing)
+    assert write_buffered_heartbeats(batch=4) == 1, "a partial batch means the stream was caught up"
+    assert list(Heartbeat.objects.values_list("device", flat=True)) == [first.pk]
+    monkeypatch.setattr(heartbeat_intake, "write_batch", write_one_batch)
+    assert write_buffered_heartbeats(batch=4) == 1
+    assert late.heartbeats.count() == 1
+
+
 def test_an_entry_no_request_wrote_is_dropped_and_holds_up_nothing(space):
     [device] = _fleet(space, 1)
     redis_client().xadd(redis_key(heartbeat_intake.STREAM), {"device": "not a number"})
