@@ -5,6 +5,7 @@ device sent nothing, labels the time axis and the value axis, and lays an invisi
 bucket whose <title> the browser shows under the pointer: the bucket's time, average, min and max.
 """
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -42,37 +43,30 @@ def line_chart(points, chart_range, *, start):
     low = min(point.minimum for point in points)
     high = max(point.maximum for point in points)
     spread = (high - low) or 1.0
-    plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    slot = plot_width / chart_range.slots
-
-    def y_of(value):
-        return TOP + (high - value) / spread * plot_height
-
+    plot_height = HEIGHT - TOP - BOTTOM
+    slot = (WIDTH - LEFT - RIGHT) / chart_range.slots
+    scale = plot_height / spread
+    xs, labels, band_openings = _bucket_axis(chart_range, start)
     # One pass, strings built directly: the year's chart has hundreds of buckets, on every page view.
-    scale, stamp = plot_height / spread, 10 if chart_range.bucket >= timedelta(days=1) else 16
-    # A bucket of several days is named by its first and last: "2026-11-15 to 11-16".
-    last_day = chart_range.bucket - timedelta(days=1) if chart_range.bucket > timedelta(days=1) else None
-    band = f'" y="{TOP}" width="{slot:.2f}" height="{plot_height}"><title>'
     segments, titles, bands, previous = [], [], [], None
-    for index, bucket_start, average, minimum, maximum in points:
+    for index, _, average, minimum, maximum in points:
         if previous is None or index - previous > 1:
             segments.append([])
             line = segments[-1]
-        line.append(f"{LEFT + (index + 0.5) * slot:.1f},{TOP + (high - average) * scale:.1f}")
+        line.append(f"{xs[index]},{TOP + (high - average) * scale:.1f}")
         previous = index
-        title = f"{bucket_start.isoformat(' ')[:stamp]}"
-        if last_day:
-            title = f"{title} to {(bucket_start + last_day).isoformat()[5:10]}"
-        title = f"{title} UTC: {_number(average)}"
+        title = labels[index] + _number(average)
         if minimum != maximum:
             title = f"{title} (min {_number(minimum)}, max {_number(maximum)})"
         titles.append(title)
-        bands.append(f'<rect class="band" x="{LEFT + index * slot:.2f}{band}{title}</title></rect>')
+        bands.append(f"{band_openings[index]}{title}</title></rect>")
     x_ticks = [
         (round(LEFT + (at - start) / chart_range.bucket * slot, 1), f"{at:{chart_range.tick_format}}")
         for at in time_ticks(start, start + chart_range.span, chart_range.tick)
     ]
-    y_ticks = [(round(y_of(value), 1), _number(value)) for value in ((high, low) if high != low else (high,))]
+    y_ticks = [
+        (round(TOP + (high - value) * scale, 1), _number(value)) for value in ((high, low) if high != low else (high,))
+    ]
     return LineChart(
         segments=[" ".join(run) for run in segments],
         titles=titles,
@@ -90,6 +84,29 @@ def line_chart(points, chart_range, *, start):
         maximum=high,
         latest=points[-1].average,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _bucket_axis(chart_range, start):
+    """What each bucket of a chart over `chart_range` from `start` writes whatever the device and the
+    values: its polyline x, its title's time ("2026-11-15 10:05 UTC: ", a bucket of several days by
+    its first and last day: "2026-11-15 to 11-16 UTC: ") and its band's opening tag. The same for
+    every device's chart until the range moves on by a bucket, so computed once per (range, start)."""
+    plot_height = HEIGHT - TOP - BOTTOM
+    slot = (WIDTH - LEFT - RIGHT) / chart_range.slots
+    stamp = 10 if chart_range.bucket >= timedelta(days=1) else 16
+    last_day = chart_range.bucket - timedelta(days=1) if chart_range.bucket > timedelta(days=1) else None
+    xs, labels, openings = [], [], []
+    for index in range(chart_range.slots):
+        bucket_start = start + index * chart_range.bucket
+        label = bucket_start.isoformat(" ")[:stamp]
+        if last_day:
+            label = f"{label} to {(bucket_start + last_day).isoformat()[5:10]}"
+        xs.append(f"{LEFT + (index + 0.5) * slot:.1f}")
+        labels.append(f"{label} UTC: ")
+        size = f'y="{TOP}" width="{slot:.2f}" height="{plot_height}"'
+        openings.append(f'<rect class="band" x="{LEFT + index * slot:.2f}" {size}><title>')
+    return xs, labels, openings
 
 
 def time_ticks(start, end, step):
@@ -116,4 +133,4 @@ def time_ticks(start, end, step):
 
 def _number(value):
     """`value` to two decimals at most, without trailing zeros: 21.5, 21, 0.33."""
-    return str(round(value, 2)).removesuffix(".0")
+    return f"{value:.2f}".rstrip("0").rstrip(".")

@@ -3,7 +3,8 @@
 A range reads the device's rollups (devices/rollups.py) of its resolution up to where they are
 complete, the finer ones after that, and the raw heartbeats of the last minutes not rolled up yet,
 so that the chart is current (the whole range where no beat task builds rollups, as on the embedded
-default): three queries, however long the range and the history, and a few hundred buckets a metric.
+default): four queries at most (the range's own rollups come from the cache once read), however
+long the range and the history, and a few hundred buckets a metric.
 """
 
 import math
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from .models import Device, MetricRollup
-from .rollups import floor_time, read_rollups, rolled_up_until
+from .rollups import floor_time, merge_rollups, read_closed_rollups, read_rollups, rolled_up_until
 
 Resolution = MetricRollup.Resolution
 
@@ -109,7 +110,12 @@ def monitoring(device, chart_range=None, *, now=None):
         until = min(max(raw_from, reached.get(resolution, raw_from)), now)
         periods.append((resolution, raw_from, until))
         raw_from = until
-    buckets = read_rollups(device, periods, start=start, bucket=chart_range.bucket)
+    # The range's own resolution covers most of it and changes only as its rollups move on: cached.
+    closed, *finer = periods
+    buckets = merge_rollups(
+        read_closed_rollups(device, closed, start=start, bucket=chart_range.bucket),
+        read_rollups(device, finer, start=start, bucket=chart_range.bucket),
+    )
     interval = device.device_model.heartbeat_interval
     covered = min(
         max(raw_from - since, timedelta()),

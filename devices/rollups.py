@@ -11,6 +11,7 @@ for the embedded default).
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -167,6 +168,41 @@ def read_rollups(device, periods, *, start, bucket):
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return {(metric, index): [count, low, high, total] for metric, index, count, low, high, total in rows}
+
+
+def read_closed_rollups(device, period, *, start, bucket):
+    """read_rollups of one period that ends where its resolution's rollups do, kept in the cache.
+
+    The rollups of intervals already closed do not change: the entry is named by the device and its
+    claim (a release deletes the history, a new claim names new entries), the period and the
+    buckets, so it is never stale. It lapses once its rollups move on (the period's end with them);
+    the timeout only frees what nobody asks for any more. The year's chart then reads a few dozen
+    fresh rows a view instead of aggregating a year of them."""
+    resolution, low, high = period
+    if low >= high:
+        return {}
+    claim = device.claimed_at.timestamp() if device.claimed_at else 0
+    instants = ":".join(str(at.timestamp()) for at in (low, high, start))
+    key = f"rollups:{device.pk}:{claim}:{int(resolution)}:{instants}:{int(bucket.total_seconds())}"
+    buckets = cache.get(key)
+    if buckets is None:
+        buckets = read_rollups(device, [period], start=start, bucket=bucket)
+        cache.set(key, buckets, timeout=2 * int(resolution))
+    return buckets
+
+
+def merge_rollups(buckets, more):
+    """Add the aggregates `more` (as read_rollups returns them) to `buckets`, in place."""
+    for key, (count, low, high, total) in more.items():
+        aggregate = buckets.get(key)
+        if aggregate is None:
+            buckets[key] = [count, low, high, total]
+            continue
+        aggregate[0] += count
+        if total is not None:  # None for the heartbeat counts
+            aggregate[1], aggregate[2] = min(aggregate[1], low), max(aggregate[2], high)
+            aggregate[3] += total
+    return buckets
 
 
 def rolled_up_until():

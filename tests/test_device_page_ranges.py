@@ -10,11 +10,13 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from devices.actions import release_device
+from devices.claims import claim_device
 from devices.models import Heartbeat, MetricRollup, RollupProgress
 from devices.monitoring import RANGES, chart_range, monitoring
 from devices.rollups import build_rollups, floor_time, roll_up_heartbeats
 
-from .factories import ClaimedDeviceFactory
+from .factories import ApprovedIdentityFactory, ClaimedDeviceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -136,4 +138,50 @@ def test_the_page_takes_as_many_queries_with_a_year_of_history_as_with_none(clie
             with CaptureQueriesContext(connection) as queries:
                 page(client, device, f"?range={key}")
             counts[key, device.pk] = len(queries)
-    assert len(set(counts.values())) == 1, counts
+    assert all(counts[key, quiet.pk] == counts[key, busy.pk] for key in RANGES), counts
+
+
+def _reads_daily_rollups(query):
+    return "devices_metricrollup" in query["sql"] and "resolution = 86400" in query["sql"]
+
+
+def test_a_range_reads_its_closed_rollups_once_then_from_the_cache_until_they_move_on(device):
+    now = timezone.now()
+    year_of_hourly_rollups(device, now)
+    with CaptureQueriesContext(connection) as first:
+        before = monitoring(device, RANGES["1y"], now=now)
+    with CaptureQueriesContext(connection) as again:
+        assert monitoring(device, RANGES["1y"], now=now) == before
+    assert len(again) == len(first) - 1
+    assert not any(_reads_daily_rollups(query) for query in again)
+
+    # A day later the daily rollups have moved on: read again, with the new day in.
+    next_day = floor_time(now, Resolution.DAY)
+    MetricRollup.objects.create(
+        device=device,
+        resolution=Resolution.DAY,
+        bucket_start=next_day,
+        metric="cpu",
+        count=1,
+        minimum=9,
+        maximum=9,
+        total=9,
+    )
+    RollupProgress.objects.filter(resolution=Resolution.DAY).update(rolled_up_until=next_day + timedelta(days=1))
+    with CaptureQueriesContext(connection) as later:
+        after = monitoring(device, RANGES["1y"], now=now + timedelta(days=1))
+    assert any(_reads_daily_rollups(query) for query in later)
+    assert max(point.maximum for point in after["series"]["cpu"]) == 9
+
+
+def test_a_released_and_claimed_again_device_shows_none_of_the_cached_history(space, owner, device_model):
+    identity = ApprovedIdentityFactory(device_model=device_model)
+    identifiers = {"serial_number": identity.identifier_1, "mac_address": identity.identifier_2}
+    device = claim_device(space=space, device_model=device_model, identifiers=identifiers, name="Hub", actor=owner)
+    now = timezone.now()
+    year_of_hourly_rollups(device, now)
+    assert monitoring(device, RANGES["1y"], now=now)["series"]["cpu"], "read, and kept in the cache"
+
+    release_device(device, actor=owner)
+    device = claim_device(space=space, device_model=device_model, identifiers=identifiers, name="Hub", actor=owner)
+    assert monitoring(device, RANGES["1y"], now=now)["series"] == {}
