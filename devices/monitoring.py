@@ -7,6 +7,7 @@ default): four queries at most (the range's own rollups come from the cache once
 long the range and the history, and a few hundred buckets a metric.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -122,8 +123,7 @@ def monitoring(device, chart_range=None, *, now=None):
         sum(
             (
                 min(chart_range.bucket, count * timedelta(seconds=interval))
-                for (name, _), (count, *_) in buckets.items()
-                if name == MetricRollup.HEARTBEATS
+                for count, *_ in buckets.get(MetricRollup.HEARTBEATS, {}).values()
             ),
             timedelta(),
         ),
@@ -139,9 +139,10 @@ def monitoring(device, chart_range=None, *, now=None):
         index = min(chart_range.slots - 1, int((at - start) / chart_range.bucket))
         for name, value in metrics.items():
             value = float(value)
-            aggregate = buckets.get((name, index))
+            aggregates = buckets.setdefault(name, {})
+            aggregate = aggregates.get(index)
             if aggregate is None:
-                buckets[name, index] = [1, value, value, value]
+                aggregates[index] = [1, value, value, value]
             else:
                 aggregate[0] += 1
                 aggregate[1], aggregate[2] = min(aggregate[1], value), max(aggregate[2], value)
@@ -157,11 +158,24 @@ def monitoring(device, chart_range=None, *, now=None):
 
 def _series(buckets, chart_range, start):
     """{metric: [Point, ...]} in time order, metrics by name, without the heartbeat counts."""
-    series, starts = {}, [start + index * chart_range.bucket for index in range(chart_range.slots)]
-    for (name, index), (count, minimum, maximum, total) in sorted(buckets.items()):
-        if name != MetricRollup.HEARTBEATS and count and total is not None:
-            series.setdefault(name, []).append(Point(index, starts[index], total / count, minimum, maximum))
+    starts, series = bucket_starts(chart_range, start), {}
+    for name in sorted(buckets):
+        if name == MetricRollup.HEARTBEATS:
+            continue
+        points = [
+            Point(index, starts[index], total / count, minimum, maximum)
+            for index, (count, minimum, maximum, total) in sorted(buckets[name].items())
+            if count and total is not None
+        ]
+        if points:
+            series[name] = points
     return series
+
+
+@functools.lru_cache(maxsize=64)
+def bucket_starts(chart_range, start):
+    """When each bucket of `chart_range` from `start` begins: the same for every device's chart."""
+    return tuple(start + index * chart_range.bucket for index in range(chart_range.slots))
 
 
 def uptime_fraction(timestamps, *, interval, start, end):

@@ -8,12 +8,14 @@ building and reading them lives here, in one dialect per database vendor (Postgr
 for the embedded default).
 """
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
+from redis import RedisError
 
 from .heartbeat_partitions import retention_start
 from .models import Heartbeat, MetricRollup, RollupProgress
@@ -22,6 +24,9 @@ Resolution = MetricRollup.Resolution
 # Intervals rolled up per statement: a task that falls behind (or the first run, which rolls up
 # the heartbeats already kept) catches up in bounded transactions, each one recording its progress.
 CHUNK = {Resolution.MINUTE: timedelta(hours=6), Resolution.HOUR: timedelta(days=2), Resolution.DAY: timedelta(days=30)}
+# Seconds the cache keeps a chart's closed rollups at most (read_closed_rollups): an entry is found
+# again only until its resolution's rollups move on, a minute for the 24 hours' minutes.
+CLOSED_ROLLUPS_CACHE_SECONDS = {Resolution.MINUTE: 120, Resolution.HOUR: 3600, Resolution.DAY: 3600}
 # Days are built from the hours' rollups (24 rows a metric), the others from the heartbeats.
 BUILT_FROM = {Resolution.DAY: Resolution.HOUR}
 
@@ -150,10 +155,10 @@ def build_rollups(resolution, start, end):
 
 
 def read_rollups(device, periods, *, start, bucket):
-    """{(metric, chart bucket index): [count, min, max, sum]} of the device's rollups (min, max and sum
-    None for HEARTBEATS), `periods` a list of
-    (resolution, since, until): each resolution read over its own period, the chart's buckets
-    `bucket` wide counted from `start`. One query, grouped in SQL."""
+    """{metric: {chart bucket index: [count, min, max, sum]}} of the device's rollups (min, max and
+    sum None for HEARTBEATS), `periods` a list of (resolution, since, until): each resolution read
+    over its own period, the chart's buckets `bucket` wide counted from `start`. One query, grouped
+    in SQL."""
     periods = [(resolution, low, high) for resolution, low, high in periods if low < high]
     if not periods:
         return {}
@@ -167,7 +172,10 @@ def read_rollups(device, periods, *, start, bucket):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    return {(metric, index): [count, low, high, total] for metric, index, count, low, high, total in rows}
+    buckets = {}
+    for metric, index, count, low, high, total in rows:
+        buckets.setdefault(metric, {})[index] = [count, low, high, total]
+    return buckets
 
 
 def read_closed_rollups(device, period, *, start, bucket):
@@ -177,31 +185,38 @@ def read_closed_rollups(device, period, *, start, bucket):
     claim (a release deletes the history, a new claim names new entries), the period and the
     buckets, so it is never stale. It lapses once its rollups move on (the period's end with them);
     the timeout only frees what nobody asks for any more. The year's chart then reads a few dozen
-    fresh rows a view instead of aggregating a year of them."""
+    fresh rows a view instead of aggregating a year of them. With Redis unreachable the page reads
+    them all from PostgreSQL, as it does without a cache."""
     resolution, low, high = period
     if low >= high:
         return {}
     claim = device.claimed_at.timestamp() if device.claimed_at else 0
     instants = ":".join(str(at.timestamp()) for at in (low, high, start))
-    key = f"rollups:{device.pk}:{claim}:{int(resolution)}:{instants}:{int(bucket.total_seconds())}"
-    buckets = cache.get(key)
+    key = f"closed-rollups:{device.pk}:{claim}:{int(resolution)}:{instants}:{int(bucket.total_seconds())}"
+    try:
+        buckets = cache.get(key)
+    except RedisError:
+        return read_rollups(device, [period], start=start, bucket=bucket)
     if buckets is None:
         buckets = read_rollups(device, [period], start=start, bucket=bucket)
-        cache.set(key, buckets, timeout=2 * int(resolution))
+        with contextlib.suppress(RedisError):
+            cache.set(key, buckets, timeout=CLOSED_ROLLUPS_CACHE_SECONDS[resolution])
     return buckets
 
 
 def merge_rollups(buckets, more):
     """Add the aggregates `more` (as read_rollups returns them) to `buckets`, in place."""
-    for key, (count, low, high, total) in more.items():
-        aggregate = buckets.get(key)
-        if aggregate is None:
-            buckets[key] = [count, low, high, total]
-            continue
-        aggregate[0] += count
-        if total is not None:  # None for the heartbeat counts
-            aggregate[1], aggregate[2] = min(aggregate[1], low), max(aggregate[2], high)
-            aggregate[3] += total
+    for metric, aggregates in more.items():
+        into = buckets.setdefault(metric, {})
+        for index, (count, low, high, total) in aggregates.items():
+            aggregate = into.get(index)
+            if aggregate is None:
+                into[index] = [count, low, high, total]
+                continue
+            aggregate[0] += count
+            if total is not None:  # None for the heartbeat counts
+                aggregate[1], aggregate[2] = min(aggregate[1], low), max(aggregate[2], high)
+                aggregate[3] += total
     return buckets
 
 

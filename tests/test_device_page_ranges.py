@@ -174,6 +174,18 @@ def test_a_range_reads_its_closed_rollups_once_then_from_the_cache_until_they_mo
     assert max(point.maximum for point in after["series"]["cpu"]) == 9
 
 
+def test_with_the_cache_unreachable_a_range_reads_its_rollups_from_postgresql(device, settings):
+    now = timezone.now()
+    year_of_hourly_rollups(device, now)
+    expected = monitoring(device, RANGES["1y"], now=now)
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }
+    with CaptureQueriesContext(connection) as queries:
+        assert monitoring(device, RANGES["1y"], now=now) == expected
+    assert any(_reads_daily_rollups(query) for query in queries)
+
+
 def test_a_released_and_claimed_again_device_shows_none_of_the_cached_history(space, owner, device_model):
     identity = ApprovedIdentityFactory(device_model=device_model)
     identifiers = {"serial_number": identity.identifier_1, "mac_address": identity.identifier_2}
