@@ -136,16 +136,16 @@ def _append_script(client):
     return client.register_script(APPEND_UNLESS_FULL)
 
 
-def write_buffered_heartbeats(*, seconds=1.0, reclaim_idle_ms=RECLAIM_IDLE_MS, batch=BATCH):
-    """Write what waits in the stream, batch by batch, for about `seconds` at most, until a read
-    finds less than a full batch; returns how many entries were handled. Entries left pending by a
-    writer that died are taken over first. Call it outside any transaction: each batch commits, then
-    acknowledges.
+def write_buffered_heartbeats(*, seconds=1.0, reclaim_idle_ms=RECLAIM_IDLE_MS, batch=BATCH, pause=0.0):
+    """Write what waits in the stream, batch by batch, for about `seconds` at most; returns how many
+    entries were handled. Entries left pending by a writer that died are taken over first. Call it
+    outside any transaction: each batch commits, then acknowledges.
 
-    It stops at a partial batch, not at an empty stream: under a steady flow the stream is never
-    empty for long, and chasing the last few entries would write a stream of tiny transactions,
-    each with its own commit, several times the database's work per heartbeat. What arrives
-    meanwhile waits for the next run, a second later, as one batch.
+    A read that finds less than a full batch has caught up: it then returns, or with `pause` reads
+    again that many seconds later, while `seconds` last. Not at once: under a steady flow the stream
+    is never empty for long, and chasing the last few entries would write a stream of tiny
+    transactions, each with its own commit, several times the database's work per heartbeat. What
+    arrives meanwhile is written as one batch.
 
     Tests call it directly to write what their heartbeats buffered (with reclaim_idle_ms=0 to take
     over the entries of a writer they killed)."""
@@ -179,11 +179,13 @@ def write_buffered_heartbeats(*, seconds=1.0, reclaim_idle_ms=RECLAIM_IDLE_MS, b
                 pipe.xdel(stream, *ids)
                 pipe.execute()
             handled += len(entries)
-        if caught_up:
+        if caught_up and (not pause or time.monotonic() + pause > deadline):
             _forget_idle_consumers(client, stream)
             return handled
         if time.monotonic() > deadline:
             return handled
+        if caught_up:
+            time.sleep(pause)
 
 
 def _ensure_group(client, stream):

@@ -74,10 +74,15 @@ def roll_up_heartbeats():
 
 
 # Beat sends it every second; it drains for about a second, so one worker process keeps up with a
-# steady fleet and a backlog is shared by every process free (the consumer group splits it).
+# steady fleet and a backlog is shared by every process free (the consumer group splits it). Once
+# caught up it writes what arrived every quarter of a second: devices are seen within that, and a
+# batch still holds a quarter second of the fleet.
+WRITER_PAUSE = 0.25
+
+
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=30, time_limit=60)
 def write_buffered_heartbeats_task():
     """Write the heartbeats waiting in the intake stream (heartbeat_intake.write_buffered_heartbeats).
     Idempotent: entries are acknowledged after their batch commits, and writing one twice changes nothing."""
     if heartbeat_intake.batching_enabled():
-        heartbeat_intake.write_buffered_heartbeats(seconds=1.0)
+        heartbeat_intake.write_buffered_heartbeats(seconds=1.0, pause=WRITER_PAUSE)

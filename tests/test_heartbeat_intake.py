@@ -69,21 +69,34 @@ def test_heartbeats_wait_in_the_stream_until_the_writer_stores_each_exactly_once
     assert redis_client().xlen(redis_key(heartbeat_intake.STREAM)) == 0
 
 
+def _one_heartbeat_arrives_while_writing(device, monkeypatch):
+    """The writer's next batch, as it commits, sees `device` send a heartbeat (once)."""
+    write_one_batch, arrivals = heartbeat_intake.write_batch, [device]
+
+    def write_batch(rows):
+        if arrivals:
+            record_heartbeat(_authenticated(arrivals.pop()), metrics={"cpu": 2})
+        return write_one_batch(rows)
+
+    monkeypatch.setattr(heartbeat_intake, "write_batch", write_batch)
+
+
 def test_a_writer_that_caught_up_leaves_what_arrives_meanwhile_to_its_next_run_as_one_batch(space, monkeypatch):
     first, late = _fleet(space, 2)
     record_heartbeat(_authenticated(first), metrics={"cpu": 1})
-    write_one_batch = heartbeat_intake.write_batch
-
-    def a_heartbeat_arrives_while_writing(rows):
-        record_heartbeat(_authenticated(late), metrics={"cpu": 2})
-        return write_one_batch(rows)
-
-    monkeypatch.setattr(heartbeat_intake, "write_batch", a_heartbeat_arrives_while_writing)
+    _one_heartbeat_arrives_while_writing(late, monkeypatch)
     assert write_buffered_heartbeats(batch=4) == 1, "a partial batch means the stream was caught up"
     assert list(Heartbeat.objects.values_list("device", flat=True)) == [first.pk]
-    monkeypatch.setattr(heartbeat_intake, "write_batch", write_one_batch)
     assert write_buffered_heartbeats(batch=4) == 1
     assert late.heartbeats.count() == 1
+
+
+def test_a_writer_with_a_pause_writes_what_arrived_meanwhile_before_its_time_is_up(space, monkeypatch):
+    first, late = _fleet(space, 2)
+    record_heartbeat(_authenticated(first), metrics={"cpu": 1})
+    _one_heartbeat_arrives_while_writing(late, monkeypatch)
+    assert write_buffered_heartbeats(batch=4, seconds=0.3, pause=0.05) == 2
+    assert sorted(Heartbeat.objects.values_list("device", flat=True)) == sorted([first.pk, late.pk])
 
 
 def test_an_entry_no_request_wrote_is_dropped_and_holds_up_nothing(space):
