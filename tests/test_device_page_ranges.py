@@ -38,24 +38,17 @@ def monitoring_panel(html):
     return re.search(r'<section class="card shadow-sm mb-3" id="monitoring".*?</section>', html, re.S).group(0)
 
 
+def cpu_rollup(device, resolution, at, **aggregates):
+    return MetricRollup(device=device, resolution=resolution, bucket_start=at, metric="cpu", **aggregates)
+
+
 def year_of_hourly_rollups(device, now):
     """A year of hourly and daily rollups of cpu (and the heartbeat counts), as the beat task leaves them."""
     until = floor_time(now, Resolution.HOUR)
     rows = []
     for hours in range(1, 365 * 24 + 1):
         at = until - timedelta(hours=hours)
-        rows.append(
-            MetricRollup(
-                device=device,
-                resolution=Resolution.HOUR,
-                bucket_start=at,
-                metric="cpu",
-                count=60,
-                minimum=1.0,
-                maximum=3.0,
-                total=120.0,
-            )
-        )
+        rows.append(cpu_rollup(device, Resolution.HOUR, at, count=60, minimum=1.0, maximum=3.0, total=120.0))
         rows.append(MetricRollup(device=device, resolution=Resolution.HOUR, bucket_start=at, metric="", count=60))
     MetricRollup.objects.bulk_create(rows)
     RollupProgress.objects.create(resolution=Resolution.HOUR, rolled_up_until=until)
@@ -157,16 +150,7 @@ def test_a_range_reads_its_closed_rollups_once_then_from_the_cache_until_they_mo
 
     # A day later the daily rollups have moved on: read again, with the new day in.
     next_day = floor_time(now, Resolution.DAY)
-    MetricRollup.objects.create(
-        device=device,
-        resolution=Resolution.DAY,
-        bucket_start=next_day,
-        metric="cpu",
-        count=1,
-        minimum=9,
-        maximum=9,
-        total=9,
-    )
+    cpu_rollup(device, Resolution.DAY, next_day, count=1, minimum=9, maximum=9, total=9).save()
     RollupProgress.objects.filter(resolution=Resolution.DAY).update(rolled_up_until=next_day + timedelta(days=1))
     with CaptureQueriesContext(connection) as later:
         after = monitoring(device, RANGES["1y"], now=now + timedelta(days=1))
