@@ -142,10 +142,10 @@ def write_buffered_heartbeats(*, seconds=1.0, reclaim_idle_ms=RECLAIM_IDLE_MS, b
     outside any transaction: each batch commits, then acknowledges.
 
     A read that finds less than a full batch has caught up: it then returns, or with `pause` reads
-    again that many seconds later, while `seconds` last. Not at once: under a steady flow the stream
-    is never empty for long, and chasing the last few entries would write a stream of tiny
-    transactions, each with its own commit, several times the database's work per heartbeat. What
-    arrives meanwhile is written as one batch.
+    again that many seconds later, while `seconds` last and reads find something. Not at once:
+    under a steady flow the stream is never empty for long, and chasing the last few entries would
+    write a stream of tiny transactions, each with its own commit, several times the database's
+    work per heartbeat. What arrives meanwhile is written as one batch.
 
     Tests call it directly to write what their heartbeats buffered (with reclaim_idle_ms=0 to take
     over the entries of a writer they killed)."""
@@ -179,7 +179,8 @@ def write_buffered_heartbeats(*, seconds=1.0, reclaim_idle_ms=RECLAIM_IDLE_MS, b
                 pipe.xdel(stream, *ids)
                 pipe.execute()
             handled += len(entries)
-        if caught_up and (not pause or time.monotonic() + pause > deadline):
+        # An empty read: nothing is flowing, the next run comes soon enough.
+        if caught_up and (not pause or not entries or time.monotonic() + pause > deadline):
             _forget_idle_consumers(client, stream)
             return handled
         if time.monotonic() > deadline:

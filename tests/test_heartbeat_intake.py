@@ -4,6 +4,7 @@ under the claim they came with; a writer killed mid-batch loses nothing; Redis d
 import json
 import os
 import signal
+import time
 from datetime import timedelta
 
 import psycopg
@@ -91,11 +92,13 @@ def test_a_writer_that_caught_up_leaves_what_arrives_meanwhile_to_its_next_run_a
     assert late.heartbeats.count() == 1
 
 
-def test_a_writer_with_a_pause_writes_what_arrived_meanwhile_before_its_time_is_up(space, monkeypatch):
+def test_a_writer_with_a_pause_writes_what_arrived_meanwhile_and_returns_once_the_stream_is_empty(space, monkeypatch):
     first, late = _fleet(space, 2)
     record_heartbeat(_authenticated(first), metrics={"cpu": 1})
     _one_heartbeat_arrives_while_writing(late, monkeypatch)
-    assert write_buffered_heartbeats(batch=4, seconds=0.3, pause=0.05) == 2
+    started = time.monotonic()
+    assert write_buffered_heartbeats(batch=4, seconds=30, pause=0.05) == 2
+    assert time.monotonic() - started < 10, "an empty read ends the run: nothing is flowing"
     assert sorted(Heartbeat.objects.values_list("device", flat=True)) == sorted([first.pk, late.pk])
 
 
