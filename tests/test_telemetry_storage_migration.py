@@ -46,6 +46,7 @@ with connection.cursor() as cursor:
         "INSERT INTO devices_heartbeat (device_id, received_at, metrics) VALUES (%s, %s, '{}')", [device.pk, old]
     )
 call_command("migrate", verbosity=0)
+call_command("createcachetable", verbosity=0)  # as bin/run does: the cache is a table without Redis
 
 from devices.heartbeat_partitions import maintain_heartbeat_partitions
 from devices.models import Heartbeat, MetricRollup
