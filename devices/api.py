@@ -43,6 +43,9 @@ from .telemetry import record_heartbeat
 MAX_BODY = 16 * 1024
 MAX_WAIT = 10
 MAX_METRICS = 32
+# A metric's magnitude at most: the rollups sum a year of minutes in float8, which a few values
+# near the largest double would overflow, failing the roll-up of every device at once.
+MAX_METRIC_VALUE = 1e15
 SLUG = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
 IDENTIFIER_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 SECONDS = re.compile(r"(?=.{1,32}$)[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?", re.ASCII)
@@ -213,7 +216,8 @@ def parse_wait(raw) -> float | None:
 
 
 def parse_heartbeat(data: dict) -> tuple[dict, int | None]:
-    """Check a heartbeat: {"metrics": {name: finite number}} with at most 32 metrics, and the
+    """Check a heartbeat: {"metrics": {name: number}} with at most 32 metrics of magnitude at most
+    MAX_METRIC_VALUE, and the
     optional "config_version" the device has applied. Returns (metrics, config_version)."""
     errors = _unknown_fields(data, {"metrics", "config_version"})
     config_version = data.get("config_version")
@@ -230,8 +234,13 @@ def parse_heartbeat(data: dict) -> tuple[dict, int | None]:
         for name, value in metrics.items():
             if not METRIC_NAME.fullmatch(name):
                 errors[f"metrics.{_echoed(name)}"] = "Metric names are 1 to 64 letters, digits or _ . : -."
-            elif isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
-                errors[f"metrics.{name}"] = "Must be a finite number."
+            elif (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not _finite(value)
+                or abs(value) > MAX_METRIC_VALUE
+            ):
+                errors[f"metrics.{name}"] = "Must be a number from -1e15 to 1e15."
     if errors:
         raise InvalidRequest("The heartbeat is malformed.", errors)
     return metrics, config_version

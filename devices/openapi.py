@@ -4,7 +4,6 @@ Written by hand next to the views (devices/api.py); tests check real responses a
 fuzz the API from it (tests/test_device_api_openapi.py, tests/test_device_api_hostile_input.py).
 """
 
-import sys
 from datetime import timedelta
 
 from vendors.attestation import (
@@ -16,6 +15,7 @@ from vendors.attestation import (
 )
 
 from .activation import ANSWERED_ERRORS, MAX_CLAIM_CODE
+from .api import MAX_METRIC_VALUE
 
 B64URL = "^[A-Za-z0-9_-]+$"
 SLUG = "^[A-Za-z0-9_-]+$"
@@ -25,7 +25,6 @@ B64URL_UNPADDED = "^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$"
 PLAIN_TEXT = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
 # Command output: the same, but tab, line feed and carriage return are allowed.
 MULTILINE_TEXT = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
-DOUBLE_MAX = sys.float_info.max
 
 _error = {
     "type": "object",
@@ -189,8 +188,7 @@ _heartbeat_request = {
             "type": "object",
             "maxProperties": 32,
             "propertyNames": {"pattern": "^[A-Za-z0-9_.:-]+$", "maxLength": 64},
-            # Finite: what a double holds (a larger number is refused as not finite).
-            "additionalProperties": {"type": "number", "minimum": -DOUBLE_MAX, "maximum": DOUBLE_MAX},
+            "additionalProperties": {"type": "number", "minimum": -MAX_METRIC_VALUE, "maximum": MAX_METRIC_VALUE},
             "example": {"temperature": 21.5, "uptime": 3600},
         },
         "config_version": {

@@ -185,11 +185,15 @@ def read_closed_rollups(device, period, *, start, bucket):
     claim (a release deletes the history, a new claim names new entries), the period and the
     buckets, so it is never stale. It lapses once its rollups move on (the period's end with them);
     the timeout only frees what nobody asks for any more. The year's chart then reads a few dozen
-    fresh rows a view instead of aggregating a year of them. With Redis unreachable the page reads
-    them all from PostgreSQL, as it does without a cache."""
+    fresh rows a view instead of aggregating a year of them. Without Redis, or with it unreachable,
+    the page reads them all from PostgreSQL."""
     resolution, low, high = period
     if low >= high:
         return {}
+    # Without Redis the cache is a table that the rate limits' counters share: these entries
+    # would cull them, and each write would send the rest of a replica page to the primary.
+    if not settings.REDIS_URL:
+        return read_rollups(device, [period], start=start, bucket=bucket)
     claim = device.claimed_at.timestamp() if device.claimed_at else 0
     instants = ":".join(str(at.timestamp()) for at in (low, high, start))
     key = f"closed-rollups:{device.pk}:{claim}:{int(resolution)}:{instants}:{int(bucket.total_seconds())}"

@@ -111,10 +111,17 @@ def test_any_json_value_is_either_an_activation_request_or_refused(value):
 
 
 @given(st.dictionaries(st.from_regex(r"[a-z_]{1,20}", fullmatch=True), st.floats(), max_size=40))
-def test_metrics_are_accepted_only_when_finite_and_at_most_32(metrics):
-    finite = all(math.isfinite(value) for value in metrics.values())
+def test_metrics_are_accepted_only_when_at_most_1e15_in_magnitude_and_at_most_32(metrics):
+    bounded = all(math.isfinite(value) and abs(value) <= 1e15 for value in metrics.values())
     accepted = refusal(parse_heartbeat, {"metrics": metrics}) is None
-    assert accepted == (finite and len(metrics) <= 32)
+    assert accepted == (bounded and len(metrics) <= 32)
+
+
+@pytest.mark.parametrize("value", [1e308, -1e308, 10**400, 1e15 + 1])
+def test_a_metric_a_float8_sum_could_overflow_is_refused(value):
+    invalid = refusal(parse_heartbeat, {"metrics": {"cpu": value}})
+    assert invalid is not None
+    assert "metrics.cpu" in invalid.fields
 
 
 @given(st.text(max_size=8))

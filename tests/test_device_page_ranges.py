@@ -170,6 +170,16 @@ def test_with_the_cache_unreachable_a_range_reads_its_rollups_from_postgresql(de
     assert any(_reads_daily_rollups(query) for query in queries)
 
 
+def test_without_redis_a_range_reads_its_rollups_from_postgresql_at_every_view(device, settings):
+    settings.REDIS_URL = ""
+    now = timezone.now()
+    year_of_hourly_rollups(device, now)
+    for _ in range(2):
+        with CaptureQueriesContext(connection) as queries:
+            monitoring(device, RANGES["1y"], now=now)
+        assert any(_reads_daily_rollups(query) for query in queries)
+
+
 def test_a_released_and_claimed_again_device_shows_none_of_the_cached_history(space, owner, device_model):
     identity = ApprovedIdentityFactory(device_model=device_model)
     identifiers = {"serial_number": identity.identifier_1, "mac_address": identity.identifier_2}
