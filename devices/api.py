@@ -217,8 +217,8 @@ def parse_wait(raw) -> float | None:
 
 def parse_heartbeat(data: dict) -> tuple[dict, int | None]:
     """Check a heartbeat: {"metrics": {name: number}} with at most 32 metrics of magnitude at most
-    MAX_METRIC_VALUE, and the
-    optional "config_version" the device has applied. Returns (metrics, config_version)."""
+    MAX_METRIC_VALUE, and the optional "config_version" the device has applied. Returns (metrics,
+    config_version)."""
     errors = _unknown_fields(data, {"metrics", "config_version"})
     config_version = data.get("config_version")
     if config_version is not None:

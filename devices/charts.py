@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.utils.safestring import mark_safe
 
+from .monitoring import bucket_starts
+
 WIDTH, HEIGHT = 640, 150
 # The plot area inside the box: room on the left for the value labels, below for the time labels.
 LEFT, RIGHT, TOP, BOTTOM = 44, 6, 6, 22
@@ -96,15 +98,14 @@ def _bucket_axis(chart_range, start):
     slot = (WIDTH - LEFT - RIGHT) / chart_range.slots
     stamp = 10 if chart_range.bucket >= timedelta(days=1) else 16
     last_day = chart_range.bucket - timedelta(days=1) if chart_range.bucket > timedelta(days=1) else None
+    size = f'y="{TOP}" width="{slot:.2f}" height="{plot_height}"'
     xs, labels, openings = [], [], []
-    for index in range(chart_range.slots):
-        bucket_start = start + index * chart_range.bucket
+    for index, bucket_start in enumerate(bucket_starts(chart_range, start)):
         label = bucket_start.isoformat(" ")[:stamp]
         if last_day:
             label = f"{label} to {(bucket_start + last_day).isoformat()[5:10]}"
         xs.append(f"{LEFT + (index + 0.5) * slot:.1f}")
         labels.append(f"{label} UTC: ")
-        size = f'y="{TOP}" width="{slot:.2f}" height="{plot_height}"'
         openings.append(f'<rect class="band" x="{LEFT + index * slot:.2f}" {size}><title>')
     return xs, labels, openings
 

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from .models import Device, MetricRollup
-from .rollups import floor_time, merge_rollups, read_closed_rollups, read_rollups, rolled_up_until
+from .rollups import add_aggregate, floor_time, merge_rollups, read_closed_rollups, read_rollups, rolled_up_until
 
 Resolution = MetricRollup.Resolution
 
@@ -139,14 +139,7 @@ def monitoring(device, chart_range=None, *, now=None):
         index = min(chart_range.slots - 1, int((at - start) / chart_range.bucket))
         for name, value in metrics.items():
             value = float(value)
-            aggregates = buckets.setdefault(name, {})
-            aggregate = aggregates.get(index)
-            if aggregate is None:
-                aggregates[index] = [1, value, value, value]
-            else:
-                aggregate[0] += 1
-                aggregate[1], aggregate[2] = min(aggregate[1], value), max(aggregate[2], value)
-                aggregate[3] += value
+            add_aggregate(buckets.setdefault(name, {}), index, 1, value, value, value)
     return {
         "range": chart_range,
         "start": start,

@@ -212,16 +212,22 @@ def merge_rollups(buckets, more):
     """Add the aggregates `more` (as read_rollups returns them) to `buckets`, in place."""
     for metric, aggregates in more.items():
         into = buckets.setdefault(metric, {})
-        for index, (count, low, high, total) in aggregates.items():
-            aggregate = into.get(index)
-            if aggregate is None:
-                into[index] = [count, low, high, total]
-                continue
-            aggregate[0] += count
-            if total is not None:  # None for the heartbeat counts
-                aggregate[1], aggregate[2] = min(aggregate[1], low), max(aggregate[2], high)
-                aggregate[3] += total
+        for index, aggregate in aggregates.items():
+            add_aggregate(into, index, *aggregate)
     return buckets
+
+
+def add_aggregate(aggregates, index, count, low, high, total):
+    """Add count, min, max and sum (min, max and sum None for the heartbeat counts) to the
+    aggregate `aggregates[index]`, in place."""
+    aggregate = aggregates.get(index)
+    if aggregate is None:
+        aggregates[index] = [count, low, high, total]
+        return
+    aggregate[0] += count
+    if total is not None:
+        aggregate[1], aggregate[2] = min(aggregate[1], low), max(aggregate[2], high)
+        aggregate[3] += total
 
 
 def rolled_up_until():
